@@ -1,0 +1,1 @@
+"""Deep Learning Lab's chapter labs: pure PyTorch, never Streamlit (a test enforces it)."""

@@ -1,0 +1,240 @@
+"""Chapter 7 — Convolutional networks.
+
+A small CNN learns to read digits (8×8, the 28×28 MNIST subset that ships with the lab, or
+full MNIST / Fashion-MNIST when present). The learner sees the first layer's filters, the
+feature maps of any test image at every layer, the confusion matrix and the most confident
+mistakes, and four Captum attributions side by side. A same-size MLP (as many weights) is one
+click away, to see what weight sharing buys.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from labs.core import attribution, data
+from labs.core.config import check, knob
+from labs.core.device import seed_everything
+from labs.core.hooks import layer_stats, record_activations
+from labs.core.runner import Diverged
+from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
+
+PREFERS_GPU = True
+PROBE = 128  # test images used for per-layer statistics at each snapshot
+
+
+@dataclass(frozen=True)
+class Config:
+    dataset: str = knob("mnist_subset", "Dataset", "28×28 subset ships with the lab; full "
+                        "MNIST / Fashion-MNIST need the data directory or a download.",
+                        choices=data.IMAGE_SETS)
+    model: str = knob("cnn", "Model", "A CNN, or an MLP with (about) as many weights.",
+                      choices=("cnn", "mlp"))
+    conv_layers: int = knob(2, "Conv layers", "Each doubles the channels.", lo=1, hi=3, step=1)
+    channels: int = knob(8, "Channels", "Filters in the first conv layer.", lo=2, hi=32, step=2)
+    kernel_size: int = knob(3, "Kernel size", "Height and width of each filter.", choices=(3, 5))
+    pooling: str = knob("max", "Pooling", "Halve the image after each conv layer.",
+                        choices=("max", "avg", "none"))
+    batchnorm: bool = knob(False, "BatchNorm", "Normalize each conv layer's outputs.")
+    dropout: float = knob(0.0, "Dropout", "Before the classifier.", lo=0.0, hi=0.5, step=0.05)
+    learning_rate: float = knob(3e-3, "Learning rate", "Adam's step size.", lo=1e-5, hi=1.0, log=True)
+    epochs: int = knob(5, "Epochs", "Passes over the training images.", lo=1, hi=30, step=1)
+    batch_size: int = knob(64, "Batch size", "Images per step.", lo=8, hi=512, step=8)
+    train_size: int = knob(4000, "Training images (max)", "Caps the training set (full MNIST "
+                           "has 60,000).", lo=500, hi=60000, step=500)
+    seed: int = knob(0, "Seed", "Same seed, same run.", lo=0, hi=9999, step=1)
+
+
+class ConvBlock(nn.Module):
+    """Conv -> (BatchNorm) -> ReLU -> (pool); a ReLU module of its own, as DeepLift needs."""
+
+    def __init__(self, c_in: int, c_out: int, cfg: Config, pool: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, cfg.kernel_size, padding=cfg.kernel_size // 2)
+        self.norm = nn.BatchNorm2d(c_out) if cfg.batchnorm else nn.Identity()
+        self.act = nn.ReLU()
+        pools = {"max": nn.MaxPool2d(2), "avg": nn.AvgPool2d(2)}
+        self.pool = pools[cfg.pooling] if pool and cfg.pooling != "none" else nn.Identity()
+
+    def forward(self, x):
+        return self.pool(self.act(self.norm(self.conv(x))))
+
+
+class SmallCNN(nn.Module):
+    def __init__(self, cfg: Config, side: int, n_classes: int = 10):
+        super().__init__()
+        blocks, c_in = [], 1
+        for i in range(cfg.conv_layers):
+            can_pool = side >= 2
+            blocks.append(ConvBlock(c_in, cfg.channels * 2**i, cfg, can_pool))
+            c_in = cfg.channels * 2**i
+            side = side // 2 if can_pool and cfg.pooling != "none" else side
+        self.blocks = nn.ModuleList(blocks)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(c_in * side * side, n_classes)
+
+    def forward(self, x):  # (N, 1, H, W) -> (N, classes)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.drop(x.flatten(1)))
+
+
+class SameSizeMLP(nn.Module):
+    """One hidden layer, as wide as the weight budget of the matching CNN allows."""
+
+    def __init__(self, n_in: int, budget: int, n_classes: int = 10):
+        super().__init__()
+        hidden = max(1, (budget - n_classes) // (n_in + 1 + n_classes))
+        self.hidden = nn.Linear(n_in, hidden)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(hidden, n_classes)
+
+    def forward(self, x):
+        return self.head(self.act(self.hidden(x.flatten(1))))
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_model(cfg: Config, side: int) -> nn.Module:
+    cnn = SmallCNN(cfg, side)
+    return cnn if cfg.model == "cnn" else SameSizeMLP(side * side, n_params(cnn))
+
+
+def load_model(cfg: Config, side: int, state_dict: dict) -> nn.Module:
+    model = build_model(cfg, side)
+    model.load_state_dict(state_dict)
+    return model.eval()
+
+
+def images(cfg: Config) -> data.ImageSet:
+    return data.image_set(cfg.dataset, seed=cfg.seed, max_train=cfg.train_size)
+
+
+def recorded_layers(model: nn.Module):
+    if isinstance(model, SmallCNN):
+        acts = {f"conv {i + 1}": b.act for i, b in enumerate(model.blocks)}
+        grads = {f"conv {i + 1}": b.conv for i, b in enumerate(model.blocks)}
+    else:
+        acts, grads = {"hidden": model.act}, {"hidden": model.hidden}
+    return acts | {"output": model.head}, grads | {"output": model.head}
+
+
+def train(cfg: Config, device: torch.device):
+    """Adam on cross-entropy over shuffled batches sliced on the device; ~40 snapshots."""
+    check(cfg)
+    g = seed_everything(cfg.seed)
+    ds = images(cfg)
+    X, y = ds.X_train.to(device), ds.y_train.to(device)
+    X_test, y_test = ds.X_test.to(device), ds.y_test.to(device)
+    model = build_model(cfg, X.shape[-1]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    per_epoch = math.ceil(len(X) / cfg.batch_size)
+    total = cfg.epochs * per_epoch
+    cadence = Cadence(total, max_snaps=60, min_seconds=0.15)
+    acts, grads = recorded_layers(model)
+    notes = [ds.note] if ds.note else []
+    notes.append(f"{cfg.model.upper()} with {n_params(model):,} weights on {len(X):,} "
+                 f"training images ({ds.name}).")
+    recent, step = [], 0
+    with record_activations(acts) as latest:
+        for step in range(1, total + 1):
+            if (step - 1) % per_epoch == 0:
+                order = torch.randperm(len(X), generator=g).to(device)
+            batch = order[((step - 1) % per_epoch) * cfg.batch_size:][:cfg.batch_size]
+            loss = F.cross_entropy(model(X[batch]), y[batch])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            recent.append(loss.detach())
+            if cadence.due(step):
+                train_loss = torch.stack(recent).mean().item()
+                recent = []
+                if not math.isfinite(train_loss):
+                    raise Diverged(f"the loss became {train_loss} at step {step}.")
+                snap = _snapshot(model, step, total, train_loss, latest, acts, grads,
+                                 X_test, y_test, ds.classes, notes, step / per_epoch)
+                if (yield snap):
+                    break
+    final = Snapshot(step, total, final=True, state_dict=cpu_state_dict(model))
+    final.view = {"mistakes": confident_mistakes(model, X_test, y_test)}
+    yield final
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, chunk: int = 1024):
+    """Logits over a whole set in chunks (full MNIST's test set does not fit one batch on CPU)."""
+    model.eval()
+    logits = torch.cat([model(X[i:i + chunk]) for i in range(0, len(X), chunk)])
+    model.train()
+    return logits
+
+
+def _snapshot(model, step, total, train_loss, latest, acts, grads, X_test, y_test, classes,
+              notes, epoch) -> Snapshot:
+    logits = evaluate(model, X_test, y_test)
+    with torch.no_grad():
+        model.eval()
+        model(X_test[:PROBE])  # per-layer statistics over a fixed probe batch
+        model.train()
+    layers = layer_stats(acts, latest, grads, hist_range=(-0.5, 4.0))
+    pred = logits.argmax(1)
+    confusion = torch.bincount(y_test * len(classes) + pred, minlength=len(classes) ** 2)
+    metrics = {"epoch": epoch, "train_loss": train_loss,
+               "test_loss": F.cross_entropy(logits, y_test).item(),
+               "test_acc": (pred == y_test).float().mean().item()}
+    view = {"confusion": confusion.reshape(len(classes), -1).cpu().numpy(),
+            "classes": classes, "filters": first_filters(model)}
+    return Snapshot(step, total, metrics, layers, view, notes=notes)
+
+
+def first_filters(model: nn.Module):
+    """The first layer's weights as pictures: (C, k, k), or (hidden, H, W) for the MLP."""
+    if isinstance(model, SmallCNN):
+        return to_numpy(model.blocks[0].conv.weight[:, 0])
+    side = int(math.isqrt(model.hidden.in_features))
+    return to_numpy(model.hidden.weight[:16].reshape(-1, side, side))
+
+
+def confident_mistakes(model: nn.Module, X: torch.Tensor, y: torch.Tensor, k: int = 12) -> dict:
+    """The k wrong predictions the model was surest of, with their images."""
+    probs = F.softmax(evaluate(model, X, y), dim=1)
+    conf, pred = probs.max(1)
+    wrong = (pred != y).nonzero().flatten()
+    top = wrong[conf[wrong].argsort(descending=True)[:k]]
+    return {"index": top.cpu().numpy(), "images": to_numpy(X[top, 0]), "true": y[top].cpu().numpy(),
+            "pred": pred[top].cpu().numpy(), "confidence": conf[top].cpu().numpy()}
+
+
+@torch.no_grad()
+def feature_maps(model: nn.Module, image: torch.Tensor) -> list:
+    """Each conv layer's output for one image (1, 1, H, W): a list of (C, h, w) arrays."""
+    if not isinstance(model, SmallCNN):
+        return []
+    acts, _ = recorded_layers(model)
+    acts.pop("output")
+    with record_activations(acts) as latest:
+        model.eval()(image)
+    return [to_numpy(latest[name][0]) for name in acts]
+
+
+def explain(model: nn.Module, image: torch.Tensor, target: int) -> dict:
+    """Saliency, Integrated Gradients (with delta), Occlusion and Grad-CAM for one image and
+    class, each as a signed map scaled the way Captum draws it."""
+    model.eval()
+    with torch.no_grad():
+        probs = F.softmax(model(image), dim=1)[0].numpy()
+    ig, delta = attribution.integrated_gradients(model, image, target)
+    side = image.shape[-1]
+    window = max(2, side // 7)
+    maps = {"Saliency": attribution.saliency(model, image, target), "Integrated Gradients": ig,
+            "Occlusion": attribution.occlusion(model, image, target, window, max(1, window // 2))}
+    if isinstance(model, SmallCNN):
+        maps["Grad-CAM"] = attribution.grad_cam(model, model.blocks[-1].act, image, target)
+    return {"maps": {k: attribution.normalize_attribution(v) for k, v in maps.items()},
+            "ig_delta": delta, "probs": probs}

@@ -1,0 +1,1 @@
+"""What every chapter shares: config knobs, device and seeds, data, hooks, runner, attribution."""

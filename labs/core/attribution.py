@@ -1,0 +1,100 @@
+"""Attribution helpers over `captum.attr`: a model and inputs in, NumPy arrays out.
+
+Maps stay signed (absolute-value maps mostly copy the input and fail sanity checks), the model
+is put in eval mode first (BatchNorm statistics must not move), and `normalize_attribution`
+reproduces Captum's own visualization scaling so plotly can draw what Captum would.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
+from torch import nn
+
+
+@contextmanager
+def evaluating(model: nn.Module):
+    """Eval mode for the duration, then back to whatever mode the model was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def integrated_gradients(model: nn.Module, x: torch.Tensor, target: int | None,
+                         baseline: torch.Tensor | None = None, steps: int = 64):
+    """IG of `target` for a batch of one: (attributions like x[0], convergence delta).
+
+    Completeness: attributions sum to f(x) - f(baseline) up to the returned delta.
+    """
+    with evaluating(model):
+        ig = IntegratedGradients(model)
+        attr, delta = ig.attribute(x, baselines=baseline if baseline is not None else 0 * x,
+                                   target=target, n_steps=steps, return_convergence_delta=True)
+    return attr[0].detach().cpu().numpy(), float(delta.abs().max())
+
+
+def saliency(model: nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
+    """Signed input gradient of the target score (Saliency with abs=False)."""
+    with evaluating(model):
+        attr = Saliency(model).attribute(x, target=target, abs=False)
+    return attr[0].detach().cpu().numpy()
+
+
+def occlusion(model: nn.Module, x: torch.Tensor, target: int, window: int, stride: int,
+              ) -> np.ndarray:
+    """How much the target score drops when each window of pixels is set to zero."""
+    shape = (x.shape[1], window, window)
+    with evaluating(model), torch.no_grad():
+        attr = Occlusion(model).attribute(x, target=target, sliding_window_shapes=shape,
+                                          strides=(x.shape[1], stride, stride), baselines=0)
+    return attr[0].detach().cpu().numpy()
+
+
+def grad_cam(model: nn.Module, layer: nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
+    """Grad-CAM on `layer`, signed (no ReLU), upsampled to the input's height and width."""
+    with evaluating(model):
+        cam = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=False)
+        up = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+    return up[0].detach().cpu().numpy()
+
+
+# ---------------------------------------------------------------- Captum's visual scaling
+
+def _cumulative_sum_threshold(values: np.ndarray, percentile: float) -> float:
+    """The value below which `percentile`% of the total mass lies (Captum's outlier cut)."""
+    sorted_vals = np.sort(values.flatten())
+    cum_sums = np.cumsum(sorted_vals)
+    return float(sorted_vals[np.where(cum_sums >= cum_sums[-1] * 0.01 * percentile)[0][0]])
+
+
+def normalize_attribution(attr: np.ndarray, sign: str = "all", outlier_perc: float = 2,
+                          reduce_channels: bool = True) -> np.ndarray:
+    """Scale to [-1, 1] the way `captum.attr.visualization` does before drawing.
+
+    sign: "all" keeps both signs, "positive"/"negative" keep one, "absolute_value" drops it.
+    The top `outlier_perc`% of attribution mass saturates, so one hot pixel cannot wash out
+    the map. Channels (axis 0 of a (C, H, W) map) are summed first, as Captum does.
+    """
+    combined = attr.sum(axis=0) if reduce_channels and attr.ndim == 3 else attr
+    if sign == "all":
+        threshold = _cumulative_sum_threshold(np.abs(combined), 100 - outlier_perc)
+    elif sign == "positive":
+        combined = (combined > 0) * combined
+        threshold = _cumulative_sum_threshold(combined, 100 - outlier_perc)
+    elif sign == "negative":
+        combined = (combined < 0) * combined
+        threshold = -_cumulative_sum_threshold(np.abs(combined), 100 - outlier_perc)
+    elif sign == "absolute_value":
+        combined = np.abs(combined)
+        threshold = _cumulative_sum_threshold(combined, 100 - outlier_perc)
+    else:
+        raise ValueError(f"sign must be all, positive, negative or absolute_value, not {sign!r}")
+    if abs(threshold) < 1e-5:  # an all-zero map: nothing to scale (Captum warns here)
+        return np.zeros_like(combined, dtype=np.float32)
+    return np.clip(combined / threshold, -1, 1).astype(np.float32)

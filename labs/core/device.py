@@ -1,0 +1,56 @@
+"""Device choice, thread count and seeds: passed explicitly, never hidden in globals."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def configure_threads() -> int:
+    """Set torch's intra-op threads once per process (DLLAB_TORCH_THREADS, default all cores).
+
+    On a shared server every run shares this pool, so a teacher sets 1–2 and runs more at once.
+    """
+    wanted = int(os.environ.get("DLLAB_TORCH_THREADS", "0") or 0) or (os.cpu_count() or 1)
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+    return wanted
+
+
+def pick_device(prefers_gpu: bool = True) -> torch.device:
+    """The device for one run. Tiny, overhead-bound nets stay on the CPU even on a GPU server.
+
+    DLLAB_DEVICE=cpu forces the CPU everywhere; =cuda uses the GPU even for tiny nets.
+    """
+    forced = os.environ.get("DLLAB_DEVICE", "auto").lower()
+    if forced == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    if forced == "cuda" or prefers_gpu:
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch, and return a generator for this run's own draws."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def hardware_summary() -> str:
+    """What runs the models, in one line for the home page."""
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        return f"GPU: {', '.join(names)} (tiny nets stay on the CPU, {torch.get_num_threads()} threads)"
+    return f"CPU only: {os.cpu_count()} cores, torch uses {torch.get_num_threads()} threads"
+
+
+def warm_up() -> None:
+    """One tiny conv forward/backward: the first one in a process costs ~1 s of kernel set-up
+    (oneDNN on CPU, cuDNN on GPU), which a learner's first Train click should not pay."""
+    conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+    conv(torch.zeros(2, 1, 8, 8)).sum().backward()

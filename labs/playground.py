@@ -1,0 +1,220 @@
+"""Chapter 2 — Neural network playground.
+
+A fully connected net learns a 2-D binary task (moons, circles, spiral, xor, blobs). The
+learner sees the decision boundary form, what every hidden unit responds to, how gradients
+flow from layer to layer, how many units die, and, for one chosen point, which input features
+pushed its prediction (Integrated Gradients). Everything TensorFlow Playground offers, plus
+BatchNorm, dropout and a choice of optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from labs.core import attribution, data
+from labs.core.config import check, knob
+from labs.core.device import seed_everything
+from labs.core.hooks import layer_stats, record_activations
+from labs.core.runner import Diverged
+from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
+
+PREFERS_GPU = False  # a 16-unit MLP is overhead-bound: the CPU is as fast as a GPU
+FEATURES = {  # URL-safe key -> (label, function of x and y in [-1.5, 1.5])
+    "x": ("x", lambda x, y: x),
+    "y": ("y", lambda x, y: y),
+    "x2": ("x²", lambda x, y: x * x),
+    "y2": ("y²", lambda x, y: y * y),
+    "xy": ("x·y", lambda x, y: x * y),
+    "sinx": ("sin(πx)", lambda x, y: torch.sin(math.pi * x)),
+    "siny": ("sin(πy)", lambda x, y: torch.sin(math.pi * y)),
+}
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+HIST_RANGE = {"relu": (-0.5, 3.0), "gelu": (-0.5, 3.0), "tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}
+EXTENT = 1.5  # the plane drawn is [-EXTENT, EXTENT]²
+GRID = 40  # decision boundary and neuron maps are GRID x GRID
+
+
+@dataclass(frozen=True)
+class Config:
+    dataset: str = knob("spiral", "Dataset", "The 2-D task: two classes to separate.",
+                        choices=data.TWO_D_SETS)
+    noise: float = knob(0.1, "Noise", "How much the points are jittered.", lo=0.0, hi=0.5, step=0.05)
+    points: int = knob(400, "Points", "How many points in all.", lo=100, hi=2000, step=100)
+    train_fraction: float = knob(0.5, "Training share", "The rest is held out for testing.",
+                                 lo=0.1, hi=0.9, step=0.1)
+    features: tuple = knob(("x", "y"), "Input features", "What the first layer sees.",
+                           choices=tuple(FEATURES), multi=True)
+    hidden_layers: int = knob(2, "Hidden layers", "0 makes a linear model.", lo=0, hi=6, step=1)
+    units: int = knob(8, "Units per layer", "Width of every hidden layer.", lo=1, hi=16, step=1)
+    activation: str = knob("relu", "Activation", "The non-linearity after each layer.",
+                           choices=tuple(ACTIVATIONS))
+    optimizer: str = knob("adam", "Optimizer", "How gradients become updates.",
+                          choices=("sgd", "momentum", "adam"))
+    learning_rate: float = knob(0.02, "Learning rate", "Step size.", lo=1e-4, hi=3.0, log=True)
+    batch_size: int = knob(16, "Batch size", "Points per gradient step.", lo=1, hi=256, step=1)
+    regularization: str = knob("none", "Regularization", "Penalty on the weights.",
+                               choices=("none", "L1", "L2"))
+    reg_rate: float = knob(1e-3, "Regularization rate", "Strength of the penalty.", lo=1e-5,
+                           hi=1.0, log=True)
+    batchnorm: bool = knob(False, "BatchNorm", "Normalize each layer's pre-activations.")
+    dropout: float = knob(0.0, "Dropout", "Share of units silenced at each training step.",
+                          lo=0.0, hi=0.5, step=0.05)
+    epochs: int = knob(150, "Epochs", "Passes over the training points.", lo=5, hi=1000, step=5)
+    seed: int = knob(0, "Seed", "Same seed, same data, same start, same run.", lo=0, hi=9999, step=1)
+
+
+class Block(nn.Module):
+    """Linear -> (BatchNorm) -> activation -> (Dropout): one hidden layer, its parts named."""
+
+    def __init__(self, n_in: int, n_out: int, cfg: Config):
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out)
+        self.norm = nn.BatchNorm1d(n_out) if cfg.batchnorm else nn.Identity()
+        self.act = ACTIVATIONS[cfg.activation]()
+        self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
+
+    def forward(self, x):
+        return self.drop(self.act(self.norm(self.linear(x))))
+
+
+class PlaygroundNet(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        widths = [len(cfg.features)] + [cfg.units] * cfg.hidden_layers
+        self.blocks = nn.ModuleList(Block(a, b, cfg) for a, b in zip(widths, widths[1:]))
+        self.out = nn.Linear(widths[-1], 1)  # one logit: P(class 1) = sigmoid(logit)
+
+    def forward(self, x):  # (N, features) -> (N, 1)
+        for block in self.blocks:
+            x = block(x)
+        return self.out(x)
+
+
+def build_model(cfg: Config) -> PlaygroundNet:
+    return PlaygroundNet(cfg)
+
+
+def load_model(cfg: Config, state_dict: dict) -> PlaygroundNet:
+    model = build_model(cfg)
+    model.load_state_dict(state_dict)
+    return model.eval()
+
+
+def featurize(points: torch.Tensor, features: tuple) -> torch.Tensor:
+    """(N, 2) points -> (N, len(features)) inputs, in the order the learner ticked them."""
+    x, y = points[:, 0], points[:, 1]
+    return torch.stack([FEATURES[f][1](x, y) for f in features], dim=1)
+
+
+def grid_points() -> torch.Tensor:
+    """GRID² points covering the plane, row by row (y outer, x inner): (GRID², 2)."""
+    axis = torch.linspace(-EXTENT, EXTENT, GRID)
+    gy, gx = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([gx.flatten(), gy.flatten()], dim=1)
+
+
+def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.learning_rate)
+    momentum = 0.9 if cfg.optimizer == "momentum" else 0.0
+    return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=momentum)
+
+
+def weight_penalty(cfg: Config, model: nn.Module) -> torch.Tensor | float:
+    """L1 or L2 on the weights (not the biases), as TensorFlow Playground does."""
+    if cfg.regularization == "none":
+        return 0.0
+    weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+    power = 1 if cfg.regularization == "L1" else 2
+    return cfg.reg_rate * sum(w.abs().pow(power).sum() for w in weights)
+
+
+def recorded_layers(model: PlaygroundNet):
+    """Activations are read after each non-linearity; gradients from the Linear feeding it."""
+    acts = {f"layer {i + 1}": b.act for i, b in enumerate(model.blocks)} | {"output": model.out}
+    grads = {f"layer {i + 1}": b.linear for i, b in enumerate(model.blocks)} | {"output": model.out}
+    return acts, grads
+
+
+def train(cfg: Config, device: torch.device):
+    """Train on the chosen task, yielding ~60 snapshots; the last carries the weights."""
+    check(cfg)
+    g = seed_everything(cfg.seed)
+    X, y = data.two_d(cfg.dataset, cfg.points, cfg.noise, cfg.seed)
+    X_train, y_train, X_test, y_test = data.split(X, y, cfg.train_fraction, cfg.seed)
+    F_train, F_test = (featurize(X_train, cfg.features).to(device),
+                       featurize(X_test, cfg.features).to(device))
+    F_grid = featurize(grid_points(), cfg.features).to(device)
+    t_train, t_test = y_train.float().to(device), y_test.float().to(device)
+
+    model = build_model(cfg).to(device)
+    opt = make_optimizer(cfg, model.parameters())
+    n = len(F_train)
+    per_epoch = math.ceil(n / min(cfg.batch_size, n))
+    total = cfg.epochs * per_epoch
+    cadence = Cadence(total, max_snaps=80, min_seconds=0.05)
+    acts, grads = recorded_layers(model)
+    points = {"X_train": X_train.numpy(), "y_train": y_train.numpy(),
+              "X_test": X_test.numpy(), "y_test": y_test.numpy()}
+    step = 0
+    with record_activations(acts) as latest:
+        for step in range(1, total + 1):
+            if (step - 1) % per_epoch == 0:
+                order = torch.randperm(n, generator=g).to(device)  # a fresh shuffle each epoch
+            batch = order[((step - 1) % per_epoch) * cfg.batch_size:][:cfg.batch_size]
+            logits = model(F_train[batch]).squeeze(1)  # (B,)
+            loss = F.binary_cross_entropy_with_logits(logits, t_train[batch])
+            opt.zero_grad(set_to_none=True)
+            (loss + weight_penalty(cfg, model)).backward()
+            opt.step()
+            if cadence.due(step):
+                if not math.isfinite(loss.item()):
+                    raise Diverged(f"the loss became {loss.item()} at step {step}.")
+                snap = _snapshot(model, step, total, latest, acts, grads, F_train, t_train,
+                                 F_test, t_test, F_grid, cfg, points)
+                if (yield snap):
+                    break
+    yield Snapshot(step, total, final=True, state_dict=cpu_state_dict(model))
+
+
+@torch.no_grad()
+def _snapshot(model, step, total, latest, acts, grads, F_train, t_train, F_test, t_test,
+              F_grid, cfg, points) -> Snapshot:
+    model.eval()
+    train_logits = model(F_train).squeeze(1)  # fills `latest` with whole-training-set outputs
+    layers = layer_stats(acts, latest, grads, HIST_RANGE[cfg.activation])
+    test_logits = model(F_test).squeeze(1)
+    grid_logits = model(F_grid).squeeze(1)  # `latest` now holds every unit over the plane
+    neuron_maps = [to_numpy(latest[name].T.reshape(-1, GRID, GRID))  # (units, GRID, GRID)
+                   for name in acts if name != "output"]
+    model.train()
+    metrics = {
+        "train_loss": F.binary_cross_entropy_with_logits(train_logits, t_train).item(),
+        "test_loss": F.binary_cross_entropy_with_logits(test_logits, t_test).item(),
+        "train_acc": ((train_logits > 0).float() == t_train).float().mean().item(),
+        "test_acc": ((test_logits > 0).float() == t_test).float().mean().item(),
+    }
+    probs = torch.sigmoid(grid_logits).reshape(GRID, GRID)  # (GRID, GRID), row = y
+    return Snapshot(step, total, metrics, layers,
+                    view={"boundary": to_numpy(probs), "neurons": neuron_maps, **points})
+
+
+def explain_point(model: PlaygroundNet, cfg: Config, point: tuple[float, float]) -> dict:
+    """Integrated Gradients of the class-1 logit over the input features for one point.
+
+    The baseline is all features at 0 (the centre of the plane), so the attributions sum to
+    logit(point) - logit(baseline) up to `delta`.
+    """
+    x = featurize(torch.tensor([point], dtype=torch.float32), cfg.features)  # (1, features)
+    attr, delta = attribution.integrated_gradients(model, x, target=0)
+    with torch.no_grad():
+        logit, base = model(x).item(), model(torch.zeros_like(x)).item()
+    return {"features": [FEATURES[f][0] for f in cfg.features], "values": x[0].numpy(),
+            "attributions": attr, "delta": delta, "logit": logit, "baseline_logit": base,
+            "probability": 1 / (1 + np.exp(-logit))}
