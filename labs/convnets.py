@@ -20,6 +20,7 @@ from labs.core import attribution, data
 from labs.core.config import check, knob
 from labs.core.device import seed_everything
 from labs.core.hooks import layer_stats, record_activations
+from labs.core.questions import Question
 from labs.core.runner import Diverged
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
@@ -189,7 +190,7 @@ def _snapshot(model, step, total, train_loss, latest, acts, grads, X_test, y_tes
                "test_loss": F.cross_entropy(logits, y_test).item(),
                "test_acc": (pred == y_test).float().mean().item()}
     view = {"confusion": confusion.reshape(len(classes), -1).cpu().numpy(),
-            "classes": classes, "filters": first_filters(model)}
+            "classes": classes, "filters": first_filters(model), "weights": n_params(model)}
     return Snapshot(step, total, metrics, layers, view, notes=notes)
 
 
@@ -238,3 +239,25 @@ def explain(model: nn.Module, image: torch.Tensor, target: int) -> dict:
         maps["Grad-CAM"] = attribution.grad_cam(model, model.blocks[-1].act, image, target)
     return {"maps": {k: attribution.normalize_attribution(v) for k, v in maps.items()},
             "ig_delta": delta, "probs": probs}
+
+
+def _accuracy(view) -> float:
+    return view.history[-1]["test_acc"] if view.history else 0.0
+
+
+QUESTIONS = [
+    Question(
+        "An MLP with as many weights as the default CNN trains on the same 4,000 digits. "
+        "Will it reach 93% test accuracy like the CNN?",
+        ("yes", "no"), {"model": "mlp", "dataset": "mnist_subset"},
+        lambda v: ("yes" if _accuracy(v) >= 0.93 else "no", f"The MLP reached {_accuracy(v):.1%}."),
+        "With ~9k weights for 784 pixels, the MLP affords only ~11 hidden units; the CNN reuses "
+        "each 3×3 filter at every position."),
+    Question(
+        "Without pooling, does the CNN need more weights in its classifier layer?",
+        ("yes", "no"), {"pooling": "none", "model": "cnn"},
+        lambda v: ("yes" if v.view.get("weights", 0) > 9098 else "no",
+                   f"It has {v.view.get('weights', 0):,} weights (9,098 with max pooling)."),
+        "Pooling shrinks the last feature maps 4×, and the classifier sees every value of them."),
+]
+

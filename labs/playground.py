@@ -21,6 +21,7 @@ from labs.core import attribution, data
 from labs.core.config import check, knob
 from labs.core.device import seed_everything
 from labs.core.hooks import layer_stats, record_activations
+from labs.core.questions import Question
 from labs.core.runner import Diverged
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
@@ -49,7 +50,8 @@ class Config:
     train_fraction: float = knob(0.5, "Training share", "The rest is held out for testing.",
                                  lo=0.1, hi=0.9, step=0.1)
     features: tuple = knob(("x", "y"), "Input features", "What the first layer sees.",
-                           choices=tuple(FEATURES), multi=True)
+                           choices=tuple(FEATURES), multi=True,
+                           labels={k: label for k, (label, _) in FEATURES.items()})
     hidden_layers: int = knob(2, "Hidden layers", "0 makes a linear model.", lo=0, hi=6, step=1)
     units: int = knob(8, "Units per layer", "Width of every hidden layer.", lo=1, hi=16, step=1)
     activation: str = knob("relu", "Activation", "The non-linearity after each layer.",
@@ -218,3 +220,25 @@ def explain_point(model: PlaygroundNet, cfg: Config, point: tuple[float, float])
     return {"features": [FEATURES[f][0] for f in cfg.features], "values": x[0].numpy(),
             "attributions": attr, "delta": delta, "logit": logit, "baseline_logit": base,
             "probability": 1 / (1 + np.exp(-logit))}
+
+
+def _final_accuracy(view) -> float:
+    return view.history[-1]["test_acc"] if view.history else 0.0
+
+
+QUESTIONS = [
+    Question(
+        "On the spiral with no hidden layer (a linear model), will test accuracy pass 70%?",
+        ("yes", "no"), {"dataset": "spiral", "hidden_layers": 0, "features": ("x", "y")},
+        lambda v: ("yes" if _final_accuracy(v) > 0.7 else "no",
+                   f"Test accuracy: {_final_accuracy(v):.0%}."),
+        "One layer draws one straight line; two interleaved arms need a curved boundary."),
+    Question(
+        "Still no hidden layer, but now the inputs include x² and y². Can it fit the circles "
+        "(above 90% test accuracy)?",
+        ("yes", "no"), {"dataset": "circles", "hidden_layers": 0, "features": ("x", "y", "x2", "y2")},
+        lambda v: ("yes" if _final_accuracy(v) > 0.9 else "no",
+                   f"Test accuracy: {_final_accuracy(v):.0%}."),
+        "With x² and y² as inputs, a circle is a straight line in feature space: "
+        "features can do what layers would otherwise have to learn."),
+]

@@ -26,6 +26,7 @@ class Knob:
     choices: tuple | None = None
     multi: bool = False  # several of `choices` at once (a tuple value)
     log: bool = False  # offered on a 1-2-3-5 ladder between lo and hi (learning rates)
+    labels: dict | None = None  # how to show each choice, when its key is not for people
 
 
 def knob(default, label, help="", **kw):

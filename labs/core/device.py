@@ -10,11 +10,14 @@ import torch
 
 
 def configure_threads() -> int:
-    """Set torch's intra-op threads once per process (DLLAB_TORCH_THREADS, default all cores).
+    """Set torch's intra-op threads for this process (DLLAB_TORCH_THREADS).
 
-    On a shared server every run shares this pool, so a teacher sets 1–2 and runs more at once.
+    The default shares the cores among the runs allowed at once (DLLAB_CPU_RUNS): more threads
+    than cores makes OpenMP threads spin-wait for each other and every run crawls.
     """
-    wanted = int(os.environ.get("DLLAB_TORCH_THREADS", "0") or 0) or (os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    runs = int(os.environ.get("DLLAB_CPU_RUNS", "0") or 0) or max(2, cores // 2)
+    wanted = int(os.environ.get("DLLAB_TORCH_THREADS", "0") or 0) or max(1, cores // runs)
     if torch.get_num_threads() != wanted:
         torch.set_num_threads(wanted)
     return wanted
@@ -50,7 +53,9 @@ def hardware_summary() -> str:
 
 
 def warm_up() -> None:
-    """One tiny conv forward/backward: the first one in a process costs ~1 s of kernel set-up
-    (oneDNN on CPU, cuDNN on GPU), which a learner's first Train click should not pay."""
+    """Pay a process's one-time costs before a learner's first Train click does: the first
+    conv forward/backward sets up kernels (~1 s, oneDNN or cuDNN), and the first optimizer
+    built imports torch._dynamo (~2 s, through torch.optim's dynamo guard)."""
     conv = torch.nn.Conv2d(1, 4, 3, padding=1)
     conv(torch.zeros(2, 1, 8, 8)).sum().backward()
+    torch.optim.Adam(conv.parameters()).step()

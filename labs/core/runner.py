@@ -104,7 +104,8 @@ def explain_failure(err: BaseException) -> str:
                 "size, or train again when other runs have finished.")
     if isinstance(err, Diverged):
         return f"Training diverged: {text} Try a smaller learning rate."
-    if isinstance(err, (ConfigError, DataUnavailable)):
+    if isinstance(err, (ConfigError, DataUnavailable)) or type(err).__name__ in (
+            "RemoteFailure", "WorkerLost"):  # already in the learner's words
         return text
     return f"The run failed ({type(err).__name__}: {text}). The app is fine; change a setting and train again."
 
@@ -122,8 +123,14 @@ class RunView:
     history: list[dict]
     layer_history: list[tuple[int, dict]]
     latest: Snapshot | None
+    view: dict = field(default_factory=dict)  # the latest picture of every kind, merged
     notes: list[str] = field(default_factory=list)
     state_dict: dict | None = None
+    cfg: object = None
+
+    @property
+    def layers(self) -> dict:
+        return self.layer_history[-1][1] if self.layer_history else {}
 
     @property
     def alive(self) -> bool:
@@ -146,6 +153,7 @@ class TrainingRun:
         self._history: list[dict] = []
         self._layers: list[tuple[int, dict]] = []
         self._latest: Snapshot | None = None
+        self._view: dict = {}
         self._notes: list[str] = []
         self._state_dict = None
         self._t_start = self._t_running = time.perf_counter()
@@ -191,7 +199,8 @@ class TrainingRun:
         except StopIteration:
             self._finish(RunState.STOPPED if self._stop.is_set() else RunState.DONE, "")
         except Exception as err:  # a run must never take the app down: report it in words
-            if not isinstance(err, (Diverged, ConfigError, DataUnavailable)):
+            if not isinstance(err, (Diverged, ConfigError, DataUnavailable)) and \
+                    type(err).__name__ != "RemoteFailure":  # the worker logged its own
                 log.exception("run %s failed", self.id)
             self._finish(RunState.FAILED, explain_failure(err))
         finally:
@@ -211,6 +220,7 @@ class TrainingRun:
             self._notes += [n for n in snap.notes if n not in self._notes]
             if snap.state_dict is not None:
                 self._state_dict = snap.state_dict
+            self._view = {**self._view, **snap.view}  # the final snapshot adds, never erases
             self._latest = snap
         self._first.set()
 
@@ -233,5 +243,6 @@ class TrainingRun:
                 elapsed_s=now - self._t_start,
                 queue_position=self._slots.position(self),
                 history=list(self._history), layer_history=list(self._layers),
-                latest=latest, notes=list(self._notes), state_dict=self._state_dict,
+                latest=latest, view=self._view, notes=list(self._notes),
+                state_dict=self._state_dict, cfg=self.cfg,
             )

@@ -37,26 +37,42 @@ def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 class Cadence:
-    """When a loop should take a snapshot: at the first step (a quick first live update),
-    then at most `max_snaps` times spread over the run and never sooner than `min_seconds`
-    after the previous one, and at the last step.
+    """When a loop should take a snapshot: at the first step (a quick first live update), at
+    most `max_snaps` times spread over the run, and at the last step.
 
-    Time matters because snapshots cost evaluation passes: on a slow laptop a step-based
-    schedule would spend more time measuring than learning, on a GPU it would update too rarely.
+    Snapshots cost evaluation passes, so time decides too: the next one waits at least
+    `min_seconds` and at least 3× what the previous snapshot cost, which keeps measuring
+    under ~25% of the run on a slow laptop while a GPU still updates several times a second.
     """
 
     def __init__(self, total: int, max_snaps: int = 60, min_seconds: float = 0.0):
         self.total, self.min_seconds = total, min_seconds
         self.every = max(1, total // max_snaps)
         self._last = -math.inf
+        self._cost = 0.0
+        self._measuring = False
 
     def due(self, step: int) -> bool:
+        now = time.perf_counter()
+        if self._measuring:  # the first call after a snapshot: now we know what it cost
+            self._cost, self._measuring = now - self._last, False
         if step in (1, self.total):
-            return self._mark()
-        if step % self.every or time.perf_counter() - self._last < self.min_seconds:
+            return self._mark(now)
+        if step % self.every or now - self._last < max(self.min_seconds, 3 * self._cost):
             return False
-        return self._mark()
+        return self._mark(now)
 
-    def _mark(self) -> bool:
-        self._last = time.perf_counter()
+    def _mark(self, now: float) -> bool:
+        self._last, self._measuring = now, True
         return True
+
+
+def weights_bytes(state_dict: dict, cfg) -> bytes:
+    """A .pt file with the weights and the config that made them (torch.load(..., weights_only=True)
+    reads it back; the config is stored as plain values)."""
+    import dataclasses
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"state_dict": state_dict, "config": dataclasses.asdict(cfg)}, buffer)
+    return buffer.getvalue()

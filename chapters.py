@@ -1,0 +1,58 @@
+"""The chapter registry: one list drives the navigation, the home page, the page tests and
+the README's chapter list, so none of them can drift from the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PARTS = ("Foundations", "Training technique", "Convolutions", "Sequences", "Generative models",
+         "Interpretability & production")
+
+
+@dataclass(frozen=True)
+class Chapter:
+    number: int
+    slug: str  # chapter_pages/<slug>.py, labs/<slug>.py, content/<slug>.md, and the URL path
+    title: str
+    part: str
+    summary: str
+    icon: str
+    smoke: dict = field(default_factory=dict)  # URL settings for a quick run (tests, demos)
+
+    @property
+    def page(self) -> str:
+        return f"chapter_pages/{self.slug}.py"
+
+    @property
+    def label(self) -> str:
+        return f"{self.number}. {self.title}"
+
+
+CHAPTERS = (
+    Chapter(2, "playground", "Neural network playground", "Foundations",
+            "A fully connected net on 2-D data: boundary, every neuron, gradient flow, IG.",
+            "🧠", {"epochs": "20"}),
+    Chapter(3, "optimizers", "Optimizers & learning rate", "Training technique",
+            "SGD to AdamW racing on surfaces and on a real net; LR range test; schedules.",
+            "🏁", {"surface.steps": "60", "net.steps": "60", "finder.steps": "40"}),
+    Chapter(7, "convnets", "Convolutional networks", "Convolutions",
+            "A CNN reads digits: filters, feature maps, mistakes, four Captum methods.",
+            "🔍", {"dataset": "digits8", "epochs": "2"}),
+)
+
+
+def by_part() -> dict[str, list[Chapter]]:
+    parts: dict[str, list[Chapter]] = {}
+    for part in PARTS:
+        chapters = sorted((c for c in CHAPTERS if c.part == part), key=lambda c: c.number)
+        if chapters:
+            parts[part] = chapters
+    return parts
+
+
+def readme_table() -> str:
+    """The chapter list as it stands in README.md (a test keeps the two identical)."""
+    rows = ["| # | Chapter | Part | What you do |", "|---|---|---|---|"]
+    rows += [f"| {c.number} | {c.title} | {c.part} | {c.summary} |"
+             for chapters in by_part().values() for c in chapters]
+    return "\n".join(rows)

@@ -1,0 +1,107 @@
+"""Controls generated from a chapter's Config metadata, synced with the URL.
+
+The first time a session opens a page, settings in the URL (a shared link) are read through
+`from_params`, which clamps or replaces bad values; what it changed is shown as a notice. After
+that the URL follows the controls, so the address bar is always a link to this run's settings.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from labs.core.config import Knob, coerce_value, from_params, knobs, log_ladder, to_params
+
+
+def _widget_key(key: str, name: str) -> str:
+    return f"{key}-{name}"
+
+
+def config_controls(cls, key: str, container=None, prefix: str = "", exclude: tuple = ()):
+    """Draw one control per knob of `cls` in `container`; return the Config they describe."""
+    container = container or st.sidebar
+    _read_link_once(cls, key, prefix)
+    saved = st.session_state.get(f"{key}.__cfg")  # survives leaving the page; widgets do not
+    values = {}
+    for name, k, default in knobs(cls):
+        if name in exclude:
+            continue
+        wkey = _widget_key(key, name)
+        if wkey not in st.session_state:
+            st.session_state[wkey] = getattr(saved, name) if saved is not None else default
+        values[name] = _control(container, k, default, wkey)
+    cfg = cls(**values)
+    st.session_state[f"{key}.__cfg"] = cfg
+    _write_link(cfg, prefix)
+    return cfg
+
+
+def _control(container, k: Knob, default, wkey: str):
+    label = k.labels or {}
+    if isinstance(default, bool):
+        return container.toggle(k.label, help=k.help, key=wkey)
+    if k.multi:
+        return tuple(container.multiselect(k.label, k.choices, help=k.help, key=wkey,
+                                           format_func=lambda c: label.get(c, str(c))))
+    if k.choices is not None:
+        return container.selectbox(k.label, k.choices, help=k.help, key=wkey,
+                                   format_func=lambda c: label.get(c, str(c)))
+    if k.log:
+        return container.select_slider(k.label, log_ladder(k.lo, k.hi), help=k.help, key=wkey,
+                                       format_func=lambda v: f"{v:g}")
+    kind = int if isinstance(default, int) else float
+    return container.slider(k.label, kind(k.lo), kind(k.hi), step=kind(k.step), help=k.help,
+                            key=wkey)
+
+
+def saved_config(key: str):
+    """The Config the controls of `key` described at the last script run."""
+    return st.session_state[f"{key}.__cfg"]
+
+
+def set_control(cls, key: str, name: str, value) -> None:
+    """Set one control from code (e.g. "use suggested learning rate"), validated like a link.
+    Call it from a button's on_click, before the control is drawn."""
+    k = next(kn for n, kn, _ in knobs(cls) if n == name)
+    default = next(d for n, _, d in knobs(cls) if n == name)
+    st.session_state[_widget_key(key, name)] = coerce_value(name, k, default, value)[0]
+
+
+def _read_link_once(cls, key: str, prefix: str) -> None:
+    marker = f"{key}.__link_read"
+    if marker in st.session_state:
+        return
+    st.session_state[marker] = True
+    raw = {k: st.query_params.get(k) for k in st.query_params}
+    cfg, notices = from_params(cls, raw, prefix)
+    for name, _, _ in knobs(cls):
+        st.session_state[_widget_key(key, name)] = getattr(cfg, name)
+    st.session_state[f"{key}.__notices"] = notices
+
+
+def link_notices(key: str) -> None:
+    """Say which settings of the opened link were out of range or invalid, and what was used."""
+    notices = st.session_state.get(f"{key}.__notices") or []
+    if notices:
+        st.warning("Some settings in this link were adjusted:\n\n" +
+                   "\n".join(f"- {n}" for n in notices), icon="🔧")
+
+
+def _write_link(cfg, prefix: str) -> None:
+    wanted = to_params(cfg, prefix)
+    for name, _, _ in knobs(type(cfg)):
+        if prefix + name in st.query_params and prefix + name not in wanted:
+            del st.query_params[prefix + name]
+    for k, v in wanted.items():
+        if st.query_params.get(k) != v:
+            st.query_params[k] = v
+
+
+def share_link(cfg, prefix: str = "") -> None:
+    """The full link to these settings, to paste to a classmate (the seed included)."""
+    base = (st.context.url or "").split("?")[0]
+    params = to_params(cfg, prefix)
+    with st.sidebar.expander("Share this run"):
+        st.caption("Anyone opening this link gets the same settings and seed, so the same run.")
+        st.code(f"{base}?{urlencode(params)}" if params else base, language=None)

@@ -1,0 +1,102 @@
+"""The live-run panel: Train and Stop, status with queue position, progress and ETA, and a
+fragment that redraws the charts a few times a second while (and only while) a run is alive.
+
+Runs belong to the browser session through a session-scoped resource: closing the tab releases
+it, which stops the session's runs and frees their slots for other learners.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import streamlit as st
+
+from labs.core.device import pick_device
+from labs.core.runner import SLOTS, RunState, RunView, TrainingRun
+from labs.core.workers import executor, remote
+
+REDRAW_SECONDS = 0.3  # ~3 Hz: live enough, and cheap for a server shared by a class
+FIRST_UPDATE_WAIT = 0.3  # the Train click's own rerun shows the first snapshot if it is quick
+
+
+def _stop_all(runs: dict[str, TrainingRun]) -> None:
+    for run in runs.values():
+        run.stop()
+
+
+@st.cache_resource(scope="session", on_release=_stop_all, show_spinner=False)
+def session_runs() -> dict[str, TrainingRun]:
+    """This browser session's runs, by key ("page" or "page--experiment")."""
+    return {}
+
+
+def current_run(key: str) -> TrainingRun | None:
+    return session_runs().get(key)
+
+
+def start_run(key: str, train: Callable, cfg, prefers_gpu: bool) -> TrainingRun:
+    """Start a run; a learner has one live run per page, so any other one on the page stops."""
+    runs = session_runs()
+    page = key.split("--")[0]
+    for other_key, other in runs.items():
+        if other_key.split("--")[0] == page:
+            other.stop()
+    work = remote(train) if executor() == "process" else train  # off the server's GIL
+    run = TrainingRun(work, cfg, pick_device(prefers_gpu), label=key).start()
+    runs[key] = run
+    run.wait_for_first_snapshot(FIRST_UPDATE_WAIT)
+    return run
+
+
+def run_buttons(key: str, train: Callable, cfg, prefers_gpu: bool, label: str = "Train") -> None:
+    """Train / Stop buttons for one experiment."""
+    run = current_run(key)
+    alive = run is not None and run.view().alive
+    left, right = st.columns(2)
+    if left.button(label, type="primary", key=f"{key}-train", width="stretch"):
+        start_run(key, train, cfg, prefers_gpu)
+    if right.button("Stop", key=f"{key}-stop", disabled=not alive, width="stretch"):
+        run.stop()
+
+
+def status(view: RunView | None) -> None:
+    """One line for the run's state: queue position, progress with ETA, or how it ended."""
+    if view is None:
+        st.caption("Press **Train** to start a run. Sliders stay usable while it trains.")
+    elif view.state == RunState.QUEUED:
+        busy = sum(s.active for s in SLOTS.values())
+        st.info(f"Waiting for a free slot: position {view.queue_position or 1} in the queue "
+                f"({busy} runs training now).", icon="⏳")
+    elif view.state == RunState.RUNNING:
+        eta = f" · about {view.eta_s:.0f} s left" if view.eta_s is not None else ""
+        step = f"step {view.latest.step:,} of {view.latest.total_steps:,}" if view.latest else "starting"
+        st.progress(min(view.progress, 1.0), text=f"Training: {step}{eta}")
+    elif view.state == RunState.DONE:
+        st.success(f"Done in {view.elapsed_s:.1f} s.", icon="✅")
+    elif view.state == RunState.STOPPED:
+        st.warning(view.message or "Stopped.", icon="⏹️")
+    else:
+        st.error(view.message, icon="⚠️")
+    for note in view.notes if view else []:
+        st.info(note, icon="ℹ️")
+
+
+def live(key: str, draw: Callable[[RunView | None], None]) -> None:
+    """Draw `draw(view)` now and, while the run is alive, again every REDRAW_SECONDS.
+
+    When the run ends, one full rerun turns the polling off (and lets the page show what needs
+    the final weights: downloads, attributions).
+    """
+    run = current_run(key)
+    polling = run is not None and run.view().alive
+
+    @st.fragment(run_every=REDRAW_SECONDS if polling else None)
+    def redraw():
+        current = current_run(key)
+        view = current.view() if current else None
+        status(view)
+        draw(view)
+        if polling and (view is None or not view.alive):
+            st.rerun()
+
+    redraw()

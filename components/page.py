@@ -1,0 +1,81 @@
+"""What every chapter page shows around its lab: the intro, "Show the code", downloads and
+the "predict, then run" questions."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from components import controls, live
+from labs.core.questions import Question
+from labs.core.runner import RunView
+from labs.core.snapshot import weights_bytes
+
+CONTENT = Path(__file__).resolve().parents[1] / "content"
+
+
+def intro(stem: str, title: str) -> None:
+    """The chapter's title and its explanation (content/<stem>.md, with LaTeX where it helps)."""
+    st.title(title)
+    text = (CONTENT / f"{stem}.md").read_text(encoding="utf-8")
+    lead, _, rest = text.partition("\n\n")
+    st.markdown(lead)
+    if rest:
+        with st.expander("How it works", expanded=False):
+            st.markdown(rest)
+
+
+def show_code(*functions) -> None:
+    with st.expander("Show the code"):
+        for fn in functions:
+            st.code(inspect.getsource(fn), language="python")
+
+
+def downloads(view: RunView | None, stem: str) -> None:
+    """Weights (.pt) and metrics (.csv) of a finished or stopped run."""
+    if view is None or view.alive or not view.history:
+        return
+    left, right = st.columns(2)
+    if view.state_dict is not None:
+        left.download_button("Download weights (.pt)", weights_bytes(view.state_dict, view.cfg),
+                             f"{stem}-{view.id}.pt", key=f"{stem}-dl-pt", on_click="ignore")
+    right.download_button("Download metrics (.csv)", pd.DataFrame(view.history).to_csv(index=False),
+                          f"{stem}-{view.id}.csv", key=f"{stem}-dl-csv", on_click="ignore")
+
+
+def questions(items: list[Question], key: str, train, prefers_gpu: bool) -> None:
+    """Each question: pick a prediction, run the experiment that settles it, see who was right."""
+    st.subheader("Predict, then run")
+    for i, q in enumerate(items):
+        qkey = f"{key}-q{i}"
+        with st.container(border=True):
+            guess = st.radio(q.prompt, q.options, index=None, key=f"{qkey}-guess", horizontal=True)
+            st.button("Run it", key=f"{qkey}-run", disabled=guess is None,
+                      on_click=_run_question, args=(q, qkey, key, train, prefers_gpu))
+            _verdict(q, qkey, key, guess)
+
+
+def _run_question(q: Question, qkey: str, key: str, train, prefers_gpu: bool) -> None:
+    cfg = dataclasses.replace(controls.saved_config(key), **q.settings)
+    for name, value in q.settings.items():  # the sidebar shows the settings that answer it
+        controls.set_control(type(cfg), key, name, value)
+    st.session_state[f"{qkey}.run_id"] = live.start_run(key, train, cfg, prefers_gpu).id
+
+
+def _verdict(q: Question, qkey: str, key: str, guess: str | None) -> None:
+    run = live.current_run(key)
+    if run is None or st.session_state.get(f"{qkey}.run_id") != run.id:
+        return
+    view = run.view()
+    if view.alive:
+        st.caption("The run that answers this is training…")
+        return
+    answer, evidence = q.outcome(view)
+    if guess == answer:
+        st.success(f"Right: {answer}. {evidence} {q.why}")
+    else:
+        st.error(f"The run says {answer}, not {guess}. {evidence} {q.why}")
