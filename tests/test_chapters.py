@@ -1,0 +1,116 @@
+"""Each chapter: the loss falls on a tiny config, and the chapter's lesson holds."""
+
+import torch
+
+from labs import convnets, optimizers, playground
+
+CPU = torch.device("cpu")
+
+
+def run(train, cfg):
+    """Train to the end: (metric history, final snapshot)."""
+    history, snap = [], None
+    for snap in train(cfg, CPU):
+        if snap.metrics:
+            history.append(snap.metrics)
+    return history, snap
+
+
+# ---------------------------------------------------------------- playground
+
+def test_playground_loss_falls_on_a_tiny_config():
+    history, final = run(playground.train, playground.Config(epochs=10, points=200))
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert final.final and final.state_dict is not None
+
+
+def test_a_line_cannot_fit_the_spiral_but_two_relu_layers_can():
+    spiral = playground.Config(dataset="spiral", noise=0.1, points=600, epochs=200)
+    linear, _ = run(playground.train, playground.Config(**{**spiral.__dict__, "hidden_layers": 0}))
+    deep, _ = run(playground.train, playground.Config(**{**spiral.__dict__, "hidden_layers": 2,
+                                                         "units": 8, "activation": "relu"}))
+    assert linear[-1]["test_acc"] < 0.65
+    assert deep[-1]["test_acc"] > 0.90
+
+
+def test_playground_views_cover_every_hidden_unit():
+    cfg = playground.Config(hidden_layers=3, units=5, epochs=5)
+    _, final = run(playground.train, cfg)
+    snap = next(playground.train(cfg, CPU))
+    assert [m.shape for m in snap.view["neurons"]] == [(5, playground.GRID, playground.GRID)] * 3
+    assert snap.view["boundary"].shape == (playground.GRID, playground.GRID)
+    assert set(snap.layers) == {"layer 1", "layer 2", "layer 3", "output"}
+
+
+# ---------------------------------------------------------------- convolutional networks
+
+def test_cnn_loss_falls_on_a_tiny_config():
+    history, final = run(convnets.train, convnets.Config(dataset="digits8", epochs=2))
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert set(final.view["mistakes"]) >= {"index", "images", "true", "pred", "confidence"}
+
+
+def test_the_cnn_beats_a_same_size_mlp_on_digits():
+    cnn_cfg = convnets.Config(dataset="mnist_subset", epochs=3)
+    cnn, _ = run(convnets.train, cnn_cfg)
+    mlp, _ = run(convnets.train, convnets.Config(dataset="mnist_subset", epochs=3, model="mlp"))
+    side = 28
+    budget = convnets.n_params(convnets.build_model(cnn_cfg, side))
+    mlp_size = convnets.n_params(convnets.build_model(convnets.Config(model="mlp"), side))
+    assert abs(mlp_size - budget) / budget < 0.1  # same size, within 10%
+    assert cnn[-1]["test_acc"] > mlp[-1]["test_acc"] + 0.03
+
+
+def test_feature_maps_follow_the_architecture():
+    cfg = convnets.Config(dataset="digits8", conv_layers=3, channels=4)
+    model = convnets.build_model(cfg, 8)
+    maps = convnets.feature_maps(model, torch.zeros(1, 1, 8, 8))
+    assert [m.shape for m in maps] == [(4, 8, 8), (8, 4, 4), (16, 2, 2)]
+
+
+# ---------------------------------------------------------------- optimizers
+
+def test_momentum_beats_sgd_on_the_ill_conditioned_quadratic():
+    cfg = optimizers.SurfaceConfig(surface="ill_conditioned", optimizers=("sgd", "momentum"),
+                                   learning_rate=0.01, steps=1000)
+    _, final = run(optimizers.race_on_surface, cfg)
+    reached = final.view["reached"]
+    assert "momentum" in reached
+    assert reached["momentum"] < reached.get("sgd", cfg.steps + 1)
+
+
+def test_too_large_a_learning_rate_diverges_and_drops_out_of_the_race():
+    cfg = optimizers.SurfaceConfig(surface="ill_conditioned", optimizers=("sgd", "adam"),
+                                   learning_rate=0.05, steps=300)
+    _, final = run(optimizers.race_on_surface, cfg)
+    assert "sgd" in final.view["diverged"] and "adam" not in final.view["diverged"]
+
+
+def test_every_optimizer_lowers_the_loss_of_the_same_net():
+    cfg = optimizers.Config(optimizers=optimizers.OPTIMIZERS, steps=100, learning_rate=0.01)
+    history, final = run(optimizers.train, cfg)
+    for name in optimizers.OPTIMIZERS:
+        assert history[-1][f"{name} loss"] < history[0][f"{name} loss"], name
+    assert set(final.state_dict) == set(optimizers.OPTIMIZERS)
+
+
+def test_the_lr_range_test_suggests_a_rate_that_trains():
+    _, final = run(optimizers.lr_range_test, optimizers.FinderConfig(steps=100))
+    lr = final.view["suggested_lr"]
+    assert 1e-4 < lr < 1.0
+    history, _ = run(optimizers.train, optimizers.Config(optimizers=("adam",), learning_rate=lr,
+                                                         steps=200))
+    assert history[-1]["adam test acc"] > 0.85
+
+
+def test_schedules_have_their_textbook_shapes():
+    n, lr = 90, 0.1
+    assert (optimizers.lr_curve("constant", lr, n) == lr).all()
+    step = optimizers.lr_curve("step", lr, n)
+    assert step[0] == lr and abs(step[-1] - lr / 100) < 1e-9
+    cosine = optimizers.lr_curve("cosine", lr, n)
+    assert cosine[0] == lr and cosine[-1] < lr * 0.01
+    one_cycle = optimizers.lr_curve("one_cycle", lr, n)
+    assert one_cycle.argmax() not in (0, n - 1) and abs(one_cycle.max() - lr) < 1e-3
+    warm = optimizers.lr_curve("warmup", lr, n)
+    assert warm[0] < lr / 5 and warm[-1] == lr

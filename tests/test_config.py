@@ -1,0 +1,44 @@
+"""Config knobs: untrusted values are clamped or replaced with a notice, never a crash."""
+
+import pytest
+
+from labs import convnets, playground
+from labs.core.config import ConfigError, check, from_params, log_ladder, to_params
+
+
+def test_defaults_are_valid_for_every_chapter_config():
+    from labs import optimizers
+    for cls in (playground.Config, convnets.Config, optimizers.Config, optimizers.SurfaceConfig,
+                optimizers.FinderConfig):
+        check(cls())
+
+
+def test_out_of_range_numbers_are_clamped_with_a_notice():
+    cfg, notices = from_params(playground.Config, {"units": "999", "noise": "-3"})
+    assert cfg.units == 16 and cfg.noise == 0.0
+    assert len(notices) == 2 and "outside" in notices[0]
+
+
+def test_garbage_values_fall_back_to_defaults_with_a_notice():
+    raw = {"activation": "banana", "epochs": "lots", "batchnorm": "maybe", "learning_rate": "nan",
+           "features": "x,zz", "kernel_size": "4"}
+    cfg, notices = from_params(playground.Config, raw)
+    assert cfg.activation == "relu" and cfg.epochs == playground.Config().epochs
+    assert cfg.batchnorm is False and cfg.features == ("x",)
+    assert len(notices) == 5  # kernel_size is not a playground knob: ignored silently
+    ccfg, cnotices = from_params(convnets.Config, {"kernel_size": "4"})
+    assert ccfg.kernel_size == 3 and cnotices
+
+
+def test_a_config_survives_the_round_trip_through_a_link():
+    cfg = playground.Config(dataset="xor", features=("x", "xy"), batchnorm=True, learning_rate=0.3)
+    back, notices = from_params(playground.Config, to_params(cfg))
+    assert back == cfg and notices == []
+
+
+def test_learning_rates_snap_to_the_ladder_and_check_refuses_out_of_range():
+    assert 3e-3 in log_ladder(1e-5, 1.0)
+    cfg, _ = from_params(convnets.Config, {"learning_rate": "0.0031"})
+    assert cfg.learning_rate == 3e-3
+    with pytest.raises(ConfigError, match="Units"):
+        check(playground.Config(units=40))

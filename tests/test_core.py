@@ -1,0 +1,139 @@
+"""The shared core: hooks clean up, the runner queues, stops, and reports failures in words."""
+
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from labs import playground
+from labs.core.hooks import hooks_left, layer_stats, record_activations
+from labs.core.runner import Diverged, RunState, Slots, TrainingRun, explain_failure
+from labs.core.snapshot import Snapshot
+
+CPU = torch.device("cpu")
+TINY = playground.Config(epochs=10, points=200)
+
+
+def test_hooks_are_removed_after_a_run_and_after_an_exception():
+    model = playground.build_model(TINY)
+    acts, grads = playground.recorded_layers(model)
+    with record_activations(acts) as latest:
+        model(torch.randn(5, 2)).sum().backward()
+        assert hooks_left(model) == len(acts)
+        stats = layer_stats(acts, latest, grads)
+    assert hooks_left(model) == 0
+    assert set(stats) == {"layer 1", "layer 2", "output"} and stats["layer 1"]["grad_norm"] > 0
+    with pytest.raises(RuntimeError):
+        with record_activations(acts):
+            raise RuntimeError("boom")
+    assert hooks_left(model) == 0
+
+
+def test_dead_relu_units_are_counted():
+    model = playground.build_model(TINY)
+    with torch.no_grad():
+        model.blocks[0].linear.bias.fill_(-100.0)  # every first-layer ReLU outputs 0
+    acts, grads = playground.recorded_layers(model)
+    with record_activations(acts) as latest:
+        model(torch.randn(50, 2))
+        assert layer_stats(acts, latest, grads)["layer 1"]["dead"] == 1.0
+
+
+def test_a_run_trains_to_done_and_keeps_weights():
+    run = TrainingRun(playground.train, TINY, CPU).start()
+    assert run.wait(60)
+    view = run.view()
+    assert view.state == RunState.DONE and view.progress == 1.0
+    assert view.history[-1]["train_loss"] < view.history[0]["train_loss"]
+    assert view.state_dict is not None and view.layer_history
+
+
+def test_stop_keeps_partial_curves_and_weights():
+    run = TrainingRun(playground.train, playground.Config(epochs=1000), CPU).start()
+    assert run.wait_for_first_snapshot(30)
+    time.sleep(0.3)
+    run.stop()
+    assert run.wait(30)
+    view = run.view()
+    assert view.state == RunState.STOPPED and "kept" in view.message
+    assert 0 < view.latest.step < view.latest.total_steps
+    assert view.history and view.state_dict is not None
+
+
+def _failing(cfg, device):
+    yield Snapshot(1, 10, {"loss": 1.0})
+    raise Diverged("the loss became nan at step 2.")
+
+
+def test_a_failed_run_reports_in_words_and_keeps_its_curves():
+    run = TrainingRun(_failing, None, CPU).start()
+    run.wait(10)
+    view = run.view()
+    assert view.state == RunState.FAILED and "smaller learning rate" in view.message
+    assert view.history == [{"step": 1, "loss": 1.0}]
+
+
+def test_out_of_memory_is_explained_for_a_learner():
+    message = explain_failure(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate"))
+    assert message.startswith("Out of GPU memory") and "smaller" in message
+    assert "ValueError" in explain_failure(ValueError("odd"))
+
+
+def _slow(cfg, device):
+    for step in range(1, 1000):
+        time.sleep(0.01)
+        if (yield Snapshot(step, 1000, {"loss": 1.0 / step})):
+            break
+    yield Snapshot(step, 1000, final=True)
+
+
+def test_runs_beyond_the_limit_wait_in_a_visible_queue():
+    slots = Slots(1)
+    first = TrainingRun(_slow, None, CPU, slots=slots).start()
+    first.wait_for_first_snapshot(5)
+    second = TrainingRun(_slow, None, CPU, slots=slots).start()
+    third = TrainingRun(_slow, None, CPU, slots=slots).start()
+    time.sleep(0.3)
+    assert second.view().state == RunState.QUEUED and second.view().queue_position == 1
+    assert third.view().queue_position == 2
+    third.stop()  # leaving the queue frees nothing but its place
+    assert third.wait(5) and third.view().state == RunState.STOPPED
+    first.stop()
+    assert second.wait_for_first_snapshot(5) and second.view().state == RunState.RUNNING
+    second.stop()
+    assert second.wait(5) and slots.active == 0
+
+
+def test_labs_import_no_streamlit():
+    root = Path(__file__).resolve().parents[1]
+    imports = re.compile(r"^\s*(import streamlit|from streamlit)", re.MULTILINE)
+    offenders = [p for p in (root / "labs").rglob("*.py") if imports.search(p.read_text())]
+    assert offenders == []
+    code = ("import sys, labs.playground, labs.convnets, labs.optimizers, labs.core.workers; "
+            "sys.exit('streamlit' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
+
+
+def test_slots_are_thread_safe_under_contention():
+    slots, peak, active = Slots(2), [0], [0]
+    lock = threading.Lock()
+
+    def work():
+        slots.acquire(object(), lambda: False)
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.01)
+        with lock:
+            active[0] -= 1
+        slots.release()
+
+    threads = [threading.Thread(target=work) for _ in range(12)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert peak[0] == 2
