@@ -18,6 +18,12 @@ class Chapter:
     summary: str
     icon: str
     smoke: dict = field(default_factory=dict)  # URL settings for a quick run (tests, demos)
+    experiments: tuple[str, ...] = ()  # run keys of the page's Train buttons (default: slug)
+    long_run: dict = field(default_factory=dict)  # URL settings for a run long enough to Stop
+
+    @property
+    def run_keys(self) -> tuple[str, ...]:
+        return self.experiments or (self.slug,)
 
     @property
     def page(self) -> str:
@@ -31,13 +37,15 @@ class Chapter:
 CHAPTERS = (
     Chapter(2, "playground", "Neural network playground", "Foundations",
             "A fully connected net on 2-D data: boundary, every neuron, gradient flow, IG.",
-            "🧠", {"epochs": "20"}),
+            "🧠", {"epochs": "20"}, long_run={"epochs": "1000"}),
     Chapter(3, "optimizers", "Optimizers & learning rate", "Training technique",
             "SGD to AdamW racing on surfaces and on a real net; LR range test; schedules.",
-            "🏁", {"surface.steps": "60", "net.steps": "60", "finder.steps": "40"}),
+            "🏁", {"surface.steps": "60", "net.steps": "60", "finder.steps": "40"},
+            ("optimizers--surface", "optimizers--finder", "optimizers--net"),
+            long_run={"surface.steps": "2000", "surface.surface": "rosenbrock"}),
     Chapter(7, "convnets", "Convolutional networks", "Convolutions",
             "A CNN reads digits: filters, feature maps, mistakes, four Captum methods.",
-            "🔍", {"dataset": "digits8", "epochs": "2"}),
+            "🔍", {"dataset": "digits8", "epochs": "2"}, long_run={"epochs": "30"}),
 )
 
 

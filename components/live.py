@@ -49,13 +49,22 @@ def start_run(key: str, train: Callable, cfg, prefers_gpu: bool) -> TrainingRun:
 
 
 def run_buttons(key: str, train: Callable, cfg, prefers_gpu: bool, label: str = "Train") -> None:
-    """Train / Stop buttons for one experiment."""
-    run = current_run(key)
-    alive = run is not None and run.view().alive
+    """Train / Stop buttons for one experiment.
+
+    Both act in on_click callbacks, which run before the script: the buttons are then drawn
+    knowing whether a run is alive (Stop enabled during the run, not one click later).
+    """
     left, right = st.columns(2)
-    if left.button(label, type="primary", key=f"{key}-train", width="stretch"):
-        start_run(key, train, cfg, prefers_gpu)
-    if right.button("Stop", key=f"{key}-stop", disabled=not alive, width="stretch"):
+    left.button(label, type="primary", key=f"{key}-train", width="stretch",
+                on_click=start_run, args=(key, train, cfg, prefers_gpu))
+    run = current_run(key)
+    right.button("Stop", key=f"{key}-stop", width="stretch", on_click=_stop, args=(key,),
+                 disabled=run is None or not run.view().alive)
+
+
+def _stop(key: str) -> None:
+    run = current_run(key)
+    if run is not None:
         run.stop()
 
 

@@ -1,0 +1,170 @@
+"""The app as learners meet it: a real `streamlit run`, driven by Debian's Chromium.
+
+Each page loads, trains, updates its charts while training, stops halfway keeping its partial
+curves, and trains a default run to the end; two learners train at once without seeing each
+other's runs. Screenshots of every page land in artifacts/screenshots/.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from chapters import CHAPTERS
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
+# Points drawn in all charts, from plotly's decoded traces (numpy data arrives base64-encoded,
+# so the raw `data[i].x` has no length).
+POINTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+  .map(p => (p._fullData || []).reduce((n, t) => n + (t._length || 0), 0))
+  .reduce((a, b) => a + b, 0)"""
+# The furthest training step any curve reaches (long histories are thinned, so point counts
+# may shrink, but the curves must never lose the steps they reached).
+LAST_STEP_JS = """() => Math.max(0, ...Array.from(document.querySelectorAll('.js-plotly-plot'))
+  .flatMap(p => (p._fullData || []).map(t => t.x && t.x.length ? Math.max(...Array.from(t.x)
+    .filter(v => typeof v === 'number')) : 0)))"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    env = {**os.environ, "DLLAB_ALLOW_DOWNLOAD": "0", "DLLAB_CPU_RUNS": "2"}
+    env.pop("DLLAB_EXECUTOR", None)  # the real thing: worker processes
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py",
+                             "--server.port", str(port), "--server.address", "127.0.0.1"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("streamlit did not start")
+    yield base
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run `make test`, it installs it"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, base, chapter, params):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{base}/{chapter.slug}?{urlencode(params)}")
+    page.wait_for_selector(IDLE, timeout=90_000)
+    return page
+
+
+def train_button(page, key):
+    button = page.locator(f".st-key-{key}-train button")
+    button.wait_for(timeout=60_000)
+    return button
+
+
+def assert_no_exception(page):
+    assert page.locator("[data-testid=stException]").count() == 0, \
+        page.locator("[data-testid=stException]").all_inner_texts()
+
+
+def wait_for_points_beyond(page, points, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        now = page.evaluate(POINTS_JS)
+        if now > points:
+            return now
+        page.wait_for_timeout(200)
+    raise AssertionError(f"the charts did not grow beyond {points} points")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.slug)
+def test_live_charts_update_and_stop_keeps_the_partial_curves(browser, server, chapter):
+    page = open_page(browser, server, chapter, chapter.long_run)
+    assert_no_exception(page)
+    key = chapter.run_keys[0]
+    train_button(page, key).click()
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    first = wait_for_points_beyond(page, 0)
+    wait_for_points_beyond(page, first)  # the chart updated while training
+    reached = page.evaluate(LAST_STEP_JS)
+    page.locator(f".st-key-{key}-stop button").click()
+    page.get_by_text("Stopped: the curves and weights so far are kept.").wait_for(timeout=60_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    assert page.evaluate(LAST_STEP_JS) >= reached > 1  # nothing learned so far was lost
+    assert_no_exception(page)
+    page.close()
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.slug)
+def test_a_default_run_finishes_and_is_screenshotted(browser, server, chapter):
+    page = open_page(browser, server, chapter, {})
+    train_button(page, chapter.run_keys[0]).click()
+    page.get_by_text("Done in").first.wait_for(timeout=120_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    page.wait_for_timeout(1500)  # let plotly finish drawing before the picture
+    assert_no_exception(page)
+    assert page.locator("[data-testid=stAlert]:has-text('failed')").count() == 0
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{chapter.number:02d}-{chapter.slug}.png"), full_page=True)
+    page.close()
+
+
+def test_two_learners_train_at_once_without_seeing_each_other(browser, server):
+    chapter = next(c for c in CHAPTERS if c.slug == "playground")
+    contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(2)]
+    pages = []
+    for ctx, dataset in zip(contexts, ("moons", "xor")):
+        page = ctx.new_page()
+        page.goto(f"{server}/playground?epochs=1000&points=1000&dataset={dataset}")  # ~30 s
+        page.wait_for_selector(IDLE, timeout=90_000)
+        pages.append(page)
+    train_button(pages[0], "playground").click()
+    pages[0].wait_for_selector(".js-plotly-plot", timeout=60_000)
+    pages[1].reload()
+    pages[1].wait_for_selector(IDLE, timeout=60_000)
+    train_button(pages[1], "playground")
+    assert pages[1].locator(".js-plotly-plot").count() == 0  # learner B sees no run of A's
+    train_button(pages[1], "playground").click()
+    pages[1].wait_for_selector(".js-plotly-plot", timeout=60_000)
+    for page in pages:  # both runs train at the same time, each on its own page
+        page.get_by_text("Training: step").wait_for(timeout=30_000)
+    for page in pages:
+        page.locator(".st-key-playground-stop button").click()
+        page.get_by_text("Stopped: the curves").wait_for(timeout=60_000)
+        assert_no_exception(page)
+    for ctx in contexts:
+        ctx.close()
+
+
+def test_a_shared_link_with_bad_values_shows_a_notice(browser, server):
+    chapter = next(c for c in CHAPTERS if c.slug == "convnets")
+    page = open_page(browser, server, chapter, {"channels": "500", "pooling": "banana"})
+    page.get_by_text("Some settings in this link were adjusted").wait_for(timeout=30_000)
+    assert_no_exception(page)
+    page.close()

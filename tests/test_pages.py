@@ -1,0 +1,81 @@
+"""Every registered page runs in AppTest, trains a small run to the end, and shows no exception.
+
+The page list comes from the chapter registry, so a new chapter is tested without editing this.
+Runs use threads here (AppTest is one process); the browser suite covers worker processes.
+"""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from chapters import CHAPTERS
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+os.environ["DLLAB_EXECUTOR"] = "thread"
+
+
+def open_page(chapter, params=None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.run()
+    at.switch_page(chapter.page)
+    for k, v in (params if params is not None else chapter.smoke).items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def wait_until_ended(at: AppTest, timeout: float = 90) -> None:
+    """Rerun (as the fragment's timer would) until the status shows how the run ended."""
+    end = time.time() + timeout
+    while time.time() < end:
+        time.sleep(0.3)
+        at.run()
+        if at.success or at.error or any("Stopped" in w.value for w in at.warning):
+            return
+    raise AssertionError("the run did not end in time")
+
+
+def test_home_page_maps_every_chapter():
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown) + " ".join(i.value for i in at.info)
+    assert "Hardware" in text
+    labels = [link.proto.label for link in at.get("page_link")]
+    assert labels == [f"**{c.label}**" for c in sorted(CHAPTERS, key=lambda c: c.number)]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.slug)
+def test_every_experiment_trains_without_an_exception(chapter):
+    at = open_page(chapter)
+    for key in chapter.run_keys:
+        at.button(key=f"{key}-train").click().run()
+        wait_until_ended(at)
+        assert not at.exception, at.exception
+        assert not at.error, [e.value for e in at.error]
+        assert at.success, f"{key}: no 'Done' status"
+    assert len(at.get("plotly_chart")) >= 2
+
+
+def test_a_link_with_bad_values_is_clamped_with_a_visible_notice():
+    chapter = next(c for c in CHAPTERS if c.slug == "playground")
+    at = open_page(chapter, {"units": "999", "activation": "banana", "epochs": "-5"})
+    notice = " ".join(w.value for w in at.warning)
+    assert "adjusted" in notice and "Units per layer" in notice and "banana" in notice
+    assert at.slider(key="playground-units").value == 16
+    assert at.selectbox(key="playground-activation").value == "relu"
+
+
+def test_predict_then_run_checks_the_prediction_against_the_run():
+    chapter = next(c for c in CHAPTERS if c.slug == "playground")
+    at = open_page(chapter, {"epochs": "30"})
+    at.radio(key="playground-q0-guess").set_value("yes").run()
+    at.button(key="playground-q0-run").click().run()
+    wait_until_ended(at)
+    verdicts = [e.value for e in at.error] + [s.value for s in at.success]
+    assert any("The run says no" in v for v in verdicts), verdicts  # a line cannot fit the spiral
+    assert at.slider(key="playground-hidden_layers").value == 0  # the controls show the settings
