@@ -5,8 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-PARTS = ("Foundations", "Training technique", "Convolutions", "Sequences", "Generative models",
-         "Interpretability & production")
+PARTS = (
+    "Foundations",
+    "Training technique",
+    "Convolutions",
+    "Sequences",
+    "Generative models",
+    "Interpretability & production",
+)
 
 
 @dataclass(frozen=True)
@@ -35,17 +41,37 @@ class Chapter:
 
 
 CHAPTERS = (
-    Chapter(2, "playground", "Neural network playground", "Foundations",
-            "A fully connected net on 2-D data: boundary, every neuron, gradient flow, IG.",
-            "🧠", {"epochs": "20"}, long_run={"epochs": "1000"}),
-    Chapter(3, "optimizers", "Optimizers & learning rate", "Training technique",
-            "SGD to AdamW racing on surfaces and on a real net; LR range test; schedules.",
-            "🏁", {"surface.steps": "60", "net.steps": "60", "finder.steps": "40"},
-            ("optimizers--surface", "optimizers--finder", "optimizers--net"),
-            long_run={"surface.steps": "2000", "surface.surface": "rosenbrock"}),
-    Chapter(7, "convnets", "Convolutional networks", "Convolutions",
-            "A CNN reads digits: filters, feature maps, mistakes, four Captum methods.",
-            "🔍", {"dataset": "digits8", "epochs": "2"}, long_run={"epochs": "30"}),
+    Chapter(
+        2,
+        "playground",
+        "Neural network playground",
+        "Foundations",
+        "A fully connected net on 2-D data: boundary, every neuron, gradient flow, IG.",
+        "🧠",
+        {"epochs": "20"},
+        long_run={"epochs": "1000"},
+    ),
+    Chapter(
+        3,
+        "optimizers",
+        "Optimizers & learning rate",
+        "Training technique",
+        "SGD to AdamW racing on surfaces and on a real net; LR range test; schedules.",
+        "🏁",
+        {"surface.steps": "60", "net.steps": "60", "finder.steps": "40"},
+        ("optimizers--surface", "optimizers--finder", "optimizers--net"),
+        long_run={"surface.steps": "2000", "surface.surface": "rosenbrock"},
+    ),
+    Chapter(
+        7,
+        "convnets",
+        "Convolutional networks",
+        "Convolutions",
+        "A CNN reads digits: filters, feature maps, mistakes, four Captum methods.",
+        "🔍",
+        {"dataset": "digits8", "epochs": "2"},
+        long_run={"epochs": "30"},
+    ),
 )
 
 
@@ -61,6 +87,9 @@ def by_part() -> dict[str, list[Chapter]]:
 def readme_table() -> str:
     """The chapter list as it stands in README.md (a test keeps the two identical)."""
     rows = ["| # | Chapter | Part | What you do |", "|---|---|---|---|"]
-    rows += [f"| {c.number} | {c.title} | {c.part} | {c.summary} |"
-             for chapters in by_part().values() for c in chapters]
+    rows += [
+        f"| {c.number} | {c.title} | {c.part} | {c.summary} |"
+        for chapters in by_part().values()
+        for c in chapters
+    ]
     return "\n".join(rows)

@@ -28,8 +28,9 @@ def draw(view):
     with right:
         st.plotly_chart(images.confusion_figure(v["confusion"], v["classes"]), key=f"{KEY}-cm")
         title = "first-layer filters" if view.cfg.model == "cnn" else "first-layer weights (16 units)"
-        st.plotly_chart(images.mosaic_figure(v["filters"], cols=8, title=title,
-                                             height=200), key=f"{KEY}-filters")
+        st.plotly_chart(
+            images.mosaic_figure(v["filters"], cols=8, title=title, height=200), key=f"{KEY}-filters"
+        )
     st.subheader("Inside the layers")
     layers.show_layers(view.layer_history, (-0.5, 4.0), KEY)
     if view.state_dict is not None:
@@ -43,26 +44,42 @@ def _after_training(view):
     st.subheader("One test image, layer by layer")
     left, right = st.columns([1, 3])
     index = left.number_input("Test image", 0, len(ds.X_test) - 1, 0, key=f"{KEY}-image")
-    image = ds.X_test[index:index + 1]  # (1, 1, H, W)
+    image = ds.X_test[index : index + 1]  # (1, 1, H, W)
     explained = lab.explain(model, image, 0)
     predicted = int(explained["probs"].argmax())
-    target = left.selectbox("Explain class", range(len(ds.classes)), index=predicted,
-                            format_func=lambda c: ds.classes[c], key=f"{KEY}-target")
-    left.caption(f"True: **{ds.classes[int(ds.y_test[index])]}**, predicted: "
-                 f"**{ds.classes[predicted]}** ({explained['probs'][predicted]:.0%}).")
+    target = left.selectbox(
+        "Explain class",
+        range(len(ds.classes)),
+        index=predicted,
+        format_func=lambda c: ds.classes[c],
+        key=f"{KEY}-target",
+    )
+    left.caption(
+        f"True: **{ds.classes[int(ds.y_test[index])]}**, predicted: "
+        f"**{ds.classes[predicted]}** ({explained['probs'][predicted]:.0%})."
+    )
     for i, fmap in enumerate(lab.feature_maps(model, image)):
-        right.plotly_chart(images.mosaic_figure(fmap, cols=16, title=f"conv {i + 1} feature maps",
-                           height=140 + 60 * (len(fmap) // 16)), key=f"{KEY}-fmap{i}")
+        right.plotly_chart(
+            images.mosaic_figure(
+                fmap, cols=16, title=f"conv {i + 1} feature maps", height=140 + 60 * (len(fmap) // 16)
+            ),
+            key=f"{KEY}-fmap{i}",
+        )
     explained = lab.explain(model, image, target)
-    st.plotly_chart(images.attribution_grid_figure(image[0, 0].numpy(), explained["maps"]),
-                    key=f"{KEY}-captum")
-    st.caption(f"Integrated Gradients convergence delta: {explained['ig_delta']:.1e} "
-               "(how far its sum is from the score difference to a black image).")
+    st.plotly_chart(
+        images.attribution_grid_figure(image[0, 0].numpy(), explained["maps"]), key=f"{KEY}-captum"
+    )
+    st.caption(
+        f"Integrated Gradients convergence delta: {explained['ig_delta']:.1e} "
+        "(how far its sum is from the score difference to a black image)."
+    )
     m = view.view.get("mistakes")
     if m is not None and len(m["index"]):
         st.subheader("The most confident mistakes")
-        titles = [f"#{i}: {ds.classes[t]}→{ds.classes[p]} {c:.0%}" for i, t, p, c in
-                  zip(m["index"], m["true"], m["pred"], m["confidence"])]
+        titles = [
+            f"#{i}: {ds.classes[t]}→{ds.classes[p]} {c:.0%}"
+            for i, t, p, c in zip(m["index"], m["true"], m["pred"], m["confidence"])
+        ]
         st.plotly_chart(images.labelled_images_figure(m["images"], titles), key=f"{KEY}-mistakes")
 
 

@@ -13,8 +13,11 @@ st.markdown(
     "each layer's units do, how the gradient flows back, and, once it has learned, which parts "
     "of the input its decisions rest on (Captum attributions of the very model you trained)."
 )
-st.info(f"**Hardware:** {hardware_summary()}. Up to {SLOTS['cpu'].limit} CPU runs "
-        f"and {SLOTS['cuda'].limit} GPU runs train at once on this server; others queue.", icon="🖥️")
+st.info(
+    f"**Hardware:** {hardware_summary()}. Up to {SLOTS['cpu'].limit} CPU runs "
+    f"and {SLOTS['cuda'].limit} GPU runs train at once on this server; others queue.",
+    icon="🖥️",
+)
 
 for part, chapters in by_part().items():
     st.subheader(part)
@@ -23,5 +26,7 @@ for part, chapters in by_part().items():
             st.page_link(chapter.page, label=f"**{chapter.label}**", icon=chapter.icon)
             st.caption(chapter.summary)
 
-st.caption("Each chapter ends with questions to predict before you run, and a "
-           "“Show the code” expander with the training loop that ran.")
+st.caption(
+    "Each chapter ends with questions to predict before you run, and a "
+    "“Show the code” expander with the training loop that ran."
+)

@@ -16,8 +16,7 @@ def draw_race(view):
         return
     v = view.view
     left, right = st.columns([3, 2])
-    left.plotly_chart(landscape.trajectories_figure(v["contours"], v["paths"], v["minima"]),
-                      key="race-paths")
+    left.plotly_chart(landscape.trajectories_figure(v["contours"], v["paths"], v["minima"]), key="race-paths")
     with right:
         curves.show_curves(view.history, list(v["paths"]), "race-loss", title="loss", log_y=True)
         for name in v["paths"]:
@@ -25,13 +24,14 @@ def draw_race(view):
                 st.write(f"**{name}**: diverged at step {v['diverged'][name]}")
             else:
                 reached = v["reached"].get(name)
-                st.write(f"**{name}**: " + (f"reached the minimum at step {reached}" if reached
-                                            else "not there yet"))
+                st.write(
+                    f"**{name}**: "
+                    + (f"reached the minimum at step {reached}" if reached else "not there yet")
+                )
 
 
 with race_tab:
-    s_cfg = controls.config_controls(lab.SurfaceConfig, f"{PAGE}--surface", st.container(),
-                                     prefix="surface.")
+    s_cfg = controls.config_controls(lab.SurfaceConfig, f"{PAGE}--surface", st.container(), prefix="surface.")
     st.caption(surfaces.SURFACES[s_cfg.surface].note)
     live.run_buttons(f"{PAGE}--surface", lab.race_on_surface, s_cfg, lab.PREFERS_GPU, "Race")
     live.live(f"{PAGE}--surface", draw_race)
@@ -46,37 +46,56 @@ def draw_finder(view):
         return
     v = view.view
     suggested = v.get("suggested_lr")
-    pick = st.plotly_chart(landscape.lr_finder_figure(v["lrs"], v["losses"], suggested),
-                           key="finder-curve", on_select="rerun", selection_mode="points")
+    pick = st.plotly_chart(
+        landscape.lr_finder_figure(v["lrs"], v["losses"], suggested),
+        key="finder-curve",
+        on_select="rerun",
+        selection_mode="points",
+    )
     points = pick.selection.points if pick and pick.selection else []
     left, right = st.columns(2)
     if suggested:
-        left.button(f"Use suggested ({suggested:.2g}) in the net race", on_click=use_lr,
-                    args=(suggested,), key="finder-use")
+        left.button(
+            f"Use suggested ({suggested:.2g}) in the net race",
+            on_click=use_lr,
+            args=(suggested,),
+            key="finder-use",
+        )
     if points:
-        right.button(f"Use picked point ({points[0]['x']:.2g})", on_click=use_lr,
-                     args=(points[0]["x"],), key="finder-pick")
+        right.button(
+            f"Use picked point ({points[0]['x']:.2g})",
+            on_click=use_lr,
+            args=(points[0]["x"],),
+            key="finder-pick",
+        )
     else:
         right.caption("…or click a point on the curve to pick its learning rate.")
 
 
 with finder_tab:
-    f_cfg = controls.config_controls(lab.FinderConfig, f"{PAGE}--finder", st.container(),
-                                     prefix="finder.")
+    f_cfg = controls.config_controls(lab.FinderConfig, f"{PAGE}--finder", st.container(), prefix="finder.")
     live.run_buttons(f"{PAGE}--finder", lab.lr_range_test, f_cfg, lab.PREFERS_GPU, "Run range test")
     live.live(f"{PAGE}--finder", draw_finder)
 
 
 def draw_net(view):
     names = view.cfg.optimizers if view else ()
-    st.plotly_chart(landscape.schedule_figure(lab.lr_curve(n_cfg.schedule, n_cfg.learning_rate,
-                    n_cfg.steps), view.history if view else None), key="net-lr")
+    st.plotly_chart(
+        landscape.schedule_figure(
+            lab.lr_curve(n_cfg.schedule, n_cfg.learning_rate, n_cfg.steps), view.history if view else None
+        ),
+        key="net-lr",
+    )
     if view is None or not view.history:
         return
-    curves.show_curves(view.history, [f"{n} loss" for n in names], "net-loss",
-                       title="training loss (same net, same batches)", log_y=True)
-    curves.show_curves(view.history, [f"{n} test acc" for n in names], "net-acc",
-                       title="test accuracy")
+    curves.show_curves(
+        view.history,
+        [f"{n} loss" for n in names],
+        "net-loss",
+        title="training loss (same net, same batches)",
+        log_y=True,
+    )
+    curves.show_curves(view.history, [f"{n} test acc" for n in names], "net-acc", title="test accuracy")
     page.downloads(view, PAGE)
 
 

@@ -19,15 +19,27 @@ def draw(view):
         return
     last = view.history[-1]
     cols = st.columns(4)
-    for col, (name, label) in zip(cols, [("test_acc", "test accuracy"), ("train_acc", "train accuracy"),
-                                         ("test_loss", "test loss"), ("train_loss", "train loss")]):
+    for col, (name, label) in zip(
+        cols,
+        [
+            ("test_acc", "test accuracy"),
+            ("train_acc", "train accuracy"),
+            ("test_loss", "test loss"),
+            ("train_loss", "train loss"),
+        ],
+    ):
         col.metric(label, f"{last[name]:.1%}" if "acc" in name else f"{last[name]:.3f}")
     v = view.view
     left, right = st.columns([3, 2])
     picked = _picked_point(v)
-    left.plotly_chart(images.decision_boundary_figure(v["boundary"], lab.EXTENT, v["X_train"],
-                      v["y_train"], v["X_test"], v["y_test"], picked), key=f"{KEY}-boundary",
-                      on_select="rerun", selection_mode="points")
+    left.plotly_chart(
+        images.decision_boundary_figure(
+            v["boundary"], lab.EXTENT, v["X_train"], v["y_train"], v["X_test"], v["y_test"], picked
+        ),
+        key=f"{KEY}-boundary",
+        on_select="rerun",
+        selection_mode="points",
+    )
     with right:
         curves.show_curves(view.history, ["train_loss", "test_loss"], f"{KEY}-loss", title="loss")
         curves.show_curves(view.history, ["train_acc", "test_acc"], f"{KEY}-acc", title="accuracy")
@@ -56,9 +68,10 @@ def _neurons(maps):
     width = max(m.shape[0] for m in maps)
     tiles = np.full((len(maps) * width, *maps[0].shape[1:]), np.nan, dtype=np.float32)
     for i, layer in enumerate(maps):  # one row per layer, units left to right
-        tiles[i * width:i * width + len(layer)] = layer
-    st.plotly_chart(images.mosaic_figure(tiles[:, ::-1], cols=width, height=90 * len(maps) + 40),
-                    key=f"{KEY}-neurons")
+        tiles[i * width : i * width + len(layer)] = layer
+    st.plotly_chart(
+        images.mosaic_figure(tiles[:, ::-1], cols=width, height=90 * len(maps) + 40), key=f"{KEY}-neurons"
+    )
     st.caption("Rows are layers (first on top); blue = high output, red = low, each unit scaled to itself.")
 
 
@@ -68,12 +81,18 @@ def _explain(view, point):
     model = lab.load_model(view.cfg, view.state_dict)
     e = lab.explain_point(model, view.cfg, point)
     left, right = st.columns([2, 1])
-    left.plotly_chart(images.feature_bar_figure(e["features"], e["attributions"],
-                      "attribution of the logit to each input feature"), key=f"{KEY}-ig")
+    left.plotly_chart(
+        images.feature_bar_figure(
+            e["features"], e["attributions"], "attribution of the logit to each input feature"
+        ),
+        key=f"{KEY}-ig",
+    )
     right.metric("P(blue) at this point", f"{e['probability']:.1%}")
-    right.write(f"Logit {e['logit']:.3f} − logit at the centre {e['baseline_logit']:.3f} = "
-                f"{e['logit'] - e['baseline_logit']:.3f}; attributions sum to "
-                f"{e['attributions'].sum():.3f} (convergence delta {e['delta']:.1e}).")
+    right.write(
+        f"Logit {e['logit']:.3f} − logit at the centre {e['baseline_logit']:.3f} = "
+        f"{e['logit'] - e['baseline_logit']:.3f}; attributions sum to "
+        f"{e['attributions'].sum():.3f} (convergence delta {e['delta']:.1e})."
+    )
 
 
 live.live(KEY, draw)

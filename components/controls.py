@@ -42,17 +42,21 @@ def _control(container, k: Knob, default, wkey: str):
     if isinstance(default, bool):
         return container.toggle(k.label, help=k.help, key=wkey)
     if k.multi:
-        return tuple(container.multiselect(k.label, k.choices, help=k.help, key=wkey,
-                                           format_func=lambda c: label.get(c, str(c))))
+        return tuple(
+            container.multiselect(
+                k.label, k.choices, help=k.help, key=wkey, format_func=lambda c: label.get(c, str(c))
+            )
+        )
     if k.choices is not None:
-        return container.selectbox(k.label, k.choices, help=k.help, key=wkey,
-                                   format_func=lambda c: label.get(c, str(c)))
+        return container.selectbox(
+            k.label, k.choices, help=k.help, key=wkey, format_func=lambda c: label.get(c, str(c))
+        )
     if k.log:
-        return container.select_slider(k.label, log_ladder(k.lo, k.hi), help=k.help, key=wkey,
-                                       format_func=lambda v: f"{v:g}")
+        return container.select_slider(
+            k.label, log_ladder(k.lo, k.hi), help=k.help, key=wkey, format_func=lambda v: f"{v:g}"
+        )
     kind = int if isinstance(default, int) else float
-    return container.slider(k.label, kind(k.lo), kind(k.hi), step=kind(k.step), help=k.help,
-                            key=wkey)
+    return container.slider(k.label, kind(k.lo), kind(k.hi), step=kind(k.step), help=k.help, key=wkey)
 
 
 def saved_config(key: str):
@@ -84,8 +88,9 @@ def link_notices(key: str) -> None:
     """Say which settings of the opened link were out of range or invalid, and what was used."""
     notices = st.session_state.get(f"{key}.__notices") or []
     if notices:
-        st.warning("Some settings in this link were adjusted:\n\n" +
-                   "\n".join(f"- {n}" for n in notices), icon="🔧")
+        st.warning(
+            "Some settings in this link were adjusted:\n\n" + "\n".join(f"- {n}" for n in notices), icon="🔧"
+        )
 
 
 def _write_link(cfg, prefix: str) -> None:

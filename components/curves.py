@@ -16,8 +16,14 @@ def thin(rows: list[dict], max_points: int = MAX_POINTS) -> list[dict]:
     return rows[::stride] + ([rows[-1]] if (len(rows) - 1) % stride else [])
 
 
-def curves_figure(history: list[dict], keys: list[str], title: str = "", y_title: str = "",
-                  log_y: bool = False, height: int = 300) -> go.Figure:
+def curves_figure(
+    history: list[dict],
+    keys: list[str],
+    title: str = "",
+    y_title: str = "",
+    log_y: bool = False,
+    height: int = 300,
+) -> go.Figure:
     rows = thin(history)
     fig = go.Figure()
     for key in keys:
@@ -25,8 +31,14 @@ def curves_figure(history: list[dict], keys: list[str], title: str = "", y_title
         if points:
             xs, ys = zip(*points)
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=key))
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis_title="step", yaxis_title=y_title, legend=dict(orientation="h"))
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        xaxis_title="step",
+        yaxis_title=y_title,
+        legend=dict(orientation="h"),
+    )
     if log_y:
         fig.update_yaxes(type="log")
     return fig

@@ -7,7 +7,7 @@ it, which stops the session's runs and frees their slots for other learners.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -55,11 +55,23 @@ def run_buttons(key: str, train: Callable, cfg, prefers_gpu: bool, label: str = 
     knowing whether a run is alive (Stop enabled during the run, not one click later).
     """
     left, right = st.columns(2)
-    left.button(label, type="primary", key=f"{key}-train", width="stretch",
-                on_click=start_run, args=(key, train, cfg, prefers_gpu))
+    left.button(
+        label,
+        type="primary",
+        key=f"{key}-train",
+        width="stretch",
+        on_click=start_run,
+        args=(key, train, cfg, prefers_gpu),
+    )
     run = current_run(key)
-    right.button("Stop", key=f"{key}-stop", width="stretch", on_click=_stop, args=(key,),
-                 disabled=run is None or not run.view().alive)
+    right.button(
+        "Stop",
+        key=f"{key}-stop",
+        width="stretch",
+        on_click=_stop,
+        args=(key,),
+        disabled=run is None or not run.view().alive,
+    )
 
 
 def _stop(key: str) -> None:
@@ -74,8 +86,11 @@ def status(view: RunView | None) -> None:
         st.caption("Press **Train** to start a run. Sliders stay usable while it trains.")
     elif view.state == RunState.QUEUED:
         busy = sum(s.active for s in SLOTS.values())
-        st.info(f"Waiting for a free slot: position {view.queue_position or 1} in the queue "
-                f"({busy} runs training now).", icon="⏳")
+        st.info(
+            f"Waiting for a free slot: position {view.queue_position or 1} in the queue "
+            f"({busy} runs training now).",
+            icon="⏳",
+        )
     elif view.state == RunState.RUNNING:
         eta = f" · about {view.eta_s:.0f} s left" if view.eta_s is not None else ""
         step = f"step {view.latest.step:,} of {view.latest.total_steps:,}" if view.latest else "starting"

@@ -41,10 +41,20 @@ def downloads(view: RunView | None, stem: str) -> None:
         return
     left, right = st.columns(2)
     if view.state_dict is not None:
-        left.download_button("Download weights (.pt)", weights_bytes(view.state_dict, view.cfg),
-                             f"{stem}-{view.id}.pt", key=f"{stem}-dl-pt", on_click="ignore")
-    right.download_button("Download metrics (.csv)", pd.DataFrame(view.history).to_csv(index=False),
-                          f"{stem}-{view.id}.csv", key=f"{stem}-dl-csv", on_click="ignore")
+        left.download_button(
+            "Download weights (.pt)",
+            weights_bytes(view.state_dict, view.cfg),
+            f"{stem}-{view.id}.pt",
+            key=f"{stem}-dl-pt",
+            on_click="ignore",
+        )
+    right.download_button(
+        "Download metrics (.csv)",
+        pd.DataFrame(view.history).to_csv(index=False),
+        f"{stem}-{view.id}.csv",
+        key=f"{stem}-dl-csv",
+        on_click="ignore",
+    )
 
 
 def questions(items: list[Question], key: str, train, prefers_gpu: bool) -> None:
@@ -54,8 +64,13 @@ def questions(items: list[Question], key: str, train, prefers_gpu: bool) -> None
         qkey = f"{key}-q{i}"
         with st.container(border=True):
             guess = st.radio(q.prompt, q.options, index=None, key=f"{qkey}-guess", horizontal=True)
-            st.button("Run it", key=f"{qkey}-run", disabled=guess is None,
-                      on_click=_run_question, args=(q, qkey, key, train, prefers_gpu))
+            st.button(
+                "Run it",
+                key=f"{qkey}-run",
+                disabled=guess is None,
+                on_click=_run_question,
+                args=(q, qkey, key, train, prefers_gpu),
+            )
             _verdict(q, qkey, key, guess)
 
 

@@ -30,23 +30,34 @@ PROBE = 128  # test images used for per-layer statistics at each snapshot
 
 @dataclass(frozen=True)
 class Config:
-    dataset: str = knob("mnist_subset", "Dataset", "28×28 subset ships with the lab; full "
-                        "MNIST / Fashion-MNIST need the data directory or a download.",
-                        choices=data.IMAGE_SETS)
-    model: str = knob("cnn", "Model", "A CNN, or an MLP with (about) as many weights.",
-                      choices=("cnn", "mlp"))
+    dataset: str = knob(
+        "mnist_subset",
+        "Dataset",
+        "28×28 subset ships with the lab; full MNIST / Fashion-MNIST need the data directory or a download.",
+        choices=data.IMAGE_SETS,
+    )
+    model: str = knob(
+        "cnn", "Model", "A CNN, or an MLP with (about) as many weights.", choices=("cnn", "mlp")
+    )
     conv_layers: int = knob(2, "Conv layers", "Each doubles the channels.", lo=1, hi=3, step=1)
     channels: int = knob(8, "Channels", "Filters in the first conv layer.", lo=2, hi=32, step=2)
     kernel_size: int = knob(3, "Kernel size", "Height and width of each filter.", choices=(3, 5))
-    pooling: str = knob("max", "Pooling", "Halve the image after each conv layer.",
-                        choices=("max", "avg", "none"))
+    pooling: str = knob(
+        "max", "Pooling", "Halve the image after each conv layer.", choices=("max", "avg", "none")
+    )
     batchnorm: bool = knob(False, "BatchNorm", "Normalize each conv layer's outputs.")
     dropout: float = knob(0.0, "Dropout", "Before the classifier.", lo=0.0, hi=0.5, step=0.05)
     learning_rate: float = knob(3e-3, "Learning rate", "Adam's step size.", lo=1e-5, hi=1.0, log=True)
     epochs: int = knob(5, "Epochs", "Passes over the training images.", lo=1, hi=30, step=1)
     batch_size: int = knob(64, "Batch size", "Images per step.", lo=8, hi=512, step=8)
-    train_size: int = knob(4000, "Training images (max)", "Caps the training set (full MNIST "
-                           "has 60,000).", lo=500, hi=60000, step=500)
+    train_size: int = knob(
+        4000,
+        "Training images (max)",
+        "Caps the training set (full MNIST has 60,000).",
+        lo=500,
+        hi=60000,
+        step=500,
+    )
     seed: int = knob(0, "Seed", "Same seed, same run.", lo=0, hi=9999, step=1)
 
 
@@ -140,14 +151,15 @@ def train(cfg: Config, device: torch.device):
     cadence = Cadence(total, max_snaps=60, min_seconds=0.15)
     acts, grads = recorded_layers(model)
     notes = [ds.note] if ds.note else []
-    notes.append(f"{cfg.model.upper()} with {n_params(model):,} weights on {len(X):,} "
-                 f"training images ({ds.name}).")
+    notes.append(
+        f"{cfg.model.upper()} with {n_params(model):,} weights on {len(X):,} training images ({ds.name})."
+    )
     recent, step = [], 0
     with record_activations(acts) as latest:
         for step in range(1, total + 1):
             if (step - 1) % per_epoch == 0:
                 order = torch.randperm(len(X), generator=g).to(device)
-            batch = order[((step - 1) % per_epoch) * cfg.batch_size:][:cfg.batch_size]
+            batch = order[((step - 1) % per_epoch) * cfg.batch_size :][: cfg.batch_size]
             loss = F.cross_entropy(model(X[batch]), y[batch])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -158,8 +170,20 @@ def train(cfg: Config, device: torch.device):
                 recent = []
                 if not math.isfinite(train_loss):
                     raise Diverged(f"the loss became {train_loss} at step {step}.")
-                snap = _snapshot(model, step, total, train_loss, latest, acts, grads,
-                                 X_test, y_test, ds.classes, notes, step / per_epoch)
+                snap = _snapshot(
+                    model,
+                    step,
+                    total,
+                    train_loss,
+                    latest,
+                    acts,
+                    grads,
+                    X_test,
+                    y_test,
+                    ds.classes,
+                    notes,
+                    step / per_epoch,
+                )
                 if (yield snap):
                     break
     final = Snapshot(step, total, final=True, state_dict=cpu_state_dict(model))
@@ -171,13 +195,14 @@ def train(cfg: Config, device: torch.device):
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, chunk: int = 1024):
     """Logits over a whole set in chunks (full MNIST's test set does not fit one batch on CPU)."""
     model.eval()
-    logits = torch.cat([model(X[i:i + chunk]) for i in range(0, len(X), chunk)])
+    logits = torch.cat([model(X[i : i + chunk]) for i in range(0, len(X), chunk)])
     model.train()
     return logits
 
 
-def _snapshot(model, step, total, train_loss, latest, acts, grads, X_test, y_test, classes,
-              notes, epoch) -> Snapshot:
+def _snapshot(
+    model, step, total, train_loss, latest, acts, grads, X_test, y_test, classes, notes, epoch
+) -> Snapshot:
     logits = evaluate(model, X_test, y_test)
     with torch.no_grad():
         model.eval()
@@ -186,11 +211,18 @@ def _snapshot(model, step, total, train_loss, latest, acts, grads, X_test, y_tes
     layers = layer_stats(acts, latest, grads, hist_range=(-0.5, 4.0))
     pred = logits.argmax(1)
     confusion = torch.bincount(y_test * len(classes) + pred, minlength=len(classes) ** 2)
-    metrics = {"epoch": epoch, "train_loss": train_loss,
-               "test_loss": F.cross_entropy(logits, y_test).item(),
-               "test_acc": (pred == y_test).float().mean().item()}
-    view = {"confusion": confusion.reshape(len(classes), -1).cpu().numpy(),
-            "classes": classes, "filters": first_filters(model), "weights": n_params(model)}
+    metrics = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "test_loss": F.cross_entropy(logits, y_test).item(),
+        "test_acc": (pred == y_test).float().mean().item(),
+    }
+    view = {
+        "confusion": confusion.reshape(len(classes), -1).cpu().numpy(),
+        "classes": classes,
+        "filters": first_filters(model),
+        "weights": n_params(model),
+    }
     return Snapshot(step, total, metrics, layers, view, notes=notes)
 
 
@@ -208,8 +240,13 @@ def confident_mistakes(model: nn.Module, X: torch.Tensor, y: torch.Tensor, k: in
     conf, pred = probs.max(1)
     wrong = (pred != y).nonzero().flatten()
     top = wrong[conf[wrong].argsort(descending=True)[:k]]
-    return {"index": top.cpu().numpy(), "images": to_numpy(X[top, 0]), "true": y[top].cpu().numpy(),
-            "pred": pred[top].cpu().numpy(), "confidence": conf[top].cpu().numpy()}
+    return {
+        "index": top.cpu().numpy(),
+        "images": to_numpy(X[top, 0]),
+        "true": y[top].cpu().numpy(),
+        "pred": pred[top].cpu().numpy(),
+        "confidence": conf[top].cpu().numpy(),
+    }
 
 
 @torch.no_grad()
@@ -233,12 +270,18 @@ def explain(model: nn.Module, image: torch.Tensor, target: int) -> dict:
     ig, delta = attribution.integrated_gradients(model, image, target)
     side = image.shape[-1]
     window = max(2, side // 7)
-    maps = {"Saliency": attribution.saliency(model, image, target), "Integrated Gradients": ig,
-            "Occlusion": attribution.occlusion(model, image, target, window, max(1, window // 2))}
+    maps = {
+        "Saliency": attribution.saliency(model, image, target),
+        "Integrated Gradients": ig,
+        "Occlusion": attribution.occlusion(model, image, target, window, max(1, window // 2)),
+    }
     if isinstance(model, SmallCNN):
         maps["Grad-CAM"] = attribution.grad_cam(model, model.blocks[-1].act, image, target)
-    return {"maps": {k: attribution.normalize_attribution(v) for k, v in maps.items()},
-            "ig_delta": delta, "probs": probs}
+    return {
+        "maps": {k: attribution.normalize_attribution(v) for k, v in maps.items()},
+        "ig_delta": delta,
+        "probs": probs,
+    }
 
 
 def _accuracy(view) -> float:
@@ -249,15 +292,20 @@ QUESTIONS = [
     Question(
         "An MLP with as many weights as the default CNN trains on the same 4,000 digits. "
         "Will it reach 93% test accuracy like the CNN?",
-        ("yes", "no"), {"model": "mlp", "dataset": "mnist_subset"},
+        ("yes", "no"),
+        {"model": "mlp", "dataset": "mnist_subset"},
         lambda v: ("yes" if _accuracy(v) >= 0.93 else "no", f"The MLP reached {_accuracy(v):.1%}."),
         "With ~9k weights for 784 pixels, the MLP affords only ~11 hidden units; the CNN reuses "
-        "each 3×3 filter at every position."),
+        "each 3×3 filter at every position.",
+    ),
     Question(
         "Without pooling, does the CNN need more weights in its classifier layer?",
-        ("yes", "no"), {"pooling": "none", "model": "cnn"},
-        lambda v: ("yes" if v.view.get("weights", 0) > 9098 else "no",
-                   f"It has {v.view.get('weights', 0):,} weights (9,098 with max pooling)."),
-        "Pooling shrinks the last feature maps 4×, and the classifier sees every value of them."),
+        ("yes", "no"),
+        {"pooling": "none", "model": "cnn"},
+        lambda v: (
+            "yes" if v.view.get("weights", 0) > 9098 else "no",
+            f"It has {v.view.get('weights', 0):,} weights (9,098 with max pooling).",
+        ),
+        "Pooling shrinks the last feature maps 4×, and the classifier sees every value of them.",
+    ),
 ]
-

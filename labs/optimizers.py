@@ -32,8 +32,9 @@ SCHEDULES = ("constant", "step", "cosine", "one_cycle", "warmup")
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.01):
     """The six contenders, with the textbook defaults for everything but the learning rate."""
     if name in ("sgd", "momentum", "nesterov"):
-        return torch.optim.SGD(params, lr=lr, momentum=0.0 if name == "sgd" else 0.9,
-                               nesterov=name == "nesterov")
+        return torch.optim.SGD(
+            params, lr=lr, momentum=0.0 if name == "sgd" else 0.9, nesterov=name == "nesterov"
+        )
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr)
     if name == "adam":
@@ -45,16 +46,18 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.01):
 
 # ---------------------------------------------------------------- race on a 2-D surface
 
+
 @dataclass(frozen=True)
 class SurfaceConfig:
-    surface: str = knob("ill_conditioned", "Surface", "The landscape to descend.",
-                        choices=tuple(surfaces.SURFACES))
+    surface: str = knob(
+        "ill_conditioned", "Surface", "The landscape to descend.", choices=tuple(surfaces.SURFACES)
+    )
     optimizers: tuple = knob(OPTIMIZERS, "Optimizers", "Who races.", choices=OPTIMIZERS, multi=True)
-    learning_rate: float = knob(0.01, "Learning rate", "The same for every racer.", lo=1e-4,
-                                hi=1.0, log=True)
+    learning_rate: float = knob(0.01, "Learning rate", "The same for every racer.", lo=1e-4, hi=1.0, log=True)
     steps: int = knob(300, "Steps", "How long the race lasts.", lo=10, hi=2000, step=10)
-    tolerance: float = knob(0.05, "Finish radius", "Distance to a minimum that counts as there.",
-                            lo=0.001, hi=0.5, step=0.001)
+    tolerance: float = knob(
+        0.05, "Finish radius", "Distance to a minimum that counts as there.", lo=0.001, hi=0.5, step=0.001
+    )
 
 
 def race_on_surface(cfg: SurfaceConfig, device: torch.device):
@@ -76,17 +79,21 @@ def race_on_surface(cfg: SurfaceConfig, device: torch.device):
     for step in range(1, cfg.steps + 1):
         for name in cfg.optimizers:
             if name not in diverged:
-                _race_step(name, points[name], opts[name], surface, step, paths, reached, diverged,
-                           cfg.tolerance)
+                _race_step(
+                    name, points[name], opts[name], surface, step, paths, reached, diverged, cfg.tolerance
+                )
         if cadence.due(step):
-            losses = {n: float(surface.f(*points[n].detach())) for n in cfg.optimizers
-                      if n not in diverged}
-            view = {"paths": {n: np.array(p) for n, p in paths.items()}, "reached": dict(reached),
-                    "diverged": dict(diverged), "contours": contours, "minima": surface.minima}
+            losses = {n: float(surface.f(*points[n].detach())) for n in cfg.optimizers if n not in diverged}
+            view = {
+                "paths": {n: np.array(p) for n, p in paths.items()},
+                "reached": dict(reached),
+                "diverged": dict(diverged),
+                "contours": contours,
+                "minima": surface.minima,
+            }
             if (yield Snapshot(step, cfg.steps, losses, view=view)):
                 break
-    yield Snapshot(step, cfg.steps, final=True, view={"reached": dict(reached),
-                                                       "diverged": dict(diverged)})
+    yield Snapshot(step, cfg.steps, final=True, view={"reached": dict(reached), "diverged": dict(diverged)})
 
 
 def _race_step(name, point, opt, surface, step, paths, reached, diverged, tolerance):
@@ -103,21 +110,31 @@ def _race_step(name, point, opt, surface, step, paths, reached, diverged, tolera
 
 # ---------------------------------------------------------------- race training a real net
 
+
 @dataclass(frozen=True)
 class Config:
-    optimizers: tuple = knob(("sgd", "momentum", "adam"), "Optimizers", "Each trains its own "
-                             "copy of the same initial net.", choices=OPTIMIZERS, multi=True)
-    learning_rate: float = knob(0.01, "Learning rate", "Peak learning rate, the same for all.",
-                                lo=1e-5, hi=3.0, log=True)
-    schedule: str = knob("constant", "Schedule", "How the learning rate changes over the run.",
-                         choices=SCHEDULES)
+    optimizers: tuple = knob(
+        ("sgd", "momentum", "adam"),
+        "Optimizers",
+        "Each trains its own copy of the same initial net.",
+        choices=OPTIMIZERS,
+        multi=True,
+    )
+    learning_rate: float = knob(
+        0.01, "Learning rate", "Peak learning rate, the same for all.", lo=1e-5, hi=3.0, log=True
+    )
+    schedule: str = knob(
+        "constant", "Schedule", "How the learning rate changes over the run.", choices=SCHEDULES
+    )
     steps: int = knob(400, "Steps", "Updates per optimizer.", lo=20, hi=3000, step=20)
     batch_size: int = knob(32, "Batch size", "Images per step (8×8 digits).", lo=4, hi=512, step=4)
     hidden: int = knob(32, "Hidden units", "Width of the MLP's hidden layer.", lo=4, hi=256, step=4)
-    weight_decay: float = knob(0.01, "AdamW weight decay", "Decoupled decay, AdamW only.",
-                               lo=0.0, hi=0.5, step=0.01)
-    seed: int = knob(0, "Seed", "Same seed: same initial net and same batches for every racer.",
-                     lo=0, hi=9999, step=1)
+    weight_decay: float = knob(
+        0.01, "AdamW weight decay", "Decoupled decay, AdamW only.", lo=0.0, hi=0.5, step=0.01
+    )
+    seed: int = knob(
+        0, "Seed", "Same seed: same initial net and same batches for every racer.", lo=0, hi=9999, step=1
+    )
 
 
 def build_model(cfg: Config) -> nn.Module:
@@ -162,8 +179,9 @@ def train(cfg: Config, device: torch.device):
     X, y, X_test, y_test = digits_tensors(cfg.seed, device)
     start = build_model(cfg).to(device)
     models = {n: copy.deepcopy(start) for n in cfg.optimizers}
-    opts = {n: make_optimizer(n, m.parameters(), cfg.learning_rate, cfg.weight_decay)
-            for n, m in models.items()}
+    opts = {
+        n: make_optimizer(n, m.parameters(), cfg.learning_rate, cfg.weight_decay) for n, m in models.items()
+    }
     scheds = {n: make_scheduler(cfg.schedule, o, cfg.steps, cfg.learning_rate) for n, o in opts.items()}
     cadence = Cadence(cfg.steps, max_snaps=80, min_seconds=0.05)
     recent = {n: [] for n in models}
@@ -183,8 +201,7 @@ def train(cfg: Config, device: torch.device):
             recent = {n: [] for n in models}
             if (yield Snapshot(step, cfg.steps, metrics)):
                 break
-    yield Snapshot(step, cfg.steps, final=True,
-                   state_dict={n: cpu_state_dict(m) for n, m in models.items()})
+    yield Snapshot(step, cfg.steps, final=True, state_dict={n: cpu_state_dict(m) for n, m in models.items()})
 
 
 @torch.no_grad()
@@ -199,17 +216,23 @@ def _race_metrics(models, recent, X_test, y_test) -> dict[str, float]:
 
 # ---------------------------------------------------------------- LR range test
 
+
 @dataclass(frozen=True)
 class FinderConfig:
-    optimizer: str = knob("adam", "Optimizer", "Which optimizer the range test sweeps.",
-                          choices=OPTIMIZERS)
-    lr_min: float = knob(1e-5, "Start learning rate", "Where the sweep begins.", lo=1e-7, hi=1e-2,
-                         log=True)
-    lr_max: float = knob(3.0, "End learning rate", "Where it would end (it stops early once the "
-                         "loss explodes).", lo=1e-2, hi=10.0, log=True)
+    optimizer: str = knob("adam", "Optimizer", "Which optimizer the range test sweeps.", choices=OPTIMIZERS)
+    lr_min: float = knob(1e-5, "Start learning rate", "Where the sweep begins.", lo=1e-7, hi=1e-2, log=True)
+    lr_max: float = knob(
+        3.0,
+        "End learning rate",
+        "Where it would end (it stops early once the loss explodes).",
+        lo=1e-2,
+        hi=10.0,
+        log=True,
+    )
     steps: int = knob(120, "Steps", "Mini-batches in the sweep.", lo=20, hi=500, step=10)
-    seed: int = knob(0, "Seed", "The net and batches are those of the race with this seed.",
-                     lo=0, hi=9999, step=1)
+    seed: int = knob(
+        0, "Seed", "The net and batches are those of the race with this seed.", lo=0, hi=9999, step=1
+    )
 
 
 def lr_range_test(cfg: FinderConfig, device: torch.device, race: Config = Config()):
@@ -243,9 +266,16 @@ def lr_range_test(cfg: FinderConfig, device: torch.device, race: Config = Config
             view = {"lrs": np.array(lrs), "losses": np.array(losses)}
             if (yield Snapshot(step, cfg.steps, {"lr": lr, "loss": smoothed}, view=view)) or exploded:
                 break
-    yield Snapshot(step, cfg.steps, final=True,
-                   view={"lrs": np.array(lrs), "losses": np.array(losses),
-                         "suggested_lr": suggest_lr(np.array(lrs), np.array(losses))})
+    yield Snapshot(
+        step,
+        cfg.steps,
+        final=True,
+        view={
+            "lrs": np.array(lrs),
+            "losses": np.array(losses),
+            "suggested_lr": suggest_lr(np.array(lrs), np.array(losses)),
+        },
+    )
 
 
 def suggest_lr(lrs: np.ndarray, losses: np.ndarray) -> float:
@@ -267,18 +297,27 @@ QUESTIONS = [
     Question(
         "On the ill-conditioned bowl at learning rate 0.01, who reaches the minimum first?",
         ("sgd", "momentum", "neither"),
-        {"surface": "ill_conditioned", "optimizers": ("sgd", "momentum"), "learning_rate": 0.01,
-         "steps": 300},
+        {
+            "surface": "ill_conditioned",
+            "optimizers": ("sgd", "momentum"),
+            "learning_rate": 0.01,
+            "steps": 300,
+        },
         lambda v: _first_to_finish(v, "sgd", "momentum"),
         "Along the shallow axis SGD moves 1% of the way per step; momentum's velocity builds up "
-        "to ~10× that, while its oscillations across the steep axis cancel out."),
+        "to ~10× that, while its oscillations across the steep axis cancel out.",
+    ),
     Question(
         "Raise the learning rate to 0.05 on the same bowl. What happens to plain SGD?",
         ("sgd", "neither"),
         {"surface": "ill_conditioned", "optimizers": ("sgd",), "learning_rate": 0.05, "steps": 300},
-        lambda v: ("neither" if "sgd" in v.view.get("diverged", {}) or "sgd" not in
-                   v.view.get("reached", {}) else "sgd",
-                   "SGD " + ("diverged." if "sgd" in v.view.get("diverged", {}) else "did not.")),
+        lambda v: (
+            "neither"
+            if "sgd" in v.view.get("diverged", {}) or "sgd" not in v.view.get("reached", {})
+            else "sgd",
+            "SGD " + ("diverged." if "sgd" in v.view.get("diverged", {}) else "did not."),
+        ),
         "The steep direction has curvature 50: any learning rate above 2/50 = 0.04 overshoots "
-        "further at every step. The stable learning rate is set by the steepest direction."),
+        "further at every step. The stable learning rate is set by the steepest direction.",
+    ),
 ]

@@ -43,30 +43,40 @@ GRID = 40  # decision boundary and neuron maps are GRID x GRID
 
 @dataclass(frozen=True)
 class Config:
-    dataset: str = knob("spiral", "Dataset", "The 2-D task: two classes to separate.",
-                        choices=data.TWO_D_SETS)
+    dataset: str = knob(
+        "spiral", "Dataset", "The 2-D task: two classes to separate.", choices=data.TWO_D_SETS
+    )
     noise: float = knob(0.1, "Noise", "How much the points are jittered.", lo=0.0, hi=0.5, step=0.05)
     points: int = knob(400, "Points", "How many points in all.", lo=100, hi=2000, step=100)
-    train_fraction: float = knob(0.5, "Training share", "The rest is held out for testing.",
-                                 lo=0.1, hi=0.9, step=0.1)
-    features: tuple = knob(("x", "y"), "Input features", "What the first layer sees.",
-                           choices=tuple(FEATURES), multi=True,
-                           labels={k: label for k, (label, _) in FEATURES.items()})
+    train_fraction: float = knob(
+        0.5, "Training share", "The rest is held out for testing.", lo=0.1, hi=0.9, step=0.1
+    )
+    features: tuple = knob(
+        ("x", "y"),
+        "Input features",
+        "What the first layer sees.",
+        choices=tuple(FEATURES),
+        multi=True,
+        labels={k: label for k, (label, _) in FEATURES.items()},
+    )
     hidden_layers: int = knob(2, "Hidden layers", "0 makes a linear model.", lo=0, hi=6, step=1)
     units: int = knob(8, "Units per layer", "Width of every hidden layer.", lo=1, hi=16, step=1)
-    activation: str = knob("relu", "Activation", "The non-linearity after each layer.",
-                           choices=tuple(ACTIVATIONS))
-    optimizer: str = knob("adam", "Optimizer", "How gradients become updates.",
-                          choices=("sgd", "momentum", "adam"))
+    activation: str = knob(
+        "relu", "Activation", "The non-linearity after each layer.", choices=tuple(ACTIVATIONS)
+    )
+    optimizer: str = knob(
+        "adam", "Optimizer", "How gradients become updates.", choices=("sgd", "momentum", "adam")
+    )
     learning_rate: float = knob(0.02, "Learning rate", "Step size.", lo=1e-4, hi=3.0, log=True)
     batch_size: int = knob(16, "Batch size", "Points per gradient step.", lo=1, hi=256, step=1)
-    regularization: str = knob("none", "Regularization", "Penalty on the weights.",
-                               choices=("none", "L1", "L2"))
-    reg_rate: float = knob(1e-3, "Regularization rate", "Strength of the penalty.", lo=1e-5,
-                           hi=1.0, log=True)
+    regularization: str = knob(
+        "none", "Regularization", "Penalty on the weights.", choices=("none", "L1", "L2")
+    )
+    reg_rate: float = knob(1e-3, "Regularization rate", "Strength of the penalty.", lo=1e-5, hi=1.0, log=True)
     batchnorm: bool = knob(False, "BatchNorm", "Normalize each layer's pre-activations.")
-    dropout: float = knob(0.0, "Dropout", "Share of units silenced at each training step.",
-                          lo=0.0, hi=0.5, step=0.05)
+    dropout: float = knob(
+        0.0, "Dropout", "Share of units silenced at each training step.", lo=0.0, hi=0.5, step=0.05
+    )
     epochs: int = knob(150, "Epochs", "Passes over the training points.", lo=5, hi=1000, step=5)
     seed: int = knob(0, "Seed", "Same seed, same data, same start, same run.", lo=0, hi=9999, step=1)
 
@@ -150,8 +160,10 @@ def train(cfg: Config, device: torch.device):
     g = seed_everything(cfg.seed)
     X, y = data.two_d(cfg.dataset, cfg.points, cfg.noise, cfg.seed)
     X_train, y_train, X_test, y_test = data.split(X, y, cfg.train_fraction, cfg.seed)
-    F_train, F_test = (featurize(X_train, cfg.features).to(device),
-                       featurize(X_test, cfg.features).to(device))
+    F_train, F_test = (
+        featurize(X_train, cfg.features).to(device),
+        featurize(X_test, cfg.features).to(device),
+    )
     F_grid = featurize(grid_points(), cfg.features).to(device)
     t_train, t_test = y_train.float().to(device), y_test.float().to(device)
 
@@ -162,14 +174,18 @@ def train(cfg: Config, device: torch.device):
     total = cfg.epochs * per_epoch
     cadence = Cadence(total, max_snaps=80, min_seconds=0.05)
     acts, grads = recorded_layers(model)
-    points = {"X_train": X_train.numpy(), "y_train": y_train.numpy(),
-              "X_test": X_test.numpy(), "y_test": y_test.numpy()}
+    points = {
+        "X_train": X_train.numpy(),
+        "y_train": y_train.numpy(),
+        "X_test": X_test.numpy(),
+        "y_test": y_test.numpy(),
+    }
     step = 0
     with record_activations(acts) as latest:
         for step in range(1, total + 1):
             if (step - 1) % per_epoch == 0:
                 order = torch.randperm(n, generator=g).to(device)  # a fresh shuffle each epoch
-            batch = order[((step - 1) % per_epoch) * cfg.batch_size:][:cfg.batch_size]
+            batch = order[((step - 1) % per_epoch) * cfg.batch_size :][: cfg.batch_size]
             logits = model(F_train[batch]).squeeze(1)  # (B,)
             loss = F.binary_cross_entropy_with_logits(logits, t_train[batch])
             opt.zero_grad(set_to_none=True)
@@ -178,23 +194,40 @@ def train(cfg: Config, device: torch.device):
             if cadence.due(step):
                 if not math.isfinite(loss.item()):
                     raise Diverged(f"the loss became {loss.item()} at step {step}.")
-                snap = _snapshot(model, step, total, latest, acts, grads, F_train, t_train,
-                                 F_test, t_test, F_grid, cfg, points)
+                snap = _snapshot(
+                    model,
+                    step,
+                    total,
+                    latest,
+                    acts,
+                    grads,
+                    F_train,
+                    t_train,
+                    F_test,
+                    t_test,
+                    F_grid,
+                    cfg,
+                    points,
+                )
                 if (yield snap):
                     break
     yield Snapshot(step, total, final=True, state_dict=cpu_state_dict(model))
 
 
 @torch.no_grad()
-def _snapshot(model, step, total, latest, acts, grads, F_train, t_train, F_test, t_test,
-              F_grid, cfg, points) -> Snapshot:
+def _snapshot(
+    model, step, total, latest, acts, grads, F_train, t_train, F_test, t_test, F_grid, cfg, points
+) -> Snapshot:
     model.eval()
     train_logits = model(F_train).squeeze(1)  # fills `latest` with whole-training-set outputs
     layers = layer_stats(acts, latest, grads, HIST_RANGE[cfg.activation])
     test_logits = model(F_test).squeeze(1)
     grid_logits = model(F_grid).squeeze(1)  # `latest` now holds every unit over the plane
-    neuron_maps = [to_numpy(latest[name].T.reshape(-1, GRID, GRID))  # (units, GRID, GRID)
-                   for name in acts if name != "output"]
+    neuron_maps = [
+        to_numpy(latest[name].T.reshape(-1, GRID, GRID))  # (units, GRID, GRID)
+        for name in acts
+        if name != "output"
+    ]
     model.train()
     metrics = {
         "train_loss": F.binary_cross_entropy_with_logits(train_logits, t_train).item(),
@@ -203,8 +236,9 @@ def _snapshot(model, step, total, latest, acts, grads, F_train, t_train, F_test,
         "test_acc": ((test_logits > 0).float() == t_test).float().mean().item(),
     }
     probs = torch.sigmoid(grid_logits).reshape(GRID, GRID)  # (GRID, GRID), row = y
-    return Snapshot(step, total, metrics, layers,
-                    view={"boundary": to_numpy(probs), "neurons": neuron_maps, **points})
+    return Snapshot(
+        step, total, metrics, layers, view={"boundary": to_numpy(probs), "neurons": neuron_maps, **points}
+    )
 
 
 def explain_point(model: PlaygroundNet, cfg: Config, point: tuple[float, float]) -> dict:
@@ -217,9 +251,15 @@ def explain_point(model: PlaygroundNet, cfg: Config, point: tuple[float, float])
     attr, delta = attribution.integrated_gradients(model, x, target=0)
     with torch.no_grad():
         logit, base = model(x).item(), model(torch.zeros_like(x)).item()
-    return {"features": [FEATURES[f][0] for f in cfg.features], "values": x[0].numpy(),
-            "attributions": attr, "delta": delta, "logit": logit, "baseline_logit": base,
-            "probability": 1 / (1 + np.exp(-logit))}
+    return {
+        "features": [FEATURES[f][0] for f in cfg.features],
+        "values": x[0].numpy(),
+        "attributions": attr,
+        "delta": delta,
+        "logit": logit,
+        "baseline_logit": base,
+        "probability": 1 / (1 + np.exp(-logit)),
+    }
 
 
 def _final_accuracy(view) -> float:
@@ -229,16 +269,18 @@ def _final_accuracy(view) -> float:
 QUESTIONS = [
     Question(
         "On the spiral with no hidden layer (a linear model), will test accuracy pass 70%?",
-        ("yes", "no"), {"dataset": "spiral", "hidden_layers": 0, "features": ("x", "y")},
-        lambda v: ("yes" if _final_accuracy(v) > 0.7 else "no",
-                   f"Test accuracy: {_final_accuracy(v):.0%}."),
-        "One layer draws one straight line; two interleaved arms need a curved boundary."),
+        ("yes", "no"),
+        {"dataset": "spiral", "hidden_layers": 0, "features": ("x", "y")},
+        lambda v: ("yes" if _final_accuracy(v) > 0.7 else "no", f"Test accuracy: {_final_accuracy(v):.0%}."),
+        "One layer draws one straight line; two interleaved arms need a curved boundary.",
+    ),
     Question(
         "Still no hidden layer, but now the inputs include x² and y². Can it fit the circles "
         "(above 90% test accuracy)?",
-        ("yes", "no"), {"dataset": "circles", "hidden_layers": 0, "features": ("x", "y", "x2", "y2")},
-        lambda v: ("yes" if _final_accuracy(v) > 0.9 else "no",
-                   f"Test accuracy: {_final_accuracy(v):.0%}."),
+        ("yes", "no"),
+        {"dataset": "circles", "hidden_layers": 0, "features": ("x", "y", "x2", "y2")},
+        lambda v: ("yes" if _final_accuracy(v) > 0.9 else "no", f"Test accuracy: {_final_accuracy(v):.0%}."),
         "With x² and y² as inputs, a circle is a straight line in feature space: "
-        "features can do what layers would otherwise have to learn."),
+        "features can do what layers would otherwise have to learn.",
+    ),
 ]

@@ -6,8 +6,8 @@ then shows the optimizers' characters rather than which one happened to suit the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -41,15 +41,42 @@ def _ill_conditioned(x, y):
 
 
 SURFACES = {
-    "rosenbrock": Surface("Rosenbrock", _rosenbrock, (-1.5, 2.0), ((1.0, 1.0),), (-2, 2), (-1, 3),
-                          "A curved, flat-bottomed valley: easy to find, slow to follow."),
-    "beale": Surface("Beale", _beale, (1.0, 1.6), ((3.0, 0.5),), (-1, 4), (-1.5, 2),
-                     "Steep walls and a flat plateau around a minimum at (3, 0.5)."),
-    "saddle": Surface("Saddle", _saddle, (1.8, 0.01), ((0.0, 2**0.5), (0.0, -(2**0.5))), (-2, 2),
-                      (-2.2, 2.2), "Starts almost on the ridge: gradient descent lingers there."),
-    "ill_conditioned": Surface("Ill-conditioned quadratic", _ill_conditioned, (-4.0, 1.0),
-                               ((0.0, 0.0),), (-4.5, 1), (-1.5, 1.5),
-                               "An elongated bowl: SGD zig-zags across, momentum rolls along."),
+    "rosenbrock": Surface(
+        "Rosenbrock",
+        _rosenbrock,
+        (-1.5, 2.0),
+        ((1.0, 1.0),),
+        (-2, 2),
+        (-1, 3),
+        "A curved, flat-bottomed valley: easy to find, slow to follow.",
+    ),
+    "beale": Surface(
+        "Beale",
+        _beale,
+        (1.0, 1.6),
+        ((3.0, 0.5),),
+        (-1, 4),
+        (-1.5, 2),
+        "Steep walls and a flat plateau around a minimum at (3, 0.5).",
+    ),
+    "saddle": Surface(
+        "Saddle",
+        _saddle,
+        (1.8, 0.01),
+        ((0.0, 2**0.5), (0.0, -(2**0.5))),
+        (-2, 2),
+        (-2.2, 2.2),
+        "Starts almost on the ridge: gradient descent lingers there.",
+    ),
+    "ill_conditioned": Surface(
+        "Ill-conditioned quadratic",
+        _ill_conditioned,
+        (-4.0, 1.0),
+        ((0.0, 0.0),),
+        (-4.5, 1),
+        (-1.5, 1.5),
+        "An elongated bowl: SGD zig-zags across, momentum rolls along.",
+    ),
 }
 
 

@@ -22,8 +22,15 @@ from chapters import CHAPTERS
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
 # Points drawn in all charts, from plotly's decoded traces (numpy data arrives base64-encoded,
 # so the raw `data[i].x` has no length).
@@ -48,9 +55,23 @@ def server():
     port = free_port()
     env = {**os.environ, "DLLAB_ALLOW_DOWNLOAD": "0", "DLLAB_CPU_RUNS": "2"}
     env.pop("DLLAB_EXECUTOR", None)  # the real thing: worker processes
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py",
-                             "--server.port", str(port), "--server.address", "127.0.0.1"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
@@ -89,8 +110,9 @@ def train_button(page, key):
 
 
 def assert_no_exception(page):
-    assert page.locator("[data-testid=stException]").count() == 0, \
-        page.locator("[data-testid=stException]").all_inner_texts()
+    assert page.locator("[data-testid=stException]").count() == 0, page.locator(
+        "[data-testid=stException]"
+    ).all_inner_texts()
 
 
 def wait_for_points_beyond(page, points, timeout=60):
@@ -136,7 +158,6 @@ def test_a_default_run_finishes_and_is_screenshotted(browser, server, chapter):
 
 
 def test_two_learners_train_at_once_without_seeing_each_other(browser, server):
-    chapter = next(c for c in CHAPTERS if c.slug == "playground")
     contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(2)]
     pages = []
     for ctx, dataset in zip(contexts, ("moons", "xor")):

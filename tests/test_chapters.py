@@ -18,6 +18,7 @@ def run(train, cfg):
 
 # ---------------------------------------------------------------- playground
 
+
 def test_playground_loss_falls_on_a_tiny_config():
     history, final = run(playground.train, playground.Config(epochs=10, points=200))
     assert history[-1]["train_loss"] < history[0]["train_loss"]
@@ -27,8 +28,10 @@ def test_playground_loss_falls_on_a_tiny_config():
 def test_a_line_cannot_fit_the_spiral_but_two_relu_layers_can():
     spiral = playground.Config(dataset="spiral", noise=0.1, points=600, epochs=200)
     linear, _ = run(playground.train, playground.Config(**{**spiral.__dict__, "hidden_layers": 0}))
-    deep, _ = run(playground.train, playground.Config(**{**spiral.__dict__, "hidden_layers": 2,
-                                                         "units": 8, "activation": "relu"}))
+    deep, _ = run(
+        playground.train,
+        playground.Config(**{**spiral.__dict__, "hidden_layers": 2, "units": 8, "activation": "relu"}),
+    )
     assert linear[-1]["test_acc"] < 0.65
     assert deep[-1]["test_acc"] > 0.90
 
@@ -43,6 +46,7 @@ def test_playground_views_cover_every_hidden_unit():
 
 
 # ---------------------------------------------------------------- convolutional networks
+
 
 def test_cnn_loss_falls_on_a_tiny_config():
     history, final = run(convnets.train, convnets.Config(dataset="digits8", epochs=2))
@@ -70,9 +74,11 @@ def test_feature_maps_follow_the_architecture():
 
 # ---------------------------------------------------------------- optimizers
 
+
 def test_momentum_beats_sgd_on_the_ill_conditioned_quadratic():
-    cfg = optimizers.SurfaceConfig(surface="ill_conditioned", optimizers=("sgd", "momentum"),
-                                   learning_rate=0.01, steps=1000)
+    cfg = optimizers.SurfaceConfig(
+        surface="ill_conditioned", optimizers=("sgd", "momentum"), learning_rate=0.01, steps=1000
+    )
     _, final = run(optimizers.race_on_surface, cfg)
     reached = final.view["reached"]
     assert "momentum" in reached
@@ -80,8 +86,9 @@ def test_momentum_beats_sgd_on_the_ill_conditioned_quadratic():
 
 
 def test_too_large_a_learning_rate_diverges_and_drops_out_of_the_race():
-    cfg = optimizers.SurfaceConfig(surface="ill_conditioned", optimizers=("sgd", "adam"),
-                                   learning_rate=0.05, steps=300)
+    cfg = optimizers.SurfaceConfig(
+        surface="ill_conditioned", optimizers=("sgd", "adam"), learning_rate=0.05, steps=300
+    )
     _, final = run(optimizers.race_on_surface, cfg)
     assert "sgd" in final.view["diverged"] and "adam" not in final.view["diverged"]
 
@@ -98,8 +105,7 @@ def test_the_lr_range_test_suggests_a_rate_that_trains():
     _, final = run(optimizers.lr_range_test, optimizers.FinderConfig(steps=100))
     lr = final.view["suggested_lr"]
     assert 1e-4 < lr < 1.0
-    history, _ = run(optimizers.train, optimizers.Config(optimizers=("adam",), learning_rate=lr,
-                                                         steps=200))
+    history, _ = run(optimizers.train, optimizers.Config(optimizers=("adam",), learning_rate=lr, steps=200))
     assert history[-1]["adam test acc"] > 0.85
 
 

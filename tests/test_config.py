@@ -8,8 +8,14 @@ from labs.core.config import ConfigError, check, from_params, log_ladder, to_par
 
 def test_defaults_are_valid_for_every_chapter_config():
     from labs import optimizers
-    for cls in (playground.Config, convnets.Config, optimizers.Config, optimizers.SurfaceConfig,
-                optimizers.FinderConfig):
+
+    for cls in (
+        playground.Config,
+        convnets.Config,
+        optimizers.Config,
+        optimizers.SurfaceConfig,
+        optimizers.FinderConfig,
+    ):
         check(cls())
 
 
@@ -20,8 +26,14 @@ def test_out_of_range_numbers_are_clamped_with_a_notice():
 
 
 def test_garbage_values_fall_back_to_defaults_with_a_notice():
-    raw = {"activation": "banana", "epochs": "lots", "batchnorm": "maybe", "learning_rate": "nan",
-           "features": "x,zz", "kernel_size": "4"}
+    raw = {
+        "activation": "banana",
+        "epochs": "lots",
+        "batchnorm": "maybe",
+        "learning_rate": "nan",
+        "features": "x,zz",
+        "kernel_size": "4",
+    }
     cfg, notices = from_params(playground.Config, raw)
     assert cfg.activation == "relu" and cfg.epochs == playground.Config().epochs
     assert cfg.batchnorm is False and cfg.features == ("x",)

@@ -114,8 +114,10 @@ def test_labs_import_no_streamlit():
     imports = re.compile(r"^\s*(import streamlit|from streamlit)", re.MULTILINE)
     offenders = [p for p in (root / "labs").rglob("*.py") if imports.search(p.read_text())]
     assert offenders == []
-    code = ("import sys, labs.playground, labs.convnets, labs.optimizers, labs.core.workers; "
-            "sys.exit('streamlit' in sys.modules)")
+    code = (
+        "import sys, labs.playground, labs.convnets, labs.optimizers, labs.core.workers; "
+        "sys.exit('streamlit' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
 
 

@@ -27,8 +27,7 @@ def test_a_remote_run_finishes_with_weights():
 
 
 def test_stop_reaches_the_worker_and_the_worker_is_clean_for_the_next_run():
-    run = TrainingRun(remote(convnets.train), convnets.Config(dataset="digits8", epochs=30),
-                      CPU).start()
+    run = TrainingRun(remote(convnets.train), convnets.Config(dataset="digits8", epochs=30), CPU).start()
     assert run.wait_for_first_snapshot(120)
     time.sleep(0.5)
     run.stop()
@@ -42,8 +41,7 @@ def test_stop_reaches_the_worker_and_the_worker_is_clean_for_the_next_run():
 
 def test_a_failure_in_the_worker_arrives_in_words():
     bad = convnets.Config(dataset="digits8", epochs=1, learning_rate=1.0, conv_layers=3)
-    run = TrainingRun(remote(convnets.train), bad.__class__(**{**bad.__dict__, "channels": 99}),
-                      CPU).start()
+    run = TrainingRun(remote(convnets.train), bad.__class__(**{**bad.__dict__, "channels": 99}), CPU).start()
     assert run.wait(60)
     view = run.view()
     assert view.state == RunState.FAILED and "Channels" in view.message and "outside" in view.message

@@ -26,16 +26,26 @@ def evaluating(model: nn.Module):
         model.train(was_training)
 
 
-def integrated_gradients(model: nn.Module, x: torch.Tensor, target: int | None,
-                         baseline: torch.Tensor | None = None, steps: int = 64):
+def integrated_gradients(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: int | None,
+    baseline: torch.Tensor | None = None,
+    steps: int = 64,
+):
     """IG of `target` for a batch of one: (attributions like x[0], convergence delta).
 
     Completeness: attributions sum to f(x) - f(baseline) up to the returned delta.
     """
     with evaluating(model):
         ig = IntegratedGradients(model)
-        attr, delta = ig.attribute(x, baselines=baseline if baseline is not None else 0 * x,
-                                   target=target, n_steps=steps, return_convergence_delta=True)
+        attr, delta = ig.attribute(
+            x,
+            baselines=baseline if baseline is not None else 0 * x,
+            target=target,
+            n_steps=steps,
+            return_convergence_delta=True,
+        )
     return attr[0].detach().cpu().numpy(), float(delta.abs().max())
 
 
@@ -46,13 +56,19 @@ def saliency(model: nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
     return attr[0].detach().cpu().numpy()
 
 
-def occlusion(model: nn.Module, x: torch.Tensor, target: int, window: int, stride: int,
-              ) -> np.ndarray:
+def occlusion(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: int,
+    window: int,
+    stride: int,
+) -> np.ndarray:
     """How much the target score drops when each window of pixels is set to zero."""
     shape = (x.shape[1], window, window)
     with evaluating(model), torch.no_grad():
-        attr = Occlusion(model).attribute(x, target=target, sliding_window_shapes=shape,
-                                          strides=(x.shape[1], stride, stride), baselines=0)
+        attr = Occlusion(model).attribute(
+            x, target=target, sliding_window_shapes=shape, strides=(x.shape[1], stride, stride), baselines=0
+        )
     return attr[0].detach().cpu().numpy()
 
 
@@ -66,6 +82,7 @@ def grad_cam(model: nn.Module, layer: nn.Module, x: torch.Tensor, target: int) -
 
 # ---------------------------------------------------------------- Captum's visual scaling
 
+
 def _cumulative_sum_threshold(values: np.ndarray, percentile: float) -> float:
     """The value below which `percentile`% of the total mass lies (Captum's outlier cut)."""
     sorted_vals = np.sort(values.flatten())
@@ -73,8 +90,9 @@ def _cumulative_sum_threshold(values: np.ndarray, percentile: float) -> float:
     return float(sorted_vals[np.where(cum_sums >= cum_sums[-1] * 0.01 * percentile)[0][0]])
 
 
-def normalize_attribution(attr: np.ndarray, sign: str = "all", outlier_perc: float = 2,
-                          reduce_channels: bool = True) -> np.ndarray:
+def normalize_attribution(
+    attr: np.ndarray, sign: str = "all", outlier_perc: float = 2, reduce_channels: bool = True
+) -> np.ndarray:
     """Scale to [-1, 1] the way `captum.attr.visualization` does before drawing.
 
     sign: "all" keeps both signs, "positive"/"negative" keep one, "absolute_value" drops it.

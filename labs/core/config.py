@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -36,8 +37,7 @@ def knob(default, label, help="", **kw):
 
 def knobs(cls) -> list[tuple[str, Knob, Any]]:
     """(name, Knob, default) for every knob field of a Config class, in declaration order."""
-    return [(f.name, f.metadata["knob"], f.default) for f in dataclasses.fields(cls)
-            if "knob" in f.metadata]
+    return [(f.name, f.metadata["knob"], f.default) for f in dataclasses.fields(cls) if "knob" in f.metadata]
 
 
 def log_ladder(lo: float, hi: float) -> list[float]:
@@ -132,5 +132,15 @@ def check(cfg) -> None:
             raise ConfigError(notice)
 
 
-__all__ = ["ConfigError", "Knob", "knob", "knobs", "log_ladder", "from_params", "to_params",
-           "check", "coerce_value", "dataclass"]
+__all__ = [
+    "ConfigError",
+    "Knob",
+    "knob",
+    "knobs",
+    "log_ladder",
+    "from_params",
+    "to_params",
+    "check",
+    "coerce_value",
+    "dataclass",
+]

@@ -33,6 +33,7 @@ def data_dir() -> Path:
 
 # ---------------------------------------------------------------- 2-D toy sets (playground)
 
+
 def two_d(name: str, n: int, noise: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """n points of a 2-D binary task, scaled to roughly [-1, 1]²: X (n, 2) float, y (n,) long.
 
@@ -45,8 +46,7 @@ def two_d(name: str, n: int, noise: float, seed: int) -> tuple[torch.Tensor, tor
     elif name == "circles":
         X, y = make_circles(n, noise=noise * 0.25, factor=0.45, random_state=seed)
     elif name == "blobs":
-        X, y = make_blobs(n, centers=[[-0.5, -0.5], [0.5, 0.5]], cluster_std=0.15 + noise,
-                          random_state=seed)
+        X, y = make_blobs(n, centers=[[-0.5, -0.5], [0.5, 0.5]], cluster_std=0.15 + noise, random_state=seed)
     elif name == "xor":
         X = rng.uniform(-1, 1, size=(n, 2))
         y = (X[:, 0] * X[:, 1] > 0).astype(int)
@@ -77,9 +77,11 @@ def split(X: torch.Tensor, y: torch.Tensor, train_fraction: float, seed: int):
 
 # ---------------------------------------------------------------- images (CNN, optimizers)
 
+
 @dataclass(frozen=True)
 class ImageSet:
     """Images (N, 1, H, W) in [0, 1] with labels, already split; `note` says what was used."""
+
     X_train: torch.Tensor
     y_train: torch.Tensor
     X_test: torch.Tensor
@@ -151,20 +153,31 @@ def torchvision_images(name: str, root: Path, download: bool) -> tuple[torch.Ten
 
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
-FASHION_CLASSES = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                   "Sneaker", "Bag", "Boot")
+FASHION_CLASSES = (
+    "T-shirt",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Boot",
+)
 
 
-def image_set(name: str, test_fraction: float = 0.2, seed: int = 0,
-              max_train: int | None = None) -> ImageSet:
+def image_set(name: str, test_fraction: float = 0.2, seed: int = 0, max_train: int | None = None) -> ImageSet:
     """Load an image set by name; full sets fall back to the shipped MNIST subset with a note."""
     if name in ("mnist", "fashion_mnist"):
         try:
             return _full_image_set(name, max_train)
         except DataUnavailable as err:
             fallback = image_set("mnist_subset", test_fraction, seed, max_train)
-            return ImageSet(*_fields(fallback)[:6], note=f"{err} Using the 5,000-digit MNIST "
-                            "subset that ships with the lab instead.")
+            return ImageSet(
+                *_fields(fallback)[:6],
+                note=f"{err} Using the 5,000-digit MNIST subset that ships with the lab instead.",
+            )
     if name == "digits8":
         X, y = digits_8x8()
     elif name == "mnist_subset":

@@ -8,8 +8,8 @@ fraction of dead units).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ def record_activations(modules: dict[str, nn.Module]) -> Iterator[dict[str, torc
 def _keeper(latest: dict, name: str):
     def hook(module, inputs, output):
         latest[name] = output.detach()
+
     return hook
 
 
@@ -68,9 +69,12 @@ def grad_norm(module: nn.Module) -> float:
     return float(torch.cat(grads).norm()) if grads else 0.0
 
 
-def layer_stats(modules: dict[str, nn.Module], latest: dict[str, torch.Tensor],
-                grad_modules: dict[str, nn.Module] | None = None,
-                hist_range: tuple[float, float] = (-3.0, 3.0)) -> dict[str, dict]:
+def layer_stats(
+    modules: dict[str, nn.Module],
+    latest: dict[str, torch.Tensor],
+    grad_modules: dict[str, nn.Module] | None = None,
+    hist_range: tuple[float, float] = (-3.0, 3.0),
+) -> dict[str, dict]:
     """Plain statistics for every recorded layer: activations from `latest`, gradients of the
     weights in `grad_modules[name]` (the layer feeding that activation)."""
     grad_modules = grad_modules or modules
@@ -85,5 +89,6 @@ def layer_stats(modules: dict[str, nn.Module], latest: dict[str, torch.Tensor],
 
 def hooks_left(model: nn.Module) -> int:
     """How many forward/backward hooks are still attached anywhere in the model (tests use it)."""
-    return sum(len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks)
-               for m in model.modules())
+    return sum(
+        len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks) for m in model.modules()
+    )

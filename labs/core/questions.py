@@ -1,4 +1,4 @@
-""""Predict, then run": a question the learner answers before a run that settles it.
+""" "Predict, then run": a question the learner answers before a run that settles it.
 
 Each question names the settings of the run that answers it and reads the answer off that
 run's results, so the lab (not the learner's memory of a textbook) checks the prediction.
@@ -6,8 +6,8 @@ run's results, so the lab (not the learner's memory of a textbook) checks the pr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Callable, Iterator
+from enum import StrEnum
 
 import torch
 
@@ -31,7 +31,7 @@ log = logging.getLogger("dllab.runner")
 MAX_LAYER_HISTORY = 120  # per-layer stats over time, thinned beyond this (enough to draw)
 
 
-class RunState(str, Enum):
+class RunState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
@@ -100,19 +100,26 @@ def explain_failure(err: BaseException) -> str:
     """A message a learner can act on, for anything a run may raise."""
     text = str(err)
     if isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in text.lower():
-        return ("Out of GPU memory: the server's GPU is full. Try a smaller model or batch "
-                "size, or train again when other runs have finished.")
+        return (
+            "Out of GPU memory: the server's GPU is full. Try a smaller model or batch "
+            "size, or train again when other runs have finished."
+        )
     if isinstance(err, Diverged):
         return f"Training diverged: {text} Try a smaller learning rate."
     if isinstance(err, (ConfigError, DataUnavailable)) or type(err).__name__ in (
-            "RemoteFailure", "WorkerLost"):  # already in the learner's words
+        "RemoteFailure",
+        "WorkerLost",
+    ):  # already in the learner's words
         return text
-    return f"The run failed ({type(err).__name__}: {text}). The app is fine; change a setting and train again."
+    return (
+        f"The run failed ({type(err).__name__}: {text}). The app is fine; change a setting and train again."
+    )
 
 
 @dataclass
 class RunView:
     """A consistent copy of a run's state for one redraw (safe to read without the lock)."""
+
     id: str
     state: RunState
     message: str
@@ -140,8 +147,14 @@ class RunView:
 class TrainingRun:
     """One learner's run of one lab: start it, read `view()`, `stop()` it."""
 
-    def __init__(self, train: Callable[..., Iterator[Snapshot]], cfg, device: torch.device,
-                 slots: Slots | None = None, label: str = ""):
+    def __init__(
+        self,
+        train: Callable[..., Iterator[Snapshot]],
+        cfg,
+        device: torch.device,
+        slots: Slots | None = None,
+        label: str = "",
+    ):
         self.id = uuid.uuid4().hex[:8]
         self.cfg, self.device, self.label = cfg, device, label
         self._train = train
@@ -161,7 +174,7 @@ class TrainingRun:
         self._thread = threading.Thread(target=self._work, daemon=True, name=f"run-{self.id}")
 
     # -- control ---------------------------------------------------------------------------
-    def start(self) -> "TrainingRun":
+    def start(self) -> TrainingRun:
         self._thread.start()
         return self
 
@@ -194,13 +207,17 @@ class TrainingRun:
                     break
                 snap = gen.send(self._stop.is_set())
             stopped = self._stop.is_set()
-            self._finish(RunState.STOPPED if stopped else RunState.DONE,
-                         "Stopped: the curves and weights so far are kept." if stopped else "")
+            self._finish(
+                RunState.STOPPED if stopped else RunState.DONE,
+                "Stopped: the curves and weights so far are kept." if stopped else "",
+            )
         except StopIteration:
             self._finish(RunState.STOPPED if self._stop.is_set() else RunState.DONE, "")
         except Exception as err:  # a run must never take the app down: report it in words
-            if not isinstance(err, (Diverged, ConfigError, DataUnavailable)) and \
-                    type(err).__name__ != "RemoteFailure":  # the worker logged its own
+            if (
+                not isinstance(err, (Diverged, ConfigError, DataUnavailable))
+                and type(err).__name__ != "RemoteFailure"
+            ):  # the worker logged its own
                 log.exception("run %s failed", self.id)
             self._finish(RunState.FAILED, explain_failure(err))
         finally:
@@ -237,12 +254,18 @@ class TrainingRun:
             running_s = now - self._t_running if self._state != RunState.QUEUED else 0.0
             eta = running_s * (1 - progress) / progress if 0 < progress < 1 else None
             return RunView(
-                id=self.id, state=self._state, message=self._message,
+                id=self.id,
+                state=self._state,
+                message=self._message,
                 progress=1.0 if self._state == RunState.DONE else progress,
                 eta_s=eta if self._state == RunState.RUNNING else None,
                 elapsed_s=now - self._t_start,
                 queue_position=self._slots.position(self),
-                history=list(self._history), layer_history=list(self._layers),
-                latest=latest, view=self._view, notes=list(self._notes),
-                state_dict=self._state_dict, cfg=self.cfg,
+                history=list(self._history),
+                layer_history=list(self._layers),
+                latest=latest,
+                view=self._view,
+                notes=list(self._notes),
+                state_dict=self._state_dict,
+                cfg=self.cfg,
             )

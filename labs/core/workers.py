@@ -20,8 +20,8 @@ import queue
 import sys
 import threading
 import types
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 log = logging.getLogger("dllab.workers")
 _CTX = mp.get_context("spawn")  # fork after torch has started threads can deadlock the child
@@ -96,8 +96,9 @@ def _import_labs() -> None:
 class Worker:
     def __init__(self):
         self.jobs, self.results, self.stop = _CTX.Queue(), _CTX.Queue(), _CTX.Event()
-        self.proc = _CTX.Process(target=_serve, args=(self.jobs, self.results, self.stop),
-                                 daemon=True, name="dllab-worker")
+        self.proc = _CTX.Process(
+            target=_serve, args=(self.jobs, self.results, self.stop), daemon=True, name="dllab-worker"
+        )
         with _bare_main():
             self.proc.start()
         self.ready = False
@@ -114,8 +115,10 @@ class Worker:
                 return self.results.get(timeout=0.5)
             except queue.Empty:
                 if not self.proc.is_alive():
-                    raise WorkerLost("The training process stopped unexpectedly (often: the "
-                                     "server ran out of memory). Try a smaller model.") from None
+                    raise WorkerLost(
+                        "The training process stopped unexpectedly (often: the "
+                        "server ran out of memory). Try a smaller model."
+                    ) from None
 
     def run(self, train: Callable, cfg, device):
         """Proxy generator: yields the worker's snapshots; what is sent in becomes Stop.
@@ -183,15 +186,17 @@ POOL = WorkerPool()
 
 def remote(train: Callable) -> Callable:
     """`train` (a module-level lab function) run in a pooled worker process."""
+
     def run_remotely(cfg, device):
         worker = POOL.borrow()
         try:
             yield from worker.run(train, cfg, device)
         finally:
             POOL.give_back(worker)
+
     return run_remotely
 
 
 def executor() -> str:
-    """"process" (the default: training off the server's GIL) or "thread" (DLLAB_EXECUTOR)."""
+    """ "process" (the default: training off the server's GIL) or "thread" (DLLAB_EXECUTOR)."""
     return "thread" if os.environ.get("DLLAB_EXECUTOR", "process") == "thread" else "process"

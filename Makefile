@@ -1,0 +1,44 @@
+# Deep Learning Lab — the two commands of the README.
+#   make run    create .venv, install, serve the lab on http://localhost:8501
+#   make test   install what the tests need (Debian's chromium too) and run the whole suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint format bench browser clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch and torchvision as a matched pair first: other pairings fail to import
+	$(PY) -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1" || \
+	  $(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m streamlit run app.py --server.port 8501
+
+browser:
+	@# Playwright drives Debian's chromium (no browser download); emoji font for the icons
+	@test -x /usr/bin/chromium || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium fonts-noto-color-emoji; }
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+test: $(STAMP) browser lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m bench.speed
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache artifacts
