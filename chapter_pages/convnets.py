@@ -40,32 +40,34 @@ def draw(view):
 
 def _after_training(view):
     ds = lab.images(view.cfg)
-    model = lab.load_model(view.cfg, ds.X_test.shape[-1], view.state_dict)
+    side = ds.X_test.shape[-1]
+    model = page.memo(("model", view.id), lambda: lab.load_model(view.cfg, side, view.state_dict))
     st.subheader("One test image, layer by layer")
     left, right = st.columns([1, 3])
     index = left.number_input("Test image", 0, len(ds.X_test) - 1, 0, key=f"{KEY}-image")
     image = ds.X_test[index : index + 1]  # (1, 1, H, W)
-    explained = lab.explain(model, image, 0)
-    predicted = int(explained["probs"].argmax())
+    probs = page.memo(("probs", view.id, index), lambda: lab.predict(model, image))
+    predicted = int(probs.argmax())
     target = left.selectbox(
         "Explain class",
         range(len(ds.classes)),
         index=predicted,
         format_func=lambda c: ds.classes[c],
-        key=f"{KEY}-target",
+        key=f"{KEY}-target-{index}",  # each image starts on its predicted class
     )
     left.caption(
         f"True: **{ds.classes[int(ds.y_test[index])]}**, predicted: "
-        f"**{ds.classes[predicted]}** ({explained['probs'][predicted]:.0%})."
+        f"**{ds.classes[predicted]}** ({probs[predicted]:.0%})."
     )
-    for i, fmap in enumerate(lab.feature_maps(model, image)):
+    fmaps = page.memo(("fmaps", view.id, index), lambda: lab.feature_maps(model, image))
+    for i, fmap in enumerate(fmaps):
         right.plotly_chart(
             images.mosaic_figure(
                 fmap, cols=16, title=f"conv {i + 1} feature maps", height=140 + 60 * (len(fmap) // 16)
             ),
             key=f"{KEY}-fmap{i}",
         )
-    explained = lab.explain(model, image, target)
+    explained = page.memo(("captum", view.id, index, target), lambda: lab.explain(model, image, target))
     st.plotly_chart(
         images.attribution_grid_figure(image[0, 0].numpy(), explained["maps"]), key=f"{KEY}-captum"
     )

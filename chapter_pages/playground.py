@@ -78,8 +78,8 @@ def _neurons(maps):
 def _explain(view, point):
     st.subheader("Why this prediction? Integrated Gradients")
     st.caption("Click a point on the boundary chart to explain it (the gold ×).")
-    model = lab.load_model(view.cfg, view.state_dict)
-    e = lab.explain_point(model, view.cfg, point)
+    model = page.memo(("model", view.id), lambda: lab.load_model(view.cfg, view.state_dict))
+    e = page.memo(("ig", view.id, point), lambda: lab.explain_point(model, view.cfg, point))
     left, right = st.columns([2, 1])
     left.plotly_chart(
         images.feature_bar_figure(

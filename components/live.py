@@ -15,7 +15,7 @@ from labs.core.device import pick_device
 from labs.core.runner import SLOTS, RunState, RunView, TrainingRun
 from labs.core.workers import executor, remote
 
-REDRAW_SECONDS = 0.3  # ~3 Hz: live enough, and cheap for a server shared by a class
+REDRAW_SECONDS = 0.5  # 2 Hz: live enough; each tick costs ~50-180 ms of server CPU (bench)
 FIRST_UPDATE_WAIT = 0.3  # the Train click's own rerun shows the first snapshot if it is quick
 
 

@@ -29,6 +29,17 @@ def intro(stem: str, title: str) -> None:
             st.markdown(rest)
 
 
+def memo(key: tuple, compute):
+    """compute() once per key for this session (explanations of a finished run): a rerun
+    after each widget change should not redo Integrated Gradients. Keeps the last 16."""
+    cache = st.session_state.setdefault("__memo", {})
+    if key not in cache:
+        if len(cache) >= 16:
+            cache.pop(next(iter(cache)))
+        cache[key] = compute()
+    return cache[key]
+
+
 def show_code(*functions) -> None:
     with st.expander("Show the code"):
         for fn in functions:

@@ -261,6 +261,12 @@ def feature_maps(model: nn.Module, image: torch.Tensor) -> list:
     return [to_numpy(latest[name][0]) for name in acts]
 
 
+@torch.no_grad()
+def predict(model: nn.Module, image: torch.Tensor):
+    """Class probabilities for one image (1, 1, H, W): a NumPy array."""
+    return F.softmax(model.eval()(image), dim=1)[0].numpy()
+
+
 def explain(model: nn.Module, image: torch.Tensor, target: int) -> dict:
     """Saliency, Integrated Gradients (with delta), Occlusion and Grad-CAM for one image and
     class, each as a signed map scaled the way Captum draws it."""

@@ -169,6 +169,13 @@ class WorkerPool:
         with self._lock:
             self._idle += workers
 
+    def wait_ready(self) -> None:
+        """Block until every idle worker has imported torch and the labs (benchmarks use it)."""
+        with self._lock:
+            idle = list(self._idle)
+        for worker in idle:
+            worker.wait_ready()
+
     def borrow(self) -> Worker:
         with self._lock:
             alive = [w for w in self._idle if w.proc.is_alive()]

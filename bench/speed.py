@@ -1,0 +1,136 @@
+"""Speed of every chapter's default run, printed as a table (never asserted in tests).
+
+    make bench        # or: .venv/bin/python -m bench.speed
+
+Per experiment: time to the first snapshot (what a learner waits for after Train), time to
+finish, and the final metric, run in a thread and through a warm worker process (how the app
+runs it). For the CNN, the same model, data and epochs trained by a textbook DataLoader loop,
+as a ratio. Last, the server CPU one redraw of each page costs (an AppTest rerun with a
+finished run on screen): it bounds how many learners one server process can serve.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from labs import convnets, optimizers, playground
+from labs.core.device import configure_threads, pick_device, warm_up
+from labs.core.runner import TrainingRun
+from labs.core.workers import POOL, remote
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+EXPERIMENTS = [
+    ("playground", playground.train, playground.Config(), "test_acc", playground.PREFERS_GPU),
+    ("convnets", convnets.train, convnets.Config(), "test_acc", convnets.PREFERS_GPU),
+    ("optimizers race", optimizers.race_on_surface, optimizers.SurfaceConfig(), None, False),
+    ("optimizers net", optimizers.train, optimizers.Config(), "adam test acc", False),
+    ("optimizers LR test", optimizers.lr_range_test, optimizers.FinderConfig(), None, False),
+]
+
+
+def timed_run(train, cfg, device) -> tuple[float, float, dict]:
+    start = time.perf_counter()
+    run = TrainingRun(train, cfg, device).start()
+    run.wait_for_first_snapshot(600)
+    first = time.perf_counter() - start
+    run.wait()
+    view = run.view()
+    return first, time.perf_counter() - start, view.history[-1] if view.history else {}
+
+
+def textbook_cnn_seconds(cfg: convnets.Config, device) -> float:
+    """The same CNN, data and epochs, trained the way most tutorials do: a DataLoader over a
+    TensorDataset, no snapshots, evaluation only at the end."""
+    torch.manual_seed(cfg.seed)
+    ds = convnets.images(cfg)
+    model = convnets.build_model(cfg, ds.X_train.shape[-1]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    loader = DataLoader(TensorDataset(ds.X_train, ds.y_train), batch_size=cfg.batch_size, shuffle=True)
+    start = time.perf_counter()
+    for _ in range(cfg.epochs):
+        for X, y in loader:
+            X, y = X.to(device), y.to(device)
+            loss = F.cross_entropy(model(X), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    convnets.evaluate(model, ds.X_test.to(device), ds.y_test.to(device))
+    return time.perf_counter() - start
+
+
+def redraw_seconds() -> dict[str, tuple[float, float]]:
+    """Server CPU of one page rerun, (while a long run trains, after it finished), per page.
+
+    While training, each polling tick redraws the live views; afterwards a rerun happens on
+    each widget change and also draws what needs the weights (attributions, memoized)."""
+    os.environ["DLLAB_EXECUTOR"] = "process"  # as the app runs: training off this process
+    from streamlit.testing.v1 import AppTest
+
+    from chapters import CHAPTERS
+
+    out = {}
+    for chapter in CHAPTERS:
+        at = AppTest.from_file(str(APP), default_timeout=120)
+        at.run()
+        at.switch_page(chapter.page)
+        for k, v in chapter.long_run.items():
+            at.query_params[k] = v
+        at.run()
+        at.button(key=f"{chapter.run_keys[0]}-train").click().run()
+        time.sleep(1.0)
+        during = _mean_rerun(at)
+        at.button(key=f"{chapter.run_keys[0]}-stop").click().run()
+        while not any("Stopped" in w.value for w in at.warning):
+            time.sleep(0.2)
+            at.run()
+        at.run()  # the first rerun after the end computes the attributions once
+        out[chapter.slug] = (during, _mean_rerun(at))
+    return out
+
+
+def _mean_rerun(at, n: int = 5) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        at.run()
+    return (time.perf_counter() - start) / n
+
+
+def main() -> None:
+    threads = configure_threads()
+    warm_up()
+    print(f"torch {torch.__version__}, {threads} threads, cuda: {torch.cuda.is_available()}")
+    POOL.prestart(1)
+    POOL.wait_ready()  # the app starts its workers at the first page load, before any Train
+    print(f"\n{'experiment':22} {'mode':8} {'device':7} {'first (s)':>10} {'done (s)':>9}  metric")
+    for name, train, cfg, metric, prefers_gpu in EXPERIMENTS:
+        device = pick_device(prefers_gpu)
+        for mode, work in (("thread", train), ("worker", remote(train))):
+            first, done, last = timed_run(work, cfg, device)
+            value = f"{metric} {last[metric]:.3f}" if metric and metric in last else ""
+            print(f"{name:22} {mode:8} {device.type:7} {first:10.3f} {done:9.2f}  {value}")
+    cfg = convnets.Config()
+    device = pick_device(convnets.PREFERS_GPU)
+    textbook = textbook_cnn_seconds(cfg, device)
+    _, ours, _ = timed_run(convnets.train, cfg, device)
+    print(
+        f"\nCNN, {cfg.epochs} epochs on {device.type}: textbook DataLoader loop {textbook:.2f} s "
+        f"(no live views); lab loop with ~live snapshots {ours:.2f} s; "
+        f"ratio lab/textbook {ours / textbook:.2f}"
+    )
+    print("\nServer CPU per page rerun (AppTest; training runs elsewhere):")
+    for slug, (during, after) in redraw_seconds().items():
+        print(
+            f"  {slug:12} while training {during * 1000:5.0f} ms/tick (one core keeps "
+            f"~{max(1, math.floor(0.5 / during))} learners live at 2 Hz), after {after * 1000:5.0f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()
