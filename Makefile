@@ -22,7 +22,7 @@ run: $(STAMP)
 
 browser:
 	@# Playwright drives Debian's chromium (no browser download); emoji font for the icons
-	@test -x /usr/bin/chromium || { \
+	@{ test -x /usr/bin/chromium && dpkg -s fonts-noto-color-emoji >/dev/null 2>&1; } || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium fonts-noto-color-emoji; }
 

@@ -3,6 +3,7 @@
 import threading
 
 import streamlit as st
+import torch
 
 from chapters import by_part
 from labs.core import data
@@ -22,8 +23,9 @@ def prepare_server() -> bool:
 
     def warm():
         data.mnist_subset()  # writes the .npz cache that workers then read in milliseconds
-        if executor() == "process":
-            POOL.prestart(SLOTS["cpu"].limit)
+        if executor() == "process":  # one worker per run that may train at once
+            gpu_runs = SLOTS["cuda"].limit if torch.cuda.is_available() else 0
+            POOL.prestart(SLOTS["cpu"].limit + gpu_runs)
         warm_up()
 
     threading.Thread(target=warm, daemon=True, name="warm-up").start()

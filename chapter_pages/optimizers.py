@@ -80,22 +80,17 @@ with finder_tab:
 
 def draw_net(view):
     names = view.cfg.optimizers if view else ()
-    st.plotly_chart(
-        landscape.schedule_figure(
-            lab.lr_curve(n_cfg.schedule, n_cfg.learning_rate, n_cfg.steps), view.history if view else None
-        ),
-        key="net-lr",
-    )
+    planned = lab.lr_curve(n_cfg.schedule, n_cfg.learning_rate, n_cfg.steps)  # the next run's
+    left, right = st.columns(2)
+    left.plotly_chart(landscape.schedule_figure(planned, view.history if view else None), key="net-lr")
     if view is None or not view.history:
         return
-    curves.show_curves(
-        view.history,
-        [f"{n} loss" for n in names],
-        "net-loss",
-        title="training loss (same net, same batches)",
-        log_y=True,
-    )
+    with right:
+        curves.show_curves(
+            view.history, [f"{n} loss" for n in names], "net-loss", title="training loss", log_y=True
+        )
     curves.show_curves(view.history, [f"{n} test acc" for n in names], "net-acc", title="test accuracy")
+    st.caption("Every optimizer trains its own copy of the same initial net on the same batches.")
     page.downloads(view, PAGE)
 
 

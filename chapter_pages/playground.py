@@ -53,12 +53,13 @@ def draw(view):
 
 
 def _picked_point(v):
-    """The point clicked on the boundary chart, else the first test point."""
+    """The point clicked on the boundary chart, else the test point picked by number."""
     selection = st.session_state.get(f"{KEY}-boundary")
     points = selection.selection.points if selection else []
     if points:
         return float(points[0]["x"]), float(points[0]["y"])
-    return float(v["X_test"][0, 0]), float(v["X_test"][0, 1])
+    i = min(st.session_state.get(f"{KEY}-point", 0), len(v["X_test"]) - 1)
+    return float(v["X_test"][i, 0]), float(v["X_test"][i, 1])
 
 
 def _neurons(maps):
@@ -77,7 +78,8 @@ def _neurons(maps):
 
 def _explain(view, point):
     st.subheader("Why this prediction? Integrated Gradients")
-    st.caption("Click a point on the boundary chart to explain it (the gold ×).")
+    st.caption("Click a point on the boundary chart to explain it (the gold ×), or pick a test point:")
+    st.number_input("Test point #", 0, len(view.view["X_test"]) - 1, key=f"{KEY}-point")
     model = page.memo(("model", view.id), lambda: lab.load_model(view.cfg, view.state_dict))
     e = page.memo(("ig", view.id, point), lambda: lab.explain_point(model, view.cfg, point))
     left, right = st.columns([2, 1])

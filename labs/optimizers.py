@@ -293,6 +293,18 @@ def _first_to_finish(view, a: str, b: str) -> tuple[str, str]:
     return winner, said
 
 
+SGD_FATES = ("it reaches the minimum", "it is still on its way", "it diverges")
+
+
+def _sgd_fate(view) -> tuple[str, str]:
+    diverged, reached = view.view.get("diverged", {}), view.view.get("reached", {})
+    if "sgd" in diverged:
+        return SGD_FATES[2], f"SGD left the finite numbers at step {diverged['sgd']}."
+    if "sgd" in reached:
+        return SGD_FATES[0], f"SGD reached the minimum at step {reached['sgd']}."
+    return SGD_FATES[1], "SGD neither reached the minimum nor diverged in 300 steps."
+
+
 QUESTIONS = [
     Question(
         "On the ill-conditioned bowl at learning rate 0.01, who reaches the minimum first?",
@@ -309,14 +321,9 @@ QUESTIONS = [
     ),
     Question(
         "Raise the learning rate to 0.05 on the same bowl. What happens to plain SGD?",
-        ("sgd", "neither"),
+        SGD_FATES,
         {"surface": "ill_conditioned", "optimizers": ("sgd",), "learning_rate": 0.05, "steps": 300},
-        lambda v: (
-            "neither"
-            if "sgd" in v.view.get("diverged", {}) or "sgd" not in v.view.get("reached", {})
-            else "sgd",
-            "SGD " + ("diverged." if "sgd" in v.view.get("diverged", {}) else "did not."),
-        ),
+        lambda v: _sgd_fate(v),
         "The steep direction has curvature 50: any learning rate above 2/50 = 0.04 overshoots "
         "further at every step. The stable learning rate is set by the steepest direction.",
     ),
