@@ -75,6 +75,10 @@ CHAPTERS = (
 )
 
 
+def by_slug(slug: str) -> Chapter:
+    return next(c for c in CHAPTERS if c.slug == slug)
+
+
 def by_part() -> dict[str, list[Chapter]]:
     parts: dict[str, list[Chapter]] = {}
     for part in PARTS:

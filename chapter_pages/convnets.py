@@ -2,15 +2,11 @@
 
 import streamlit as st
 
-from components import controls, curves, images, layers, live, page
+from components import curves, images, layers, live, page
 from labs import convnets as lab
 
 KEY = "convnets"
-page.intro(KEY, "7. Convolutional networks")
-cfg = controls.config_controls(lab.Config, KEY)
-controls.share_link(cfg)
-controls.link_notices(KEY)
-live.run_buttons(KEY, lab.train, cfg, lab.PREFERS_GPU)
+cfg = page.chapter(KEY, lab)
 
 
 def draw(view):

@@ -2,12 +2,13 @@
 
 import streamlit as st
 
+import chapters
 from components import controls, curves, landscape, live, page
 from labs import optimizers as lab
 from labs import surfaces
 
 PAGE = "optimizers"
-page.intro(PAGE, "3. Optimizers & learning rate")
+page.intro(PAGE, chapters.by_slug(PAGE).label)
 race_tab, finder_tab, net_tab = st.tabs(["Race on a surface", "LR range test", "Race on a real net"])
 
 
@@ -33,6 +34,7 @@ def draw_race(view):
 with race_tab:
     s_cfg = controls.config_controls(lab.SurfaceConfig, f"{PAGE}--surface", st.container(), prefix="surface.")
     st.caption(surfaces.SURFACES[s_cfg.surface].note)
+    controls.link_notices(f"{PAGE}--surface")
     live.run_buttons(f"{PAGE}--surface", lab.race_on_surface, s_cfg, lab.PREFERS_GPU, "Race")
     live.live(f"{PAGE}--surface", draw_race)
 
@@ -74,6 +76,7 @@ def draw_finder(view):
 
 with finder_tab:
     f_cfg = controls.config_controls(lab.FinderConfig, f"{PAGE}--finder", st.container(), prefix="finder.")
+    controls.link_notices(f"{PAGE}--finder")
     live.run_buttons(f"{PAGE}--finder", lab.lr_range_test, f_cfg, lab.PREFERS_GPU, "Run range test")
     live.live(f"{PAGE}--finder", draw_finder)
 
@@ -96,8 +99,10 @@ def draw_net(view):
 
 with net_tab:
     n_cfg = controls.config_controls(lab.Config, f"{PAGE}--net", st.container(), prefix="net.")
+    controls.link_notices(f"{PAGE}--net")
     live.run_buttons(f"{PAGE}--net", lab.train, n_cfg, lab.PREFERS_GPU, "Race")
     live.live(f"{PAGE}--net", draw_net)
 
+controls.share_link((s_cfg, "surface."), (f_cfg, "finder."), (n_cfg, "net."))
 page.questions(lab.QUESTIONS, f"{PAGE}--surface", lab.race_on_surface, lab.PREFERS_GPU)
 page.show_code(lab.race_on_surface, lab.train, lab.lr_range_test)

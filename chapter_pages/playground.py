@@ -3,15 +3,11 @@
 import numpy as np
 import streamlit as st
 
-from components import controls, curves, images, layers, live, page
+from components import curves, images, layers, live, page
 from labs import playground as lab
 
 KEY = "playground"
-page.intro(KEY, "2. Neural network playground")
-cfg = controls.config_controls(lab.Config, KEY)
-controls.share_link(cfg)
-controls.link_notices(KEY)
-live.run_buttons(KEY, lab.train, cfg, lab.PREFERS_GPU)
+cfg = page.chapter(KEY, lab)
 
 
 def draw(view):

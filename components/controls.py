@@ -103,10 +103,13 @@ def _write_link(cfg, prefix: str) -> None:
             st.query_params[k] = v
 
 
-def share_link(cfg, prefix: str = "") -> None:
-    """The full link to these settings, to paste to a classmate (the seed included)."""
+def share_link(*configs: tuple) -> None:
+    """The full link to these settings, to paste to a classmate (the seed included).
+    Pass (cfg, prefix) pairs; a page with several experiments shares them all in one link."""
     base = (st.context.url or "").split("?")[0]
-    params = to_params(cfg, prefix)
+    params = {}
+    for cfg, prefix in configs:
+        params |= to_params(cfg, prefix)
     with st.sidebar.expander("Share this run"):
         st.caption("Anyone opening this link gets the same settings and seed, so the same run.")
         st.code(f"{base}?{urlencode(params)}" if params else base, language=None)

@@ -10,12 +10,25 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+import chapters
 from components import controls, live
 from labs.core.questions import Question
 from labs.core.runner import RunView
 from labs.core.snapshot import weights_bytes
 
 CONTENT = Path(__file__).resolve().parents[1] / "content"
+
+
+def chapter(slug: str, lab):
+    """The top of a one-experiment chapter page: explanation, controls generated from the
+    lab's Config (read from a shared link, with notices), share link, Train and Stop.
+    Returns the Config the controls describe."""
+    intro(slug, chapters.by_slug(slug).label)
+    cfg = controls.config_controls(lab.Config, slug)
+    controls.share_link((cfg, ""))
+    controls.link_notices(slug)
+    live.run_buttons(slug, lab.train, cfg, lab.PREFERS_GPU)
+    return cfg
 
 
 def intro(stem: str, title: str) -> None:

@@ -61,3 +61,7 @@ def test_missing_full_dataset_falls_back_with_a_clear_message(tmp_path, monkeypa
     ds = data.image_set("fashion_mnist", max_train=100)
     assert ds.name == "mnist_subset" and len(ds.X_train) == 100
     assert "fashion_mnist is not in" in ds.note and "subset that ships" in ds.note
+    calls = []
+    monkeypatch.setattr(data, "torchvision_images", lambda *a: calls.append(a))
+    assert "fashion_mnist is not in" in data.image_set("fashion_mnist").note
+    assert calls == []  # the failure is remembered: no new attempt on the next run

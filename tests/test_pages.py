@@ -79,3 +79,12 @@ def test_predict_then_run_checks_the_prediction_against_the_run():
     verdicts = [e.value for e in at.error] + [s.value for s in at.success]
     assert any("The run says no" in v for v in verdicts), verdicts  # a line cannot fit the spiral
     assert at.slider(key="playground-hidden_layers").value == 0  # the controls show the settings
+
+
+def test_each_experiment_of_a_multi_experiment_page_reads_its_own_link_settings():
+    chapter = next(c for c in CHAPTERS if c.slug == "optimizers")
+    at = open_page(chapter, {"surface.learning_rate": "99", "net.schedule": "sideways"})
+    notice = " ".join(w.value for w in at.warning)
+    assert "Learning rate: 99 is outside" in notice and "sideways" in notice
+    assert at.select_slider(key="optimizers--surface-learning_rate").value == 1.0
+    assert at.selectbox(key="optimizers--net-schedule").value == "constant"

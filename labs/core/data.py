@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -190,9 +191,21 @@ def image_set(name: str, test_fraction: float = 0.2, seed: int = 0, max_train: i
     return ImageSet(X_train, y_train, X_test, y_test, DIGIT_CLASSES, name)
 
 
+_UNAVAILABLE: dict[tuple[str, str], tuple[float, str]] = {}  # (set, dir) -> (when, why)
+RETRY_AFTER_S = 600  # an offline server should not wait on a dead network at every run
+
+
 def _full_image_set(name: str, max_train: int | None) -> ImageSet:
     allow = os.environ.get("DLLAB_ALLOW_DOWNLOAD", "1") != "0"
-    X_train, y_train, X_test, y_test = _cached_full(name, str(data_dir()), allow)
+    where = (name, str(data_dir()))
+    failed = _UNAVAILABLE.get(where)
+    if failed and time.monotonic() - failed[0] < RETRY_AFTER_S:
+        raise DataUnavailable(failed[1])
+    try:
+        X_train, y_train, X_test, y_test = _cached_full(name, str(data_dir()), allow)
+    except DataUnavailable as err:
+        _UNAVAILABLE[where] = (time.monotonic(), str(err))
+        raise
     if max_train:
         X_train, y_train = X_train[:max_train], y_train[:max_train]
     classes = FASHION_CLASSES if name == "fashion_mnist" else DIGIT_CLASSES
