@@ -60,7 +60,7 @@ CHAPTERS = (
         "🏁",
         {"surface.steps": "60", "net.steps": "60", "finder.steps": "40"},
         ("optimizers--surface", "optimizers--finder", "optimizers--net"),
-        long_run={"surface.steps": "2000", "surface.surface": "rosenbrock"},
+        long_run={"surface.steps": "10000", "surface.surface": "rosenbrock"},
     ),
     Chapter(
         7,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+MAX_PATH_POINTS = 500
 COLORS = {
     "sgd": "#e45756",
     "momentum": "#4c78a8",
@@ -31,6 +32,8 @@ def trajectories_figure(contours: dict, paths: dict[str, np.ndarray], minima) ->
         )
     )
     for name, path in paths.items():
+        if len(path) > MAX_PATH_POINTS:  # long races stay light to draw; keep where it ended
+            path = np.concatenate([path[:: len(path) // MAX_PATH_POINTS], path[-1:]])
         fig.add_trace(
             go.Scatter(
                 x=path[:, 0],

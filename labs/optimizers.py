@@ -54,7 +54,7 @@ class SurfaceConfig:
     )
     optimizers: tuple = knob(OPTIMIZERS, "Optimizers", "Who races.", choices=OPTIMIZERS, multi=True)
     learning_rate: float = knob(0.01, "Learning rate", "The same for every racer.", lo=1e-4, hi=1.0, log=True)
-    steps: int = knob(300, "Steps", "How long the race lasts.", lo=10, hi=2000, step=10)
+    steps: int = knob(300, "Steps", "How long the race lasts.", lo=10, hi=10000, step=10)
     tolerance: float = knob(
         0.05, "Finish radius", "Distance to a minimum that counts as there.", lo=0.001, hi=0.5, step=0.001
     )

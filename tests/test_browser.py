@@ -132,7 +132,7 @@ def test_live_charts_update_and_stop_keeps_the_partial_curves(browser, server, c
     assert_no_exception(page)
     key = chapter.run_keys[0]
     train_button(page, key).click()
-    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    page.wait_for_selector(".js-plotly-plot", state="attached", timeout=60_000)
     first = wait_for_points_beyond(page, 0)
     wait_for_points_beyond(page, first)  # the chart updated while training
     reached = page.evaluate(LAST_STEP_JS)
@@ -167,13 +167,13 @@ def test_two_learners_train_at_once_without_seeing_each_other(browser, server):
         page.wait_for_selector(IDLE, timeout=90_000)
         pages.append(page)
     train_button(pages[0], "playground").click()
-    pages[0].wait_for_selector(".js-plotly-plot", timeout=60_000)
+    pages[0].wait_for_selector(".js-plotly-plot", state="attached", timeout=60_000)
     pages[1].reload()
     pages[1].wait_for_selector(IDLE, timeout=60_000)
     train_button(pages[1], "playground")
     assert pages[1].locator(".js-plotly-plot").count() == 0  # learner B sees no run of A's
     train_button(pages[1], "playground").click()
-    pages[1].wait_for_selector(".js-plotly-plot", timeout=60_000)
+    pages[1].wait_for_selector(".js-plotly-plot", state="attached", timeout=60_000)
     for page in pages:  # both runs train at the same time, each on its own page
         page.get_by_text("Training: step").wait_for(timeout=30_000)
     for page in pages:  # on a slow machine a run may end on its own before Stop is clicked
