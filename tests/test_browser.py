@@ -15,7 +15,6 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 from chapters import CHAPTERS
@@ -163,7 +162,7 @@ def test_two_learners_train_at_once_without_seeing_each_other(browser, server):
     pages = []
     for ctx, dataset in zip(contexts, ("moons", "xor")):
         page = ctx.new_page()
-        page.goto(f"{server}/playground?epochs=1000&points=2000&dataset={dataset}")  # ~1 min
+        page.goto(f"{server}/playground?epochs=500&points=1000&dataset={dataset}")  # ~1 min each
         page.wait_for_selector(IDLE, timeout=90_000)
         pages.append(page)
     train_button(pages[0], "playground").click()
@@ -176,12 +175,9 @@ def test_two_learners_train_at_once_without_seeing_each_other(browser, server):
     pages[1].wait_for_selector(".js-plotly-plot", state="attached", timeout=60_000)
     for page in pages:  # both runs train at the same time, each on its own page
         page.get_by_text("Training: step").wait_for(timeout=30_000)
-    for page in pages:  # on a slow machine a run may end on its own before Stop is clicked
-        try:
-            page.locator(".st-key-playground-stop button").click(timeout=5_000)
-            page.get_by_text("Stopped: the curves").wait_for(timeout=60_000)
-        except PlaywrightTimeout:
-            page.get_by_text("Done in").first.wait_for(timeout=120_000)
+    for page in pages:  # (Stop halfway has its own test: with two chart-heavy pages redrawing
+        # on two loaded cores, the browser itself is too busy for reliable clicks here)
+        page.get_by_text("Done in").first.wait_for(timeout=240_000)
         assert_no_exception(page)
     for ctx in contexts:
         ctx.close()
