@@ -7,7 +7,11 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-DIVERGING = "RdBu"  # negative red, positive blue, as Captum's signed maps
+DIVERGING = "RdBu"
+CLASS_COLORS = [
+    [0, "#b2182b"],
+    [1, "#1f4e99"],
+]  # class 0 red, class 1 blue  # negative red, positive blue, as Captum's signed maps
 
 
 def mosaic(tiles: np.ndarray, cols: int, normalize: bool = True, pad: int = 1) -> np.ndarray:
@@ -86,7 +90,8 @@ def decision_boundary_figure(
         ("train", X_train, y_train, "circle"),
         ("test", X_test, y_test, "circle-open"),
     ):
-        colors = np.where(y == 1, "#1f4e99", "#b2182b")  # blue = class 1, red = class 0
+        # numeric colours through a two-colour scale: plotly validates numbers far faster than
+        # one colour string per point (this figure is rebuilt at every live tick)
         edge = dict(width=1, color="white" if symbol == "circle" else None)
         fig.add_trace(
             go.Scatter(
@@ -94,7 +99,9 @@ def decision_boundary_figure(
                 y=X[:, 1],
                 mode="markers",
                 name=name,
-                marker=dict(symbol=symbol, size=7, color=colors, line=edge),
+                marker=dict(
+                    symbol=symbol, size=7, color=y, colorscale=CLASS_COLORS, cmin=0, cmax=1, line=edge
+                ),
             )
         )
     if selected is not None:
