@@ -26,6 +26,11 @@ import torch
 from labs.core.config import ConfigError
 from labs.core.data import DataUnavailable
 from labs.core.snapshot import Snapshot
+from labs.core.workers import RemoteFailure, WorkerLost
+
+# Failures whose message is already in a learner's words (a worker's failure was explained,
+# and logged, inside the worker).
+IN_WORDS = (ConfigError, DataUnavailable, RemoteFailure, WorkerLost)
 
 log = logging.getLogger("dllab.runner")
 MAX_LAYER_HISTORY = 120  # per-layer stats over time, thinned beyond this (enough to draw)
@@ -106,10 +111,7 @@ def explain_failure(err: BaseException) -> str:
         )
     if isinstance(err, Diverged):
         return f"Training diverged: {text} Try a smaller learning rate."
-    if isinstance(err, (ConfigError, DataUnavailable)) or type(err).__name__ in (
-        "RemoteFailure",
-        "WorkerLost",
-    ):  # already in the learner's words
+    if isinstance(err, IN_WORDS):
         return text
     return (
         f"The run failed ({type(err).__name__}: {text}). The app is fine; change a setting and train again."
@@ -214,10 +216,7 @@ class TrainingRun:
         except StopIteration:
             self._finish(RunState.STOPPED if self._stop.is_set() else RunState.DONE, "")
         except Exception as err:  # a run must never take the app down: report it in words
-            if (
-                not isinstance(err, (Diverged, ConfigError, DataUnavailable))
-                and type(err).__name__ != "RemoteFailure"
-            ):  # the worker logged its own
+            if not isinstance(err, (Diverged, *IN_WORDS)):  # an operator's bug: log the trace
                 log.exception("run %s failed", self.id)
             self._finish(RunState.FAILED, explain_failure(err))
         finally:
