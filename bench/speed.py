@@ -143,10 +143,13 @@ def main() -> None:
         f"lab loop without live views {bare:.2f} s (ratio {bare / textbook:.2f}); "
         f"with live views {ours:.2f} s (ratio {ours / textbook:.2f})"
     )
-    print("\nServer CPU per page rerun (AppTest; training runs elsewhere):")
+    print(
+        "\nServer CPU per full page rerun (AppTest, training in a worker). A polling tick "
+        "redraws only the live fragment, so these are upper bounds:"
+    )
     for slug, (during, after) in redraw_seconds().items():
         print(
-            f"  {slug:12} while training {during * 1000:5.0f} ms/tick (one core keeps "
+            f"  {slug:12} while training {during * 1000:5.0f} ms (one core keeps >= "
             f"~{max(1, math.floor(0.5 / during))} learners live at 2 Hz), after {after * 1000:5.0f} ms"
         )
 
