@@ -192,7 +192,7 @@ def train(cfg: Config, device: torch.device):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, chunk: int = 1024):
+def evaluate(model: nn.Module, X: torch.Tensor, chunk: int = 1024):
     """Logits over a whole set in chunks (full MNIST's test set does not fit one batch on CPU)."""
     model.eval()
     logits = torch.cat([model(X[i : i + chunk]) for i in range(0, len(X), chunk)])
@@ -203,7 +203,7 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, chunk: int = 10
 def _snapshot(
     model, step, total, train_loss, latest, acts, grads, X_test, y_test, classes, notes, epoch
 ) -> Snapshot:
-    logits = evaluate(model, X_test, y_test)
+    logits = evaluate(model, X_test)
     with torch.no_grad():
         model.eval()
         model(X_test[:PROBE])  # per-layer statistics over a fixed probe batch
@@ -236,7 +236,7 @@ def first_filters(model: nn.Module):
 
 def confident_mistakes(model: nn.Module, X: torch.Tensor, y: torch.Tensor, k: int = 12) -> dict:
     """The k wrong predictions the model was surest of, with their images."""
-    probs = F.softmax(evaluate(model, X, y), dim=1)
+    probs = F.softmax(evaluate(model, X), dim=1)
     conf, pred = probs.max(1)
     wrong = (pred != y).nonzero().flatten()
     top = wrong[conf[wrong].argsort(descending=True)[:k]]

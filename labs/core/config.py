@@ -142,5 +142,4 @@ __all__ = [
     "to_params",
     "check",
     "coerce_value",
-    "dataclass",
 ]
