@@ -7,7 +7,10 @@ components draw it without ever seeing a model.
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +39,53 @@ def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+class Stopwatch:
+    """Time that runs only while its owner is working.
+
+    When several runs share one thread (a side-by-side comparison steps each in turn), wall
+    time would charge each run for the others' work, and a snapshot's cost would look many
+    times larger than it is."""
+
+    def __init__(self):
+        self._spent, self._since = 0.0, None
+
+    def resume(self) -> None:
+        self._since = time.perf_counter()
+
+    def pause(self) -> None:
+        if self._since is not None:
+            self._spent += time.perf_counter() - self._since
+            self._since = None
+
+    def now(self) -> float:
+        running = time.perf_counter() - self._since if self._since is not None else 0.0
+        return self._spent + running
+
+
+_clocks = threading.local()
+
+
+def clock() -> Callable[[], float]:
+    """The clock of whatever is running on this thread now (wall time unless a comparison set one)."""
+    return getattr(_clocks, "now", time.perf_counter)
+
+
+@contextmanager
+def timed_by(watch: Stopwatch) -> Iterator[None]:
+    """Run a block on `watch`'s clock: Cadences created inside keep reading it."""
+    previous = getattr(_clocks, "now", None)
+    _clocks.now = watch.now
+    watch.resume()
+    try:
+        yield
+    finally:
+        watch.pause()
+        if previous is None:
+            del _clocks.now
+        else:
+            _clocks.now = previous
+
+
 class Cadence:
     """When a loop should take a snapshot: at the first step (a quick first live update), at
     most `max_snaps` times spread over the run, and at the last step.
@@ -47,13 +97,14 @@ class Cadence:
 
     def __init__(self, total: int, max_snaps: int = 60, min_seconds: float = 0.0):
         self.total, self.min_seconds = total, min_seconds
+        self._now = clock()  # bound once: a run's own clock, even while another run is active
         self.every = max(1, total // max_snaps)
         self._last = -math.inf
         self._cost = 0.0
         self._measuring = False
 
     def due(self, step: int) -> bool:
-        now = time.perf_counter()
+        now = self._now()
         if self._measuring:  # the first call after a snapshot: now we know what it cost
             self._cost, self._measuring = now - self._last, False
         if step in (1, self.total):

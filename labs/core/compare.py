@@ -1,0 +1,133 @@
+"""Side by side: several variants of one experiment trained in lockstep, as one run.
+
+A chapter that compares (plain vs residual, with vs without regularization) makes one
+generator per variant from its ordinary single-run loop and hands them to `side_by_side`. The
+result is again a generator of snapshots, so the runner, the worker processes, Stop and the
+page's live redraw treat a comparison exactly like any other run.
+
+What makes the comparison fair:
+- lockstep: the variant furthest behind always goes next, so the curves grow together and a
+  Stop leaves every variant at about the same point;
+- one seed, separate random streams: each variant seeds itself as a single run would (same
+  data, same batches, same initial weights where the architectures agree), and its random
+  state is set aside while the others train, so dropout masks do not depend on scheduling;
+- own clocks: each variant's snapshot cadence counts only its own time (`Stopwatch`).
+
+A variant that diverges drops out with a note; the others carry on (a diverging plain net
+beside a BatchNorm net that trains is the lesson, not a failure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from labs.core.runner import Diverged
+from labs.core.snapshot import Snapshot, Stopwatch, timed_by
+
+SEPARATOR = ": "  # metric "plain: train_loss"; layer "plain: layer 3"
+
+
+@dataclass
+class _Variant:
+    name: str
+    gen: Iterator[Snapshot]
+    watch: Stopwatch = field(default_factory=Stopwatch)
+    rng: tuple | None = None  # (cpu state, cuda state) while another variant runs
+    started: bool = False
+    done: bool = False
+    step: int = 0
+    total: int = 1
+    status: str = "training"
+    view: dict = field(default_factory=dict)
+    state_dict: dict | None = None
+
+    def public(self) -> dict:
+        return {**self.view, "step": self.step, "total": self.total, "status": self.status}
+
+
+def side_by_side(variants: dict[str, Iterator[Snapshot]], device: torch.device) -> Iterator[Snapshot]:
+    """Train every variant's generator in lockstep, yielding one merged snapshot per variant
+    snapshot. Metrics and layers are prefixed with the variant's name; `view["variants"]`
+    holds each variant's latest view with its step and status. The final snapshot carries
+    {variant: state_dict}. Send True (Stop) and every variant ends with its weights."""
+    runs = [_Variant(name, gen) for name, gen in variants.items()]
+    stop = False
+    while not stop and (active := [r for r in runs if not r.done]):
+        run = min(active, key=lambda r: r.step / max(r.total, 1))  # the one furthest behind
+        snap = _advance(run, None, device)
+        stop = bool((yield _merged(runs, run, snap)))
+    for run in runs:
+        if not run.done:  # stopped: each variant's loop breaks and hands over its weights
+            _advance(run, True, device)
+    yield Snapshot(
+        max(r.step for r in runs),
+        max(r.total for r in runs),
+        view={"variants": {r.name: r.public() for r in runs}},
+        state_dict={r.name: r.state_dict for r in runs if r.state_dict is not None},
+        final=True,
+    )
+
+
+def _advance(run: _Variant, message: bool | None, device: torch.device) -> Snapshot:
+    """Let one variant train up to its next snapshot (or, with True, wind down)."""
+    with timed_by(run.watch), _own_random_stream(run, device):
+        try:
+            snap = run.gen.send(message) if run.started else next(run.gen)
+            run.started = True
+        except StopIteration:
+            run.done, run.status = True, "done"
+            return Snapshot(run.step, run.total)
+        except Diverged as err:
+            run.done, run.status = True, f"diverged: {err}"
+            return Snapshot(run.step, run.total, notes=[f"{run.name} diverged: {err}"])
+    run.step, run.total = snap.step, snap.total_steps
+    run.view.update(snap.view)
+    if snap.final:
+        run.done, run.state_dict = True, snap.state_dict
+        run.status = "stopped" if message else run.view.get("ended", "done")
+    return snap
+
+
+@contextmanager
+def _own_random_stream(run: _Variant, device: torch.device):
+    cuda = device.type == "cuda"
+    if run.rng is not None:
+        torch.set_rng_state(run.rng[0])
+        if cuda:
+            torch.cuda.set_rng_state(run.rng[1], device)
+    try:
+        yield
+    finally:
+        run.rng = (torch.get_rng_state(), torch.cuda.get_rng_state(device) if cuda else None)
+
+
+def _merged(runs: list[_Variant], run: _Variant, snap: Snapshot) -> Snapshot:
+    prefix = run.name + SEPARATOR
+    return Snapshot(
+        snap.step,
+        snap.total_steps,
+        metrics={prefix + k: v for k, v in snap.metrics.items()},
+        layers={prefix + k: v for k, v in snap.layers.items()},
+        view={"variants": {r.name: r.public() for r in runs}},
+        notes=snap.notes,
+    )
+
+
+def metric(variant: str, name: str) -> str:
+    """The history key of one variant's metric."""
+    return variant + SEPARATOR + name
+
+
+def layer_history_of(layer_history: list[tuple[int, dict]], variant: str) -> list[tuple[int, dict]]:
+    """One variant's per-layer statistics over time, with its own layer names."""
+    prefix = variant + SEPARATOR
+    picked = []
+    for step, layers in layer_history:
+        mine = {k[len(prefix) :]: v for k, v in layers.items() if k.startswith(prefix)}
+        if mine:
+            picked.append((step, mine))
+    return picked
