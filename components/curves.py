@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -41,6 +42,62 @@ def curves_figure(
     )
     if log_y:
         fig.update_yaxes(type="log")
+    return fig
+
+
+def series_figure(
+    values: np.ndarray, names: list[str], title: str = "", log_y: bool = False, height: int = 280, steps=None
+) -> go.Figure:
+    """Columns of a (rows, k) array as k lines over `steps` (default 1..rows): a lab's
+    per-step record."""
+    values = np.asarray(values).reshape(len(values), -1)
+    stride = max(1, len(values) // MAX_POINTS)
+    xs = (np.arange(1, len(values) + 1) if steps is None else np.asarray(steps))[::stride]
+    fig = go.Figure(
+        [go.Scatter(x=xs, y=values[::stride, i], mode="lines", name=n) for i, n in enumerate(names)]
+    )
+    fig.update_layout(
+        title=dict(text=title, font_size=13),
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        xaxis_title="step",
+        legend=dict(orientation="h"),
+    )
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def derivative_figure(x, f, autograd, numeric, height: int = 320) -> go.Figure:
+    """f, and its derivative two ways: autograd (solid) under a finite difference (dotted)."""
+    fig = go.Figure(
+        [
+            go.Scatter(x=x, y=f, name="f(x)", line=dict(color="#4c78a8", width=3)),
+            go.Scatter(x=x, y=autograd, name="f′ by autograd", line=dict(color="#e45756", width=5)),
+            go.Scatter(
+                x=x, y=numeric, name="f′ by (f(x+h) − f(x−h)) / 2h", line=dict(color="#222", dash="dot")
+            ),
+        ]
+    )
+    fig.update_layout(
+        height=height, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"), xaxis_title="x"
+    )
+    return fig
+
+
+def fit_figure(x, y, grid, fit, title: str = "", height: int = 340) -> go.Figure:
+    """Data points and the fitted curve."""
+    fig = go.Figure(go.Scatter(x=x, y=y, mode="markers", name="data", marker=dict(color="#4c78a8", size=7)))
+    fig.add_trace(go.Scatter(x=grid, y=fit, mode="lines", name="fit", line=dict(color="#e45756", width=3)))
+    lo, hi = float(np.nanmin(y)), float(np.nanmax(y))
+    pad = 0.3 * (hi - lo + 1e-6)
+    fig.update_layout(
+        title=dict(text=title, font_size=13),
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        yaxis_range=[lo - pad, hi + pad],  # a diverging fit should not squash the data flat
+        legend=dict(orientation="h"),
+    )
     return fig
 
 

@@ -40,11 +40,14 @@ def activation_histograms_figure(
     return fig
 
 
-def layer_health_figure(layers: dict[str, dict]) -> go.Figure:
+GRADIENT_TITLES = {"grad_norm": "gradient norm of the weights", "grad_rms": "gradient per weight (RMS)"}
+
+
+def layer_health_figure(layers: dict[str, dict], grad_key: str = "grad_norm") -> go.Figure:
     """Latest gradient norm per layer (log scale) beside the share of dead units.
     Two axes placed by hand: make_subplots costs ~15 ms per live tick."""
     names = list(layers)
-    norms = [max(layers[n]["grad_norm"], 1e-12) for n in names]
+    norms = [max(layers[n].get(grad_key, 0.0), 1e-12) for n in names]
     dead = [layers[n]["dead"] for n in names]
     fig = go.Figure(
         [
@@ -61,39 +64,48 @@ def layer_health_figure(layers: dict[str, dict]) -> go.Figure:
         yaxis2=dict(range=[0, 1], tickformat=".0%", anchor="x2"),
         annotations=[
             dict(text=text, x=x, y=1.12, xref="paper", yref="paper", showarrow=False, font_size=13)
-            for text, x in (("gradient norm of the weights", 0.22), ("dead units (constant output)", 0.78))
+            for text, x in ((GRADIENT_TITLES[grad_key], 0.22), ("dead units (constant output)", 0.78))
         ],
     )
     return fig
 
 
-def gradient_flow_over_time_figure(layer_history: list[tuple[int, dict]]) -> go.Figure:
+def gradient_flow_over_time_figure(
+    layer_history: list[tuple[int, dict]], grad_key: str = "grad_norm", title: str = "gradient flow"
+) -> go.Figure:
     """Each layer's gradient norm over training, log scale: vanishing shows as a spread."""
     fig = go.Figure()
     names = list(layer_history[-1][1]) if layer_history else []
     steps = [s for s, _ in layer_history]
     for name in names:
         fig.add_trace(
-            go.Scatter(x=steps, y=[max(lay[name]["grad_norm"], 1e-12) for _, lay in layer_history], name=name)
+            go.Scatter(
+                x=steps, y=[max(lay[name].get(grad_key, 0.0), 1e-12) for _, lay in layer_history], name=name
+            )
         )
     fig.update_layout(
         height=280,
         yaxis_type="log",
         xaxis_title="step",
-        title="gradient flow",
+        title=title,
         margin=dict(l=10, r=10, t=40, b=10),
         legend=dict(orientation="h"),
     )
     return fig
 
 
-def show_layers(layer_history: list[tuple[int, dict]], hist_range: tuple[float, float], key: str) -> None:
+def show_layers(
+    layer_history: list[tuple[int, dict]],
+    hist_range: tuple[float, float],
+    key: str,
+    grad_key: str = "grad_norm",
+) -> None:
     if not layer_history:
         st.caption("Per-layer statistics appear with the first snapshot.")
         return
     left, right = st.columns(2)
-    left.plotly_chart(layer_health_figure(layer_history[-1][1]), key=f"{key}-health")
-    right.plotly_chart(gradient_flow_over_time_figure(layer_history), key=f"{key}-flow")
+    left.plotly_chart(layer_health_figure(layer_history[-1][1], grad_key), key=f"{key}-health")
+    right.plotly_chart(gradient_flow_over_time_figure(layer_history, grad_key), key=f"{key}-flow")
     st.plotly_chart(activation_histograms_figure(layer_history, hist_range), key=f"{key}-hist")
 
 
@@ -110,3 +122,58 @@ def example() -> go.Figure:
         for s in range(10)
     ]
     return activation_histograms_figure(hist, (-1, 1))
+
+
+def gradient_heatmap_figure(
+    layer_history: list[tuple[int, dict]], grad_key: str = "grad_rms", height: int = 320
+) -> go.Figure:
+    """Layers (first on top) × steps, colour = log10 of the gradient: for deep nets, where
+    one line per layer would be a tangle. Vanishing shows as a dark top."""
+    names = list(layer_history[-1][1]) if layer_history else []
+    steps = [s for s, _ in layer_history]
+    z = (
+        np.log10(np.maximum([[lay[n].get(grad_key, 0.0) for _, lay in layer_history] for n in names], 1e-12))
+        if names
+        else np.zeros((1, 1))
+    )
+    fig = go.Figure(
+        go.Heatmap(
+            x=steps,
+            y=names,
+            z=z,
+            colorscale="Inferno",
+            colorbar=dict(title="log₁₀", thickness=12),
+            hovertemplate="%{y} at step %{x}: 10^%{z:.1f}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        title=dict(text=f"{GRADIENT_TITLES.get(grad_key, grad_key)} per layer over training", font_size=13),
+        xaxis_title="step",
+    )
+    return fig
+
+
+def weight_histograms_figure(
+    hists: dict[str, dict[str, np.ndarray]], value_range: tuple[float, float]
+) -> go.Figure:
+    """All weights of each variant as one histogram (layers pooled, each weighted equally),
+    overlaid: weight decay shows as a narrower peak."""
+    lo, hi = value_range
+    fig = go.Figure()
+    for name, layers in hists.items():
+        share = np.mean(list(layers.values()), axis=0)
+        centers = lo + (np.arange(len(share)) + 0.5) * (hi - lo) / len(share)
+        fig.add_trace(
+            go.Scatter(x=centers, y=share, mode="lines", name=name, fill="tozeroy", line_shape="hvh")
+        )
+    fig.update_layout(
+        title=dict(text="weights (all layers; the end bins collect the tails)", font_size=13),
+        height=330,
+        margin=dict(l=10, r=10, t=40, b=10),
+        yaxis_tickformat=".0%",
+        legend=dict(orientation="h"),
+    )
+    return fig

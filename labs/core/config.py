@@ -26,6 +26,7 @@ class Knob:
     step: float | None = None
     choices: tuple | None = None
     multi: bool = False  # several of `choices` at once (a tuple value)
+    may_be_empty: bool = False  # multi: choosing none is a valid setting (no augmentation)
     log: bool = False  # offered on a 1-2-3-5 ladder between lo and hi (learning rates)
     labels: dict | None = None  # how to show each choice, when its key is not for people
 
@@ -73,7 +74,12 @@ def coerce_value(name: str, k: Knob, default, raw, snap: bool = True) -> tuple[A
             return _parse_bool(raw), None
         if k.multi:
             items = raw.split(",") if isinstance(raw, str) else list(raw)
+            items = [i for i in items if str(i).strip()]
             picked = tuple(c for c in k.choices if c in {str(i).strip() for i in items})
+            if not items and k.may_be_empty:
+                return (), None
+            if not items:
+                return default, f"{k.label}: choose at least one; using the default"
             if not picked:
                 return default, f"{k.label}: nothing valid in {raw!r}, using the default"
             dropped = [i for i in items if str(i).strip() not in k.choices]

@@ -63,10 +63,17 @@ def dead_fraction(a: torch.Tensor) -> float:
     return float((per_unit.std(dim=1) < 1e-3).float().mean()) if per_unit.shape[1] > 1 else 0.0
 
 
-def grad_norm(module: nn.Module) -> float:
-    """L2 norm of the gradient of the module's own weights (0 before the first backward)."""
+def grad_norm(module: nn.Module, per_weight: bool = False) -> float:
+    """L2 norm of the gradient of the module's own weights (0 before the first backward).
+
+    per_weight: divide by √(number of weights), the root-mean-square gradient. Layers of
+    different shapes then compare fairly: a 784-input first layer's norm is otherwise ~5×
+    a 32-input layer's for the same per-weight signal."""
     grads = [p.grad.detach().flatten() for p in module.parameters(recurse=False) if p.grad is not None]
-    return float(torch.cat(grads).norm()) if grads else 0.0
+    if not grads:
+        return 0.0
+    flat = torch.cat(grads)
+    return float(flat.norm() / (flat.numel() ** 0.5 if per_weight else 1.0))
 
 
 def layer_stats(
@@ -82,7 +89,9 @@ def layer_stats(
     for name, a in latest.items():
         entry = activation_stats(a, hist_range)
         entry["dead"] = dead_fraction(a)
-        entry["grad_norm"] = grad_norm(grad_modules[name]) if name in grad_modules else 0.0
+        module = grad_modules.get(name)
+        entry["grad_norm"] = grad_norm(module) if module is not None else 0.0
+        entry["grad_rms"] = grad_norm(module, per_weight=True) if module is not None else 0.0
         stats[name] = entry
     return stats
 

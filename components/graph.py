@@ -1,0 +1,83 @@
+"""The computation graph autograd recorded (labs/core/graph.py), drawn left to right from
+the leaves to the output, with the size of the gradient that flowed back along each edge."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+
+def graph_figure(graph: dict, height: int = 260) -> go.Figure:
+    nodes, edges = graph["nodes"], graph["edges"]
+    fig = go.Figure()
+    if not nodes:
+        fig.add_annotation(text="a constant: nothing for autograd to record", showarrow=False)
+        return fig.update_layout(height=120, xaxis_visible=False, yaxis_visible=False)
+    deepest = max(n["depth"] for n in nodes)
+    rows: dict[int, int] = {}
+    where = {}
+    for n in sorted(nodes, key=lambda n: (n["depth"], n["id"])):  # leaves left, output right
+        row = rows.get(n["depth"], 0)
+        rows[n["depth"]] = row + 1
+        where[n["id"]] = (deepest - n["depth"], -row)
+    for e in edges:
+        (x0, y0), (x1, y1) = where[e["src"]], where[e["dst"]]
+        fig.add_annotation(  # an arrow from the node nearer the output back to its input
+            x=x1 + 0.12,
+            y=y1,
+            ax=x0 - 0.12,
+            ay=y0,
+            xref="x",
+            yref="y",
+            axref="x",
+            ayref="y",
+            showarrow=True,
+            arrowhead=2,
+            arrowwidth=1.5,
+            arrowcolor="#e45756",
+        )
+        fig.add_annotation(
+            x=(x0 + x1) / 2,
+            y=(y0 + y1) / 2 + 0.18,
+            text=f"‖grad‖ {e['grad_norm']:.3g}",
+            showarrow=False,
+            font=dict(size=11, color="#e45756"),
+        )
+    xs, ys = zip(*(where[n["id"]] for n in nodes))
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="markers+text",
+            text=[n["label"] for n in nodes],
+            textposition="bottom center",
+            marker=dict(
+                size=26, color=["#54a24b" if n["op"] == "AccumulateGrad" else "#4c78a8" for n in nodes]
+            ),
+            hovertext=[n["op"] for n in nodes],
+            hoverinfo="text",
+            showlegend=False,
+        )
+    )
+    low = min(ys)
+    fig.update_layout(
+        height=height,
+        margin=dict(l=10, r=10, t=30, b=10),
+        title=dict(
+            text="backward: gradients flow right to left (green: leaves that get a .grad)", font_size=13
+        ),
+        xaxis=dict(visible=False, range=[-0.5, deepest + 0.5]),
+        yaxis=dict(visible=False, range=[low - 0.8, 0.6]),
+    )
+    return fig
+
+
+def example() -> go.Figure:
+    graph = {
+        "nodes": [
+            {"id": 0, "op": "MeanBackward0", "label": "mean", "depth": 0},
+            {"id": 1, "op": "PowBackward0", "label": "power", "depth": 1},
+            {"id": 2, "op": "AccumulateGrad", "label": "c", "depth": 2},
+        ],
+        "edges": [{"src": 0, "dst": 1, "grad_norm": 0.1}, {"src": 1, "dst": 2, "grad_norm": 0.3}],
+    }
+    return graph_figure(graph)

@@ -1,0 +1,251 @@
+"""A deep fully connected net with every knob the training-technique chapters turn:
+activation, initialization, normalization, residual connections, dropout.
+
+Chapters 4 (initialization & depth), 5 (normalization & residuals) and 6 (overfitting &
+regularization) all train this net on digits, so a learner who moves from one chapter to the
+next sees the same model with one thing changed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from labs.core import data
+from labs.core.device import seed_everything
+from labs.core.hooks import layer_stats, record_activations
+from labs.core.runner import Diverged
+from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
+
+ACTIVATIONS = {
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.01),
+    "gelu": nn.GELU,
+}
+ACTIVATION_LABELS = {
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "relu": "ReLU",
+    "leaky_relu": "leaky ReLU",
+    "gelu": "GELU",
+}
+HIST_RANGE = {  # where each activation's outputs live: the histogram's fixed range
+    "sigmoid": (0.0, 1.0),
+    "tanh": (-1.0, 1.0),
+    "relu": (-0.5, 3.0),
+    "leaky_relu": (-0.5, 3.0),
+    "gelu": (-0.5, 3.0),
+}
+INITS = {
+    "default": "PyTorch default (uniform ±1/√fan_in)",
+    "normal1": "N(0, 1)",
+    "normal001": "N(0, 0.01²)",
+    "xavier": "Xavier/Glorot (var 2/(fan_in+fan_out))",
+    "kaiming": "Kaiming/He (var 2/fan_in)",
+    "zeros": "zeros",
+}
+NORMS = ("none", "batch", "layer")
+
+
+class Block(nn.Module):
+    """Linear -> norm -> activation -> dropout; or, residual, x + Linear(activation(norm(x))).
+
+    The residual form is He et al.'s "pre-activation" block (and the pre-LN Transformer's):
+    the skip path carries x untouched, and the branch adds a zero-mean correction. Stacked,
+    both forms run the same Linear -> norm -> activation chain; only the skip differs. A
+    post-activation skip, x + relu(Wx), would add a positive amount at every layer and
+    blow the signal up with depth."""
+
+    def __init__(self, n_in, n_out, activation, norm="none", residual=False, dropout=0.0):
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out)
+        self.norm = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}.get(norm, lambda n: nn.Identity())(n_out)
+        self.act = ACTIVATIONS[activation]()
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.residual = residual and n_in == n_out
+
+    def forward(self, x):
+        if self.residual:
+            return x + self.drop(self.linear(self.act(self.norm(x))))
+        return self.drop(self.act(self.norm(self.linear(x))))
+
+
+class DeepMLP(nn.Module):
+    """`depth` hidden blocks of `width` units, then a linear head. The first block changes
+    the width, so it is never residual."""
+
+    def __init__(self, n_in, n_out, width, depth, activation, norm="none", residual=False, dropout=0.0):
+        super().__init__()
+        widths = [n_in] + [width] * depth
+        self.blocks = nn.ModuleList(
+            Block(a, b, activation, norm, residual, dropout) for a, b in zip(widths, widths[1:])
+        )
+        self.head = nn.Linear(width, n_out)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+def initialize(model: nn.Module, scheme: str, activation: str) -> None:
+    """Set every Linear layer's weights by `scheme` (biases to zero, except for the default)."""
+    if scheme == "default":
+        return
+    gain_of = "leaky_relu" if activation == "leaky_relu" else "relu"
+    for m in model.modules():
+        if not isinstance(m, nn.Linear):
+            continue
+        with torch.no_grad():
+            if scheme == "normal1":
+                m.weight.normal_(0.0, 1.0)
+            elif scheme == "normal001":
+                m.weight.normal_(0.0, 0.01)
+            elif scheme == "xavier":
+                nn.init.xavier_normal_(m.weight)
+            elif scheme == "kaiming":  # He et al. derived it for ReLU; used as such for all
+                nn.init.kaiming_normal_(m.weight, nonlinearity=gain_of)
+            elif scheme == "zeros":
+                m.weight.zero_()
+            m.bias.zero_()
+
+
+def recorded_layers(model: DeepMLP) -> tuple[dict, dict]:
+    """Activations after each block (what the next layer sees); gradients of its Linear."""
+    acts = {f"layer {i + 1}": b for i, b in enumerate(model.blocks)}
+    grads = {f"layer {i + 1}": b.linear for i, b in enumerate(model.blocks)}
+    return acts, grads
+
+
+def distinct_units(model: DeepMLP) -> list[float]:
+    """Per hidden layer, the share of units whose incoming weights differ from every other
+    unit's (1 = all different; 1/width = all identical, as after zero init)."""
+    shares = []
+    for b in model.blocks:
+        rows = torch.round(b.linear.weight.detach().cpu() * 1e6)
+        shares.append(len(torch.unique(rows, dim=0)) / rows.shape[0])
+    return shares
+
+
+def digits(seed: int, train_size: int | None = None, device: torch.device | None = None):
+    """The shipped 28×28 digits, standardized (mean 0, std 1 over all pixels, so that the
+    init formulas' assumptions hold), as (X_train, y_train, X_test, y_test) on `device`."""
+    s = data.image_set("mnist_subset", test_fraction=0.2, seed=seed)
+    X_train, y_train = s.X_train, s.y_train
+    if train_size is not None:
+        X_train, y_train = X_train[:train_size], y_train[:train_size]
+    mean, std = s.X_train.mean(), s.X_train.std()
+    parts = ((X_train - mean) / std, y_train, (s.X_test - mean) / std, s.y_test)
+    return tuple(t.to(device) for t in parts) if device is not None else parts
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything one run of the deep MLP on digits needs (a chapter's Config maps onto it)."""
+
+    depth: int = 20
+    width: int = 64
+    activation: str = "relu"
+    init: str = "default"
+    norm: str = "none"
+    residual: bool = False
+    learning_rate: float = 0.05
+    batch_size: int = 64
+    steps: int = 300
+    seed: int = 0
+
+
+PROBE = 256  # training images whose activations are measured at each snapshot
+
+
+def build(r: Recipe) -> DeepMLP:
+    model = DeepMLP(28 * 28, 10, r.width, r.depth, r.activation, r.norm, r.residual)
+    initialize(model, r.init, r.activation)
+    return model
+
+
+def shuffled_batches(n: int, batch_size: int, g: torch.Generator, device: torch.device):
+    """Index tensors for batches forever: a fresh shuffle each epoch, sliced on the device."""
+    per_epoch = max(1, n // batch_size)
+    while True:
+        order = torch.randperm(n, generator=g).to(device)
+        for i in range(per_epoch):
+            yield order[i * batch_size : (i + 1) * batch_size]
+
+
+class ExplosionWatch:
+    """Divergence is a blown-up loss, not only a NaN: a net can spike to 1e17 and come back
+    with every ReLU dead. The worst loss is kept on the device (no sync per step) and
+    checked at snapshots: non-finite, or above 4× where it started (the LR finder's rule)."""
+
+    FACTOR = 4.0
+
+    def __init__(self):
+        self.first, self.worst = None, None
+
+    def see(self, loss: torch.Tensor) -> None:
+        loss = loss.detach()
+        if self.worst is None:
+            self.first, self.worst = loss.item(), loss
+        else:
+            self.worst = torch.maximum(self.worst, loss)
+
+    def check(self, step: int) -> None:
+        worst = self.worst.item()
+        if not math.isfinite(worst):
+            raise Diverged(f"the loss became {worst} by step {step}.")
+        if worst > self.FACTOR * self.first:
+            raise Diverged(
+                f"the loss exploded to {worst:.3g} by step {step} (it started at {self.first:.2f})."
+            )
+
+
+def train_digits(r: Recipe, device: torch.device):
+    """SGD with momentum on the shipped digits, snapshots with every layer's statistics."""
+    g = seed_everything(r.seed)
+    X_train, y_train, X_test, y_test = digits(r.seed, device=device)
+    model = build(r).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=r.learning_rate, momentum=0.9, foreach=True)
+    cadence = Cadence(r.steps, max_snaps=60, min_seconds=0.05)
+    batches = shuffled_batches(len(X_train), r.batch_size, g, device)
+    step, watch = 0, ExplosionWatch()
+    for step in range(1, r.steps + 1):
+        batch = next(batches)
+        loss = F.cross_entropy(model(X_train[batch]), y_train[batch])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        watch.see(loss)
+        if cadence.due(step):
+            watch.check(step)
+            if (yield _snapshot(model, r, step, loss.item(), X_train, X_test, y_test)):
+                break
+    yield Snapshot(step, r.steps, final=True, state_dict=cpu_state_dict(model))
+
+
+@torch.no_grad()
+def _snapshot(model, r, step, loss, X_train, X_test, y_test) -> Snapshot:
+    """Gradient norms come from the step just taken; activations from a fixed probe batch.
+    Hooks are attached for the probe only: on every training step they would cost ~10%."""
+    acts, grads = recorded_layers(model)
+    model.eval()
+    with record_activations(acts) as latest:
+        model(X_train[:PROBE])
+    layers = layer_stats(acts, latest, grads, HIST_RANGE[r.activation])
+    logits = model(X_test)
+    model.train()
+    norms = [layers[name]["grad_rms"] for name in acts]
+    metrics = {
+        "train_loss": loss,
+        "test_loss": F.cross_entropy(logits, y_test).item(),
+        "test_acc": (logits.argmax(1) == y_test).float().mean().item(),
+        "first/last gradient": norms[0] / max(norms[-1], 1e-30),
+    }
+    return Snapshot(step, r.steps, metrics, layers, view={"distinct_units": distinct_units(model)})
