@@ -42,6 +42,16 @@ class Chapter:
 
 CHAPTERS = (
     Chapter(
+        1,
+        "autograd",
+        "Tensors, autograd & gradient descent",
+        "Foundations",
+        "Fit a curve by gradient descent three ways; the loss surface, each gradient, the graph.",
+        "📉",
+        {"steps": "50"},
+        long_run={"steps": "20000", "learning_rate": "0.01"},
+    ),
+    Chapter(
         2,
         "playground",
         "Neural network playground",
@@ -61,6 +71,36 @@ CHAPTERS = (
         {"surface.steps": "60", "net.steps": "60", "finder.steps": "40"},
         ("optimizers--surface", "optimizers--finder", "optimizers--net"),
         long_run={"surface.steps": "10000", "surface.surface": "rosenbrock"},
+    ),
+    Chapter(
+        4,
+        "initialization",
+        "Initialization, activations & depth",
+        "Training technique",
+        "Vanishing and exploding gradients, seen layer by layer in a net up to 50 deep.",
+        "🌱",
+        {"depth": "6", "steps": "30"},
+        long_run={"steps": "3000", "depth": "30", "width": "64"},
+    ),
+    Chapter(
+        5,
+        "normalization",
+        "Normalization & residual connections",
+        "Training technique",
+        "Plain, BatchNorm, LayerNorm and residual nets side by side under one seed.",
+        "🧱",
+        {"depth": "4", "steps": "30"},
+        long_run={"steps": "3000"},
+    ),
+    Chapter(
+        6,
+        "regularization",
+        "Overfitting & regularization",
+        "Training technique",
+        "A big net memorizes few digits; weight decay, dropout, augmentation, early stopping.",
+        "🛡️",
+        {"epochs": "5"},
+        long_run={"epochs": "500", "train_size": "2000"},
     ),
     Chapter(
         7,
