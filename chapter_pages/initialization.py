@@ -16,8 +16,8 @@ def use_preset(settings: dict) -> None:
 
 
 st.caption("Presets set the activation and initialization; press Train after picking one.")
-for col, (name, settings) in zip(st.columns(3) * 2, lab.PRESETS.items()):
-    col.button(name, key=f"{KEY}-preset-{name}", on_click=use_preset, args=(settings,), width="stretch")
+for i, (col, (name, settings)) in enumerate(zip(st.columns(3) * 2, lab.PRESETS.items())):
+    col.button(name, key=f"{KEY}-preset-{i}", on_click=use_preset, args=(settings,), width="stretch")
 
 
 def draw(view):
@@ -41,9 +41,8 @@ def draw(view):
     if not view.layer_history:
         return
     st.subheader("Inside the layers")
-    left, right = st.columns(2)
-    left.plotly_chart(layers.layer_health_figure(view.layers, "grad_rms"), key=f"{KEY}-health")
-    right.plotly_chart(layers.gradient_heatmap_figure(view.layer_history), key=f"{KEY}-heat")
+    st.plotly_chart(layers.layer_health_figure(view.layers, "grad_rms"), key=f"{KEY}-health")
+    st.plotly_chart(layers.gradient_heatmap_figure(view.layer_history), key=f"{KEY}-heat")
     band = 90 if len(view.layers) <= 8 else 36
     st.plotly_chart(
         layers.activation_histograms_figure(view.layer_history, mlp.HIST_RANGE[view.cfg.activation], band),

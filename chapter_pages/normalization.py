@@ -23,22 +23,29 @@ def draw(view):
     right.plotly_chart(
         compare.compare_curves_figure(view.history, names, ["test_acc"], "test accuracy"), key=f"{KEY}-acc"
     )
-    st.subheader("Inside each variant")
-    st.caption(
-        "Gradient per weight (RMS) for every layer over training, then the activations each layer passes on."
+    st.subheader("Inside the layers")
+    histories = {n: core_compare.layer_history_of(view.layer_history, n) for n in names}
+    latest = {n: h[-1][1] for n, h in histories.items() if h}
+    left, right = st.columns(2)
+    left.plotly_chart(
+        compare.by_layer_figure(latest, "grad_rms", "gradient per weight (RMS), layer by layer, now"),
+        key=f"{KEY}-grads",
     )
-    compare.show_variants(view, _inside)
+    right.plotly_chart(
+        compare.by_layer_figure(latest, "act_std", "spread (std) of each layer's output, now"),
+        key=f"{KEY}-acts",
+    )
+    st.caption("Each variant's gradient per layer over training, all on one colour scale:")
+    z_range = layers.log_range(list(histories.values()))
+    compare.show_variants(view, lambda name, i, info, history: _heatmap(i, history, z_range))
     page.downloads(view, KEY)
 
 
-def _inside(name, i, info, history):
-    if not history:
-        st.caption("No statistics yet.")
-        return
-    st.plotly_chart(layers.gradient_heatmap_figure(history, height=300), key=f"{KEY}-heat-{i}")
-    st.plotly_chart(
-        layers.activation_histograms_figure(history, mlp.HIST_RANGE["relu"], 24), key=f"{KEY}-hist-{i}"
-    )
+def _heatmap(i, history, z_range):
+    if history:
+        st.plotly_chart(
+            layers.gradient_heatmap_figure(history, height=300, z_range=z_range), key=f"{KEY}-heat-{i}"
+        )
 
 
 live.live(KEY, draw)

@@ -45,8 +45,10 @@ def draw(view):
     left, right = st.columns(2)
     hists = {n: info["weights"] for n, info in variants.items() if "weights" in info}
     if hists:
-        left.plotly_chart(layers.weight_histograms_figure(hists, lab.WEIGHT_RANGE), key=f"{KEY}-weights")
-    samples = next((info["samples"] for info in variants.values() if "samples" in info), None)
+        left.plotly_chart(
+            layers.weight_histograms_figure(hists, lab.WEIGHT_RANGE, compare.PALETTE), key=f"{KEY}-weights"
+        )
+    samples = variants.get(lab.REGULARIZED, {}).get("samples")  # the images the remedies change
     if samples is not None:
         augmented = len(samples) > 6
         right.plotly_chart(

@@ -100,6 +100,32 @@ def gap_figure(
     return fig
 
 
+def by_layer_figure(
+    latest: dict[str, dict[str, dict]], stat: str, title: str, log_y: bool = True, height: int = 300
+) -> go.Figure:
+    """One statistic per layer (x: layer, first on the left), one line per variant."""
+    fig = go.Figure()
+    for i, (name, layers) in enumerate(latest.items()):
+        fig.add_trace(
+            go.Scatter(
+                x=list(layers),
+                y=[max(s.get(stat, 0.0), 1e-12) if log_y else s.get(stat, 0.0) for s in layers.values()],
+                mode="lines+markers",
+                name=name,
+                line=dict(color=colour(i)),
+            )
+        )
+    fig.update_layout(
+        title=dict(text=title, font_size=13),
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h"),
+    )
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
 def status_line(name: str, info: dict) -> str:
     status = info.get("status", "training")
     where = f"step {info.get('step', 0):,} of {info.get('total', 0):,}"

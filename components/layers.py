@@ -125,7 +125,10 @@ def example() -> go.Figure:
 
 
 def gradient_heatmap_figure(
-    layer_history: list[tuple[int, dict]], grad_key: str = "grad_rms", height: int = 320
+    layer_history: list[tuple[int, dict]],
+    grad_key: str = "grad_rms",
+    height: int = 320,
+    z_range: tuple[float, float] | None = None,
 ) -> go.Figure:
     """Layers (first on top) × steps, colour = log10 of the gradient: for deep nets, where
     one line per layer would be a tangle. Vanishing shows as a dark top."""
@@ -141,7 +144,9 @@ def gradient_heatmap_figure(
             x=steps,
             y=names,
             z=z,
-            colorscale="Inferno",
+            zmin=z_range[0] if z_range else None,  # side-by-side charts share one colour scale
+            zmax=z_range[1] if z_range else None,
+            colorscale="Viridis",
             colorbar=dict(title="log₁₀", thickness=12),
             hovertemplate="%{y} at step %{x}: 10^%{z:.1f}<extra></extra>",
         )
@@ -157,17 +162,20 @@ def gradient_heatmap_figure(
 
 
 def weight_histograms_figure(
-    hists: dict[str, dict[str, np.ndarray]], value_range: tuple[float, float]
+    hists: dict[str, dict[str, np.ndarray]], value_range: tuple[float, float], colors: tuple = ()
 ) -> go.Figure:
     """All weights of each variant as one histogram (layers pooled, each weighted equally),
     overlaid: weight decay shows as a narrower peak."""
     lo, hi = value_range
     fig = go.Figure()
-    for name, layers in hists.items():
+    for i, (name, layers) in enumerate(hists.items()):
         share = np.mean(list(layers.values()), axis=0)
         centers = lo + (np.arange(len(share)) + 0.5) * (hi - lo) / len(share)
+        color = colors[i % len(colors)] if colors else None
         fig.add_trace(
-            go.Scatter(x=centers, y=share, mode="lines", name=name, fill="tozeroy", line_shape="hvh")
+            go.Scatter(
+                x=centers, y=share, name=name, fill="tozeroy", line_shape="hvh", line=dict(color=color)
+            )
         )
     fig.update_layout(
         title=dict(text="weights (all layers; the end bins collect the tails)", font_size=13),
@@ -177,3 +185,9 @@ def weight_histograms_figure(
         legend=dict(orientation="h"),
     )
     return fig
+
+
+def log_range(layer_histories: list[list[tuple[int, dict]]], key: str = "grad_rms") -> tuple[float, float]:
+    """log10 range of one statistic over several runs: one colour scale for all of them."""
+    values = [max(s[key], 1e-12) for h in layer_histories for _, lay in h for s in lay.values() if key in s]
+    return (float(np.log10(min(values))), float(np.log10(max(values)))) if values else (-12.0, 0.0)

@@ -23,7 +23,7 @@ PRESETS = {  # what each shows, and the settings that show it
     "Vanishing: sigmoid + N(0, 1)": {"activation": "sigmoid", "init": "normal1"},
     "Exploding: ReLU + N(0, 1)": {"activation": "relu", "init": "normal1"},
     "Collapsing: tanh + N(0, 0.01²)": {"activation": "tanh", "init": "normal001"},
-    "Symmetric: zero init": {"activation": "tanh", "init": "zeros"},
+    "Symmetric: sigmoid + zeros": {"activation": "sigmoid", "init": "zeros"},
     "Healthy: tanh + Xavier": {"activation": "tanh", "init": "xavier"},
     "Healthy: ReLU + Kaiming": {"activation": "relu", "init": "kaiming"},
 }
@@ -113,7 +113,7 @@ QUESTIONS = [
     Question(
         "Start every weight at zero, then train. Will the units of a layer still all be identical?",
         ("yes", "no"),
-        {"init": "zeros", "activation": "tanh"},
+        {"init": "zeros", "activation": "sigmoid"},
         _symmetric,
         "Identical units compute identical outputs and receive identical gradients, so no "
         "update can ever tell them apart: random init exists to break this symmetry.",

@@ -45,7 +45,7 @@ class Config:
     batch_size: int = knob(
         64, "Batch size", "BatchNorm's statistics come from the batch.", lo=2, hi=512, step=2
     )
-    steps: int = knob(300, "Steps", "Gradient steps for each variant.", lo=10, hi=3000, step=10)
+    steps: int = knob(200, "Steps", "Gradient steps for each variant.", lo=10, hi=3000, step=10)
     seed: int = knob(0, "Seed", "Same seed, same data, same start, same run.", lo=0, hi=9999, step=1)
 
 

@@ -7,16 +7,32 @@ from labs.core.config import ConfigError, check, from_params, log_ladder, to_par
 
 
 def test_defaults_are_valid_for_every_chapter_config():
-    from labs import optimizers
+    from labs import autograd, initialization, normalization, optimizers, regularization
 
     for cls in (
+        autograd.Config,
         playground.Config,
-        convnets.Config,
         optimizers.Config,
         optimizers.SurfaceConfig,
         optimizers.FinderConfig,
+        initialization.Config,
+        normalization.Config,
+        regularization.Config,
+        convnets.Config,
     ):
         check(cls())
+
+
+def test_a_multi_choice_may_be_empty_only_where_that_means_something():
+    from labs import normalization, regularization
+
+    cfg, notices = from_params(regularization.Config, {"augment": ""})  # no augmentation: valid
+    assert cfg.augment == () and notices == []
+    assert from_params(regularization.Config, to_params(cfg))[0].augment == ()
+    cfg, notices = from_params(normalization.Config, {"variants": ""})  # nothing to compare
+    assert cfg.variants == normalization.Config().variants and "choose at least one" in notices[0]
+    with pytest.raises(ConfigError, match="choose at least one"):
+        check(normalization.Config(variants=()))
 
 
 def test_out_of_range_numbers_are_clamped_with_a_notice():

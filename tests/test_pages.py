@@ -88,3 +88,22 @@ def test_each_experiment_of_a_multi_experiment_page_reads_its_own_link_settings(
     assert "Learning rate: 99 is outside" in notice and "sideways" in notice
     assert at.select_slider(key="optimizers--surface-learning_rate").value == 1.0
     assert at.selectbox(key="optimizers--net-schedule").value == "constant"
+
+
+def test_a_bad_expression_gets_a_message_and_the_page_keeps_working():
+    chapter = next(c for c in CHAPTERS if c.slug == "autograd")
+    at = open_page(chapter)
+    at.text_input(key="autograd-expr").set_value("sin x").run()
+    assert not at.exception
+    assert any("needs parentheses: sin(x)" in e.value for e in at.error)
+    at.text_input(key="autograd-expr").set_value("x^3").run()
+    assert not at.error and not at.exception
+    assert any("Largest difference between the two derivatives" in c.value for c in at.caption)
+
+
+def test_a_preset_sets_the_controls_it_names():
+    chapter = next(c for c in CHAPTERS if c.slug == "initialization")
+    at = open_page(chapter)
+    at.button(key="initialization-preset-5").click().run()  # Healthy: ReLU + Kaiming
+    assert at.selectbox(key="initialization-activation").value == "relu"
+    assert at.selectbox(key="initialization-init").value == "kaiming"

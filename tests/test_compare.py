@@ -1,0 +1,88 @@
+"""Side-by-side runs: lockstep, isolation of each variant's randomness, Stop, divergence."""
+
+import time
+
+import torch
+
+from labs import regularization
+from labs.core.compare import layer_history_of, metric, side_by_side
+from labs.core.runner import Diverged, TrainingRun
+from labs.core.snapshot import Cadence, Snapshot, Stopwatch, timed_by
+
+CPU = torch.device("cpu")
+
+
+def counting(total, fail_at=None):
+    """A toy loop: one snapshot per step, its metric is the step; Stop keeps 'weights'."""
+    step = 0
+    for step in range(1, total + 1):
+        if step == fail_at:
+            raise Diverged(f"the loss became nan at step {step}.")
+        if (yield Snapshot(step, total, {"loss": 1 / step}, {"layer 1": {"grad_rms": 0.1}})):
+            break
+    yield Snapshot(step, total, final=True, state_dict={"w": torch.tensor([float(step)])})
+
+
+def test_variants_advance_in_lockstep_and_all_hand_over_their_weights():
+    snaps = list(side_by_side({"a": counting(10), "b": counting(10)}, CPU))
+    order = [next(iter(s.metrics)).split(":")[0] for s in snaps if s.metrics]
+    assert order[:6] == ["a", "b", "a", "b", "a", "b"]  # neither runs ahead of the other
+    final = snaps[-1]
+    assert final.final and set(final.state_dict) == {"a", "b"}
+    assert {v["status"] for v in final.view["variants"].values()} == {"done"}
+
+
+def test_stop_ends_every_variant_and_keeps_their_weights():
+    gen = side_by_side({"a": counting(1000), "b": counting(1000)}, CPU)
+    next(gen)
+    for _ in range(5):
+        gen.send(False)
+    final = gen.send(True)
+    assert final.final
+    assert set(final.state_dict) == {"a", "b"}
+    assert all(v["status"] == "stopped" for v in final.view["variants"].values())
+    assert final.state_dict["a"]["w"].item() < 1000
+
+
+def test_a_diverging_variant_drops_out_and_the_others_finish():
+    snaps = list(side_by_side({"plain": counting(20, fail_at=4), "norm": counting(20)}, CPU))
+    variants = snaps[-1].view["variants"]
+    assert variants["plain"]["status"].startswith("diverged")
+    assert variants["norm"]["status"] == "done" and variants["norm"]["step"] == 20
+    assert any("plain diverged" in note for s in snaps for note in s.notes)
+    assert set(snaps[-1].state_dict) == {"norm"}
+
+
+def test_metrics_and_layers_are_kept_apart_by_variant():
+    run = TrainingRun(
+        lambda cfg, device: side_by_side({"a": counting(5), "b": counting(5)}, device), None, CPU
+    )
+    view = run.start().wait(10) and run.view()
+    assert any(metric("a", "loss") in row for row in view.history)
+    assert [s for s, _ in layer_history_of(view.layer_history, "b")] == [1, 2, 3, 4, 5]
+    assert set(layer_history_of(view.layer_history, "a")[0][1]) == {"layer 1"}
+
+
+def test_each_variant_keeps_its_own_random_stream():
+    """Dropout draws from the global generator: a variant must train exactly as it would
+    alone, whatever else shares its run."""
+    cfg = regularization.Config(epochs=6, train_size=100, width=64, dropout=0.5, augment=("shift", "noise"))
+    other = regularization.Config(epochs=6, train_size=100, width=32, dropout=0.3)
+    alone = [s for s in regularization.train_one(cfg, CPU) if s.metrics][-1].metrics
+    snaps = side_by_side(
+        {"x": regularization.train_one(other, CPU), "me": regularization.train_one(cfg, CPU)}, CPU
+    )
+    together = [s for s in snaps if s.metrics and metric("me", "val_loss") in s.metrics][-1].metrics
+    assert together[metric("me", "val_loss")] == alone["val_loss"]
+    assert together[metric("me", "train_acc")] == alone["train_acc"]
+
+
+def test_a_cadence_counts_only_its_own_runs_time():
+    watch = Stopwatch()
+    with timed_by(watch):
+        cadence = Cadence(total=1000, max_snaps=1000, min_seconds=0.05)
+        assert cadence.due(1)
+    time.sleep(0.2)  # another variant trains meanwhile: not this one's time
+    with timed_by(watch):
+        assert not cadence.due(2)  # only ~0 s of its own time has passed
+    assert watch.now() < 0.1
