@@ -21,7 +21,8 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from labs import convnets, optimizers, playground
+from labs import autograd, convnets, initialization, normalization, optimizers, playground, regularization
+from labs.core import mlp
 from labs.core.device import configure_threads, pick_device, warm_up
 from labs.core.runner import TrainingRun
 from labs.core.snapshot import Cadence
@@ -29,11 +30,15 @@ from labs.core.workers import POOL, remote
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 EXPERIMENTS = [
+    ("autograd", autograd.train, autograd.Config(), "loss", autograd.PREFERS_GPU),
     ("playground", playground.train, playground.Config(), "test_acc", playground.PREFERS_GPU),
     ("convnets", convnets.train, convnets.Config(), "test_acc", convnets.PREFERS_GPU),
     ("optimizers race", optimizers.race_on_surface, optimizers.SurfaceConfig(), None, False),
     ("optimizers net", optimizers.train, optimizers.Config(), "adam test acc", False),
     ("optimizers LR test", optimizers.lr_range_test, optimizers.FinderConfig(), None, False),
+    ("initialization", initialization.train, initialization.Config(), "test_acc", initialization.PREFERS_GPU),
+    ("normalization (3 nets)", normalization.train, normalization.Config(), "residual: test_acc", True),
+    ("regularization (2 nets)", regularization.train, regularization.Config(), "regularized: val_acc", True),
 ]
 
 
@@ -44,7 +49,8 @@ def timed_run(train, cfg, device) -> tuple[float, float, dict]:
     first = time.perf_counter() - start
     run.wait()
     view = run.view()
-    return first, time.perf_counter() - start, view.history[-1] if view.history else {}
+    latest = {k: v for row in view.history for k, v in row.items()}  # comparisons: each variant's last
+    return first, time.perf_counter() - start, latest
 
 
 def textbook_cnn_seconds(cfg: convnets.Config, device) -> float:
@@ -64,6 +70,28 @@ def textbook_cnn_seconds(cfg: convnets.Config, device) -> float:
             loss.backward()
             opt.step()
     convnets.evaluate(model, ds.X_test.to(device))
+    return time.perf_counter() - start
+
+
+def textbook_mlp_seconds(r: mlp.Recipe, device) -> float:
+    """The deep MLP of chapters 4-5 trained by a DataLoader loop: no snapshots, same steps."""
+    torch.manual_seed(r.seed)
+    X, y, X_test, _ = mlp.digits(r.seed)
+    model = mlp.build(r).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=r.learning_rate, momentum=0.9)
+    loader = DataLoader(TensorDataset(X, y), batch_size=r.batch_size, shuffle=True, drop_last=True)
+    start, step = time.perf_counter(), 0
+    while step < r.steps:
+        for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            if step == r.steps:
+                break
+    model(X_test.to(device)).argmax(1)
     return time.perf_counter() - start
 
 
@@ -105,7 +133,7 @@ def redraw_seconds() -> dict[str, tuple[float, float]]:
         time.sleep(1.0)
         during = _mean_rerun(at)
         at.button(key=f"{chapter.run_keys[0]}-stop").click().run()
-        while not any("Stopped" in w.value for w in at.warning):
+        while not (any("Stopped" in w.value for w in at.warning) or at.success):
             time.sleep(0.2)
             at.run()
         at.run()  # the first rerun after the end computes the attributions once
@@ -140,6 +168,24 @@ def main() -> None:
     bare = lab_loop_without_live_views(cfg, device)
     print(
         f"\nCNN, {cfg.epochs} epochs on {device.type}: textbook DataLoader loop {textbook:.2f} s; "
+        f"lab loop without live views {bare:.2f} s (ratio {bare / textbook:.2f}); "
+        f"with live views {ours:.2f} s (ratio {ours / textbook:.2f})"
+    )
+    r = initialization.recipe(initialization.Config(activation="relu", init="kaiming"))
+    textbook = textbook_mlp_seconds(r, device)
+    _, ours, _ = timed_run(
+        initialization.train, initialization.Config(activation="relu", init="kaiming"), device
+    )
+    real = mlp.Cadence
+    mlp.Cadence = _FinalOnly
+    try:
+        bare = timed_run(
+            initialization.train, initialization.Config(activation="relu", init="kaiming"), device
+        )[1]
+    finally:
+        mlp.Cadence = real
+    print(
+        f"Deep MLP (20 layers, {r.steps} steps) on {device.type}: textbook DataLoader loop {textbook:.2f} s; "
         f"lab loop without live views {bare:.2f} s (ratio {bare / textbook:.2f}); "
         f"with live views {ours:.2f} s (ratio {ours / textbook:.2f})"
     )
