@@ -108,7 +108,7 @@ def by_layer_figure(
     for i, (name, layers) in enumerate(latest.items()):
         fig.add_trace(
             go.Scatter(
-                x=list(layers),
+                x=[name.removeprefix("layer ") for name in layers],  # numbers fit under 30+ ticks
                 y=[max(s.get(stat, 0.0), 1e-12) if log_y else s.get(stat, 0.0) for s in layers.values()],
                 mode="lines+markers",
                 name=name,
@@ -120,6 +120,7 @@ def by_layer_figure(
         height=height,
         margin=dict(l=10, r=10, t=40, b=10),
         legend=dict(orientation="h"),
+        xaxis_title="layer",
     )
     if log_y:
         fig.update_yaxes(type="log")
