@@ -49,7 +49,7 @@ CHAPTERS = (
         "Fit a curve by gradient descent three ways; the loss surface, each gradient, the graph.",
         "📉",
         {"steps": "50"},
-        long_run={"steps": "20000", "learning_rate": "0.01"},
+        long_run={"steps": "100000", "learning_rate": "0.01"},
     ),
     Chapter(
         2,

@@ -60,7 +60,7 @@ class Config:
         hi=200,
         step=1,
     )
-    steps: int = knob(300, "Steps", "Gradient steps.", lo=10, hi=20000, step=10)
+    steps: int = knob(300, "Steps", "Gradient steps.", lo=10, hi=100_000, step=10)
     seed: int = knob(0, "Seed", "Same seed, same points, same run.", lo=0, hi=9999, step=1)
 
 
@@ -97,7 +97,9 @@ def train(cfg: Config, device: torch.device):
         c.requires_grad_(True)
     opt = torch.optim.SGD([c], lr=cfg.learning_rate) if cfg.method == "optim" else None
     batch = min(cfg.batch_size, cfg.points)
-    path, grads, losses = [c.detach().clone()], [], []
+    path = torch.zeros(cfg.steps + 1, cfg.degree + 1)  # path[i]: coefficients after step i
+    grads = torch.zeros(cfg.steps, cfg.degree + 1)  # grads[i - 1]: the gradient step i used
+    losses = torch.zeros(cfg.steps)  # losses[i - 1]: loss on all points after step i
     cadence = Cadence(cfg.steps, max_snaps=60, min_seconds=0.05)
     step = 0
     for step in range(1, cfg.steps + 1):
@@ -117,11 +119,10 @@ def train(cfg: Config, device: torch.device):
             mse(phi_b, y_b, c).backward()
             grad = c.grad.clone()
             opt.step()
-        path.append(c.detach().clone())
-        grads.append(grad)
-        losses.append(mse(phi, y, c.detach()).item())
-        if not math.isfinite(losses[-1]) or losses[-1] > 1e8:
-            raise Diverged(f"the loss reached {losses[-1]:.3g} at step {step}.")
+        path[step], grads[step - 1] = c.detach(), grad
+        losses[step - 1] = loss = mse(phi, y, c.detach())
+        if not torch.isfinite(loss) or loss > 1e8:
+            raise Diverged(f"the loss reached {loss.item():.3g} at step {step}.")
         if cadence.due(step):
             if (yield _snapshot(cfg, step, x, y, phi, c.detach(), path, grads, losses)):
                 break
@@ -129,26 +130,26 @@ def train(cfg: Config, device: torch.device):
 
 
 def _snapshot(cfg, step, x, y, phi, c, path, grads, losses) -> Snapshot:
-    rows = _thinned(len(path))  # path[i] holds the coefficients after step i (0: the start)
-    P = torch.stack([path[i] for i in rows]).numpy()
+    rows = torch.tensor(_thinned(step + 1))  # path rows 0..step, at most MAX_ROWS of them
+    later = rows[rows > 0]  # gradients and losses start at step 1
+    P = path[rows].numpy()
     grid = torch.linspace(-1, 1, 101)
     auto = c.clone().requires_grad_(True)
     graph = autograd_graph(mse(phi, y, auto), {id(auto): "c (coefficients)"})
     metrics = {
-        "loss": losses[-1],
-        "gradient norm": float(grads[-1].norm()),
+        "loss": losses[step - 1].item(),
+        "gradient norm": float(grads[step - 1].norm()),
         "hand vs autograd": float((hand_gradient(phi, y, c) - auto.grad).abs().max()),
     }
-    later = [i for i in rows if i > 0]  # grads and losses start at step 1
     view = {
         "x": x.numpy(),
         "y": y.numpy(),
         "grid": grid.numpy(),
         "path": P,
-        "path_steps": np.array(rows),
-        "grads": torch.stack([grads[i - 1] for i in later]).numpy(),
-        "losses": np.array([losses[i - 1] for i in later]),
-        "record_steps": np.array(later),
+        "path_steps": rows.numpy(),
+        "grads": grads[later - 1].numpy(),
+        "losses": losses[later - 1].numpy(),
+        "record_steps": later.numpy(),
         "surface": loss_surface(phi, y, c, P),
         "graph": graph,
         "best": torch.linalg.lstsq(phi, y.unsqueeze(1)).solution.squeeze(1).numpy(),  # the exact minimum

@@ -124,9 +124,10 @@ QUESTIONS = [
         "the loss.",
     ),
     Question(
-        "Six layers at a learning rate of 0.5: which of the plain and the BatchNorm net trains?",
+        "Two layers at a learning rate of 1 (with momentum 0.9): which of the plain and the "
+        "BatchNorm net trains?",
         ("only the plain net", "only BatchNorm", "both", "neither"),
-        {"variants": ("plain", "batchnorm"), "depth": 6, "learning_rate": 0.5, "steps": 300},
+        {"variants": ("plain", "batchnorm"), "depth": 2, "learning_rate": 1.0, "steps": 300},
         _batchnorm_outcome,
         "BatchNorm rescales every layer's inputs to mean 0, variance 1 at each step, so a "
         "large update cannot snowball through the layers above it.",

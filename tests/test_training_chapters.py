@@ -112,7 +112,9 @@ def test_the_residual_net_trains_where_the_plain_one_cannot():
 
 
 def test_batchnorm_trains_at_a_learning_rate_where_the_plain_net_diverges():
-    cfg = normalization.Config(variants=("plain", "batchnorm"), depth=6, learning_rate=0.5, steps=300)
+    # Where a net dies or explodes is chaotic (thread count changes the sums' order): at depth 2
+    # and lr 1 the plain net blew up for 3 seeds x 1 and 2 threads, BatchNorm reached 77-87%.
+    cfg = normalization.Config(variants=("plain", "batchnorm"), depth=2, learning_rate=1.0, steps=300)
     view = run_view(normalization.train, cfg)
     assert view.view["variants"]["plain"]["status"].startswith("diverged")
     assert normalization.final_accuracy(view, "plain") is None
