@@ -95,22 +95,18 @@ def _trains(view, variant: str) -> tuple[bool, str]:
     return acc is not None and acc > 0.5, "diverged" if acc is None else f"{acc:.0%} test accuracy"
 
 
-def _residual_outcome(view):
-    plain, plain_says = _trains(view, "plain")
-    res, res_says = _trains(view, "residual")
-    answer = "only the residual net" if res and not plain else "both" if res and plain else "neither"
-    if plain and not res:
-        answer = "only the plain net"
-    return answer, f"Plain: {plain_says}; residual: {res_says}."
+def _which_trains(other: str, only_other: str):
+    """Outcome of "which of plain and `other` trains?": one of the four answers, with evidence."""
 
+    def outcome(view):
+        plain, plain_says = _trains(view, "plain")
+        them, their_says = _trains(view, other)
+        answer = {(True, True): "both", (False, False): "neither", (True, False): "only the plain net"}.get(
+            (plain, them), only_other
+        )
+        return answer, f"Plain: {plain_says}; {label(other)}: {their_says}."
 
-def _batchnorm_outcome(view):
-    plain, plain_says = _trains(view, "plain")
-    bn, bn_says = _trains(view, "batchnorm")
-    answer = "only BatchNorm" if bn and not plain else "both" if bn and plain else "neither"
-    if plain and not bn:
-        answer = "only the plain net"
-    return answer, f"Plain: {plain_says}; BatchNorm: {bn_says}."
+    return outcome
 
 
 QUESTIONS = [
@@ -118,7 +114,7 @@ QUESTIONS = [
         "30 ReLU layers, default init, 300 steps: which learns digits (over 50% test accuracy)?",
         ("only the plain net", "only the residual net", "both", "neither"),
         {"variants": ("plain", "residual"), "depth": 30, "learning_rate": 0.01, "steps": 300},
-        _residual_outcome,
+        _which_trains("residual", "only the residual net"),
         "Through a plain stack the gradient is multiplied by every layer's weights on its way "
         "down and fades; a skip connection adds an identity path, so the early layers still hear "
         "the loss.",
@@ -128,7 +124,7 @@ QUESTIONS = [
         "BatchNorm net trains?",
         ("only the plain net", "only BatchNorm", "both", "neither"),
         {"variants": ("plain", "batchnorm"), "depth": 2, "learning_rate": 1.0, "steps": 300},
-        _batchnorm_outcome,
+        _which_trains("batchnorm", "only BatchNorm"),
         "BatchNorm rescales every layer's inputs to mean 0, variance 1 at each step, so a "
         "large update cannot snowball through the layers above it.",
     ),
