@@ -112,6 +112,16 @@ CHAPTERS = (
         {"dataset": "digits8", "epochs": "2"},
         long_run={"epochs": "30"},
     ),
+    Chapter(
+        12,
+        "recurrent",
+        "Recurrent networks",
+        "Sequences",
+        "RNN, LSTM and GRU hold a symbol for 40 steps, or fail to; forecasts; gradients through time.",
+        "🔁",
+        {"steps": "20", "span": "8"},
+        long_run={"steps": "5000", "span": "100"},
+    ),
 )
 
 

@@ -72,6 +72,17 @@ def occlusion(
     return attr[0].detach().cpu().numpy()
 
 
+def occlude_steps(model: nn.Module, x: torch.Tensor, target: int, baseline: torch.Tensor) -> np.ndarray:
+    """For a sequence (1, time, channels): how much the target score drops when one time step at
+    a time is replaced by the baseline's. Exact for each step, blind to interactions between them."""
+    window = (1, x.shape[2])
+    with evaluating(model), torch.no_grad():
+        attr = Occlusion(model).attribute(
+            x, target=target, sliding_window_shapes=window, strides=window, baselines=baseline
+        )
+    return attr[0].sum(-1).detach().cpu().numpy()
+
+
 def grad_cam(model: nn.Module, layer: nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
     """Grad-CAM on `layer`, signed (no ReLU), upsampled to the input's height and width."""
     with evaluating(model):
