@@ -122,6 +122,16 @@ CHAPTERS = (
         {"steps": "20", "span": "8"},
         long_run={"steps": "5000", "span": "100"},
     ),
+    Chapter(
+        13,
+        "language",
+        "Language models",
+        "Sequences",
+        "A character model learns Python from its own standard library; bits per char, samples, Captum.",
+        "✍️",
+        {"steps": "20"},
+        long_run={"steps": "20000"},
+    ),
 )
 
 

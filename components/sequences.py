@@ -113,6 +113,30 @@ def attribution_over_time_figure(
     )
 
 
+VISIBLE = {" ": "␣", "\n": "⏎", "\t": "⇥"}
+
+
+def visible(c: str) -> str:
+    """A character as a learner can see it on a chart axis (space, newline)."""
+    return VISIBLE.get(c, c)
+
+
+def next_char_figure(vocab: str, probs: np.ndarray, top: int = 20, height: int = 300) -> go.Figure:
+    """The `top` likeliest next characters and their probabilities."""
+    order = np.argsort(probs)[::-1][:top]
+    fig = go.Figure(
+        go.Bar(
+            x=[f"{visible(vocab[i])}\u200b" for i in order],  # zero-width space: "1" stays a label
+            y=probs[order],
+            marker_color=[colour(0)] + [colour(5)] * (len(order) - 1),
+            hovertemplate="%{x}: %{y:.1%}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(tickformat=".0%")
+    fig.update_xaxes(type="category")
+    return _layout(fig, "what the model expects next", height)
+
+
 def example() -> go.Figure:
     spans = [1, 10, 20, 40]
     return by_span_figure(

@@ -1,0 +1,109 @@
+"""Chapter 13 — Language models. UI only: the models and loop are labs/language.py, the texts
+and their checks labs/core/text.py."""
+
+import functools
+
+import streamlit as st
+
+from components import controls, curves, layers, live, page, sequences
+from labs import language as lab
+from labs.core import text
+
+KEY = "language"
+page.intro(KEY, "13. Language models")
+cfg = controls.config_controls(lab.Config, KEY)
+controls.share_link((cfg, ""))
+controls.link_notices(KEY)
+
+
+def read_upload():
+    """The learner's .txt, checked once per file and encoding; None (with a message) if refused."""
+    box = st.container(border=True)
+    file = box.file_uploader("Your text (.txt, up to 2 MB)", type=["txt"], key=f"{KEY}-upload")
+    encoding = box.selectbox("Its encoding", text.ENCODINGS, key=f"{KEY}-encoding")
+    if file is None:
+        box.info("Upload a plain-text file to train on it.")
+        return None
+    try:
+        corpus = page.memo(("upload", file.file_id, encoding), lambda: _checked(file, encoding))
+    except text.TextError as err:
+        box.error(str(err))
+        return None
+    box.caption(f"{len(corpus.text):,} characters, {len(corpus.vocab)} distinct: ready to train.")
+    return corpus
+
+
+def _checked(file, encoding):
+    return text.read_upload(file.getvalue(), encoding, file.name)
+
+
+upload = read_upload() if cfg.corpus == "upload" else None
+train = functools.partial(lab.train, upload=upload) if upload is not None else lab.train
+live.run_buttons(KEY, train, cfg, lab.PREFERS_GPU)
+
+
+def draw(view):
+    if view is None or not view.history:
+        return
+    last, v = view.history[-1], view.view
+    cols = st.columns(3)
+    cols[0].metric("validation bits / char", f"{last['val_bits_per_char']:.2f}")
+    cols[1].metric("only letter frequencies", f"{v.get('unigram_bits', 0):.2f} bits")
+    cols[2].metric("characters", len(v.get("vocab", "")))
+    left, right = st.columns(2)
+    figure = curves.curves_figure(
+        view.history, ["train_bits_per_char", "val_bits_per_char"], "bits per character"
+    )
+    figure.add_hline(v.get("unigram_bits", 0), line_dash="dot", annotation_text="letter frequencies only")
+    left.plotly_chart(figure, key=f"{KEY}-fig-bits")
+    with right:
+        sample = v.get("sample")
+        if sample:
+            st.markdown(f"**Sample at step {sample['step']:,}** (temperature {view.cfg.temperature}), after")
+            st.code(sample["prompt"] + "│" + sample["text"], language=None, wrap_lines=True)
+    st.subheader("Inside the layers")
+    layers.show_layers(view.layer_history, (-3.0, 3.0), f"{KEY}-fig", grad_key="grad_rms")
+    if view.state_dict is not None and "vocab" in v:
+        _after_training(view, v["vocab"])
+    page.downloads(view, KEY)
+
+
+def _after_training(view, vocab):
+    c = view.cfg
+    st.subheader("Ask the trained model")
+    model = page.memo(("model", view.id), lambda: lab.load_model(c, vocab, view.state_dict))
+    left, right = st.columns([2, 1])
+    typed = left.text_input("Prompt", "def __init__(self", max_chars=500, key=f"{KEY}-prompt")
+    temperature = right.slider("Temperature", 0.1, 2.0, float(c.temperature), 0.1, key=f"{KEY}-temp")
+    top_k = right.slider("Top-k (0 = all)", 0, 50, int(c.top_k), key=f"{KEY}-topk")
+    try:
+        prompt, notice = text.check_prompt(typed, vocab, c.context)
+    except text.TextError as err:
+        left.error(str(err))
+        return
+    if notice:
+        left.caption(notice)
+    probs = page.memo(("probs", view.id, prompt), lambda: lab.next_char_probs(model, vocab, prompt)).numpy()
+    left.plotly_chart(sequences.next_char_figure(vocab, probs), key=f"{KEY}-fig-next")
+    corpus = text.Corpus("", "", vocab)
+    seed = right.number_input("Sample seed", 0, 9999, 0, key=f"{KEY}-sample-seed")
+    written = page.memo(
+        ("write", view.id, prompt, temperature, top_k, seed),
+        lambda: lab.generate(model, corpus, prompt, c.context, 300, temperature, top_k, seed),
+    )
+    right.code(prompt + "│" + written, language=None, wrap_lines=True)
+    target = int(probs.argmax())
+    explained = page.memo(("lig", view.id, prompt, target), lambda: lab.explain(model, vocab, prompt, target))
+    labels = [sequences.visible(ch) for ch in prompt]
+    rows = {f"→ {sequences.visible(vocab[target])}": explained["by_char"]}
+    st.plotly_chart(sequences.attribution_over_time_figure(rows, labels), key=f"{KEY}-fig-lig")
+    st.caption(
+        f"LayerIntegratedGradients on the embedding: how much each character of the prompt pushed the "
+        f"likeliest next character, **{sequences.visible(vocab[target])}** ({probs[target]:.0%}), "
+        f"against a prompt of spaces. Blue for, red against. Convergence delta {explained['delta']:.1e}."
+    )
+
+
+live.live(KEY, draw)
+page.questions(lab.QUESTIONS, KEY, lab.train, lab.PREFERS_GPU)
+page.show_code(lab.train, lab.CharLSTM, lab.Block, lab.generate)
