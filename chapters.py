@@ -132,6 +132,16 @@ CHAPTERS = (
         {"steps": "20"},
         long_run={"steps": "20000"},
     ),
+    Chapter(
+        14,
+        "attention",
+        "Attention & Transformers",
+        "Sequences",
+        "A tiny Transformer reverses, sorts and adds; attention maps, positional encodings, IG.",
+        "🎯",
+        {"steps": "20"},
+        long_run={"steps": "10000"},
+    ),
 )
 
 
