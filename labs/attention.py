@@ -264,12 +264,14 @@ def explain(model: TinyTransformer, src: torch.Tensor, written: torch.Tensor) ->
         embedded = model.src_embed(src).detach()
         rows, deltas = [], []
         for j in range(written.shape[1]):
-            ig = IntegratedGradients(lambda e, j=j: model.decode(model.encode_embedded(e), tgt_in)[:, j])
+            ig = IntegratedGradients(  # IG batches its path points: the decoder input must follow
+                lambda e, j=j: model.decode(model.encode_embedded(e), tgt_in.expand(len(e), -1))[:, j]
+            )
             attr, delta = ig.attribute(
                 embedded,
                 baselines=0 * embedded,
                 target=int(written[0, j]),
-                n_steps=64,
+                n_steps=128,
                 return_convergence_delta=True,
             )
             rows.append(to_numpy(attr[0].sum(-1)))
