@@ -130,7 +130,7 @@ CHAPTERS = (
         "A character model learns Python from its own standard library; bits per char, samples, Captum.",
         "✍️",
         {"steps": "20"},
-        long_run={"steps": "20000"},
+        long_run={"steps": "3000"},
     ),
     Chapter(
         14,
@@ -140,7 +140,7 @@ CHAPTERS = (
         "A tiny Transformer reverses, sorts and adds; attention maps, positional encodings, IG.",
         "🎯",
         {"steps": "20"},
-        long_run={"steps": "10000"},
+        long_run={"steps": "4000"},
     ),
 )
 

@@ -21,7 +21,18 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from labs import autograd, convnets, initialization, normalization, optimizers, playground, regularization
+from labs import (
+    attention,
+    autograd,
+    convnets,
+    initialization,
+    language,
+    normalization,
+    optimizers,
+    playground,
+    recurrent,
+    regularization,
+)
 from labs.core import mlp
 from labs.core.device import configure_threads, pick_device, warm_up
 from labs.core.runner import TrainingRun
@@ -39,6 +50,16 @@ EXPERIMENTS = [
     ("initialization", initialization.train, initialization.Config(), "test_acc", initialization.PREFERS_GPU),
     ("normalization (3 nets)", normalization.train, normalization.Config(), "residual: test_acc", True),
     ("regularization (2 nets)", regularization.train, regularization.Config(), "regularized: val_acc", True),
+    ("recurrent (3 cells)", recurrent.train, recurrent.Config(), "LSTM: test_acc", False),
+    ("language (LSTM)", language.train, language.Config(), "val_bits_per_char", True),
+    (
+        "language (Transformer)",
+        language.train,
+        language.Config(model="transformer"),
+        "val_bits_per_char",
+        True,
+    ),
+    ("attention (reverse)", attention.train, attention.Config(), "greedy_sequence_acc", False),
 ]
 
 
@@ -92,6 +113,33 @@ def textbook_mlp_seconds(r: mlp.Recipe, device) -> float:
             if step == r.steps:
                 break
     model(X_test.to(device)).argmax(1)
+    return time.perf_counter() - start
+
+
+def textbook_char_lm_seconds(cfg: language.Config, device) -> float:
+    """The chapter-13 LSTM trained the tutorial way: every window of the text as a dataset,
+    a shuffling DataLoader, the same number of steps, no samples or snapshots."""
+    from labs.core.text import stdlib
+
+    torch.manual_seed(cfg.seed)
+    corpus = stdlib(cfg.corpus)
+    ids = corpus.encode(corpus.text)
+    train_ids = ids[: int(0.9 * len(ids))]
+    chunks = train_ids.unfold(0, cfg.context + 1, 1)  # a view: (windows, context + 1)
+    loader = DataLoader(TensorDataset(chunks), batch_size=cfg.batch_size, shuffle=True)
+    model = language.build_model(cfg, len(corpus.vocab)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    start, step = time.perf_counter(), 0
+    for (chunk,) in loader:
+        chunk = chunk.to(device)
+        loss = F.cross_entropy(model(chunk[:, :-1]).flatten(0, 1), chunk[:, 1:].flatten())
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step == cfg.steps:
+            break
     return time.perf_counter() - start
 
 
@@ -186,6 +234,21 @@ def main() -> None:
         mlp.Cadence = real
     print(
         f"Deep MLP (20 layers, {r.steps} steps) on {device.type}: textbook DataLoader loop {textbook:.2f} s; "
+        f"lab loop without live views {bare:.2f} s (ratio {bare / textbook:.2f}); "
+        f"with live views {ours:.2f} s (ratio {ours / textbook:.2f})"
+    )
+    cfg = language.Config()
+    device = pick_device(language.PREFERS_GPU)
+    textbook = textbook_char_lm_seconds(cfg, device)
+    _, ours, _ = timed_run(language.train, cfg, device)
+    real = language.Cadence
+    language.Cadence = _FinalOnly
+    try:
+        bare = timed_run(language.train, cfg, device)[1]
+    finally:
+        language.Cadence = real
+    print(
+        f"Char LSTM ({cfg.steps} steps) on {device.type}: textbook DataLoader loop {textbook:.2f} s; "
         f"lab loop without live views {bare:.2f} s (ratio {bare / textbook:.2f}); "
         f"with live views {ours:.2f} s (ratio {ours / textbook:.2f})"
     )

@@ -73,7 +73,8 @@ def _after_training(view, vocab):
     st.subheader("Ask the trained model")
     model = page.memo(("model", view.id), lambda: lab.load_model(c, vocab, view.state_dict))
     left, right = st.columns([2, 1])
-    typed = left.text_input("Prompt", "def __init__(self", max_chars=500, key=f"{KEY}-prompt")
+    start = "def __init__(self" if c.corpus == "python" else view.view["sample"]["prompt"]
+    typed = left.text_input("Prompt", start, max_chars=500, key=f"{KEY}-prompt")
     temperature = right.slider("Temperature", 0.1, 2.0, float(c.temperature), 0.1, key=f"{KEY}-temp")
     top_k = right.slider("Top-k (0 = all)", 0, 50, int(c.top_k), key=f"{KEY}-topk")
     try:

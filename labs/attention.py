@@ -15,7 +15,7 @@ import torch
 from captum.attr import IntegratedGradients
 
 from labs.core.attribution import evaluating
-from labs.core.config import check, knob
+from labs.core.config import ConfigError, check, knob
 from labs.core.device import seed_everything
 from labs.core.mlp import ExplosionWatch
 from labs.core.questions import Question
@@ -153,8 +153,6 @@ def train(cfg: Config, device: torch.device):
     """Adam on fresh batches; each batch has one length drawn from 2..max_length."""
     check(cfg)
     if cfg.width % cfg.heads:
-        from labs.core.config import ConfigError
-
         raise ConfigError(f"{cfg.heads} heads do not divide a width of {cfg.width}; pick a divisor.")
     g = seed_everything(cfg.seed)
     model = build_model(cfg).to(device)

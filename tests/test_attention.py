@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from labs import attention as lab
+from labs.core.config import ConfigError
 from labs.core.runner import RunState, TrainingRun
 from labs.core.seq2seq import sinusoidal
 
@@ -65,6 +66,11 @@ def test_without_positions_attention_cannot_tell_orders_apart():
         assert torch.allclose(a[:, perm], b, atol=1e-5)
         # the decoder therefore writes the same thing for any order of the same digits
         assert torch.equal(model.greedy(src, 6, lab.BOS), model.greedy(src[:, perm], 6, lab.BOS))
+
+
+def test_heads_that_do_not_divide_the_width_are_refused_in_words():
+    with pytest.raises(ConfigError, match="3 heads do not divide a width of 32"):
+        next(lab.train(dataclasses.replace(lab.Config(), heads=3), CPU))
 
 
 def test_sinusoidal_encodings_are_distinct_and_bounded():

@@ -189,3 +189,23 @@ def test_a_shared_link_with_bad_values_shows_a_notice(browser, server):
     page.get_by_text("Some settings in this link were adjusted").wait_for(timeout=30_000)
     assert_no_exception(page)
     page.close()
+
+
+def test_a_text_upload_is_checked_and_a_good_one_trains(browser, server):
+    chapter = next(c for c in CHAPTERS if c.slug == "language")
+    page = open_page(browser, server, chapter, {"corpus": "upload", "steps": "30"}, height=1600)
+    upload = page.locator(".st-key-language-upload input[type=file]")
+    upload.set_input_files(files=[{"name": "photo.txt", "mimeType": "text/plain", "buffer": PNG_BYTES}])
+    page.get_by_text("photo.txt contains NUL bytes").wait_for(timeout=30_000)
+    text = ("A small text to learn from, line after line.\n" * 80).encode()
+    upload.set_input_files(files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": text}])
+    page.get_by_text("ready to train").wait_for(timeout=30_000)
+    train_button(page, "language").click()
+    page.get_by_text("Done in").first.wait_for(timeout=120_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    assert_no_exception(page)
+    assert page.get_by_text("Ask the trained model").count() == 1
+    page.close()
+
+
+PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 16

@@ -107,3 +107,23 @@ def test_a_preset_sets_the_controls_it_names():
     at.button(key="initialization-preset-5").click().run()  # Healthy: ReLU + Kaiming
     assert at.selectbox(key="initialization-activation").value == "relu"
     assert at.selectbox(key="initialization-init").value == "kaiming"
+
+
+@pytest.mark.parametrize(
+    "slug, key, bad, message, good",
+    [
+        ("language", "language-prompt", "snow ☃", "never saw '☃'", "def f(self"),
+        ("attention", "attention-typed", "12x4", "Type digits only", "2718"),
+    ],
+)
+def test_a_bad_typed_prompt_gets_a_message_and_a_good_one_is_answered(slug, key, bad, message, good):
+    chapter = next(c for c in CHAPTERS if c.slug == slug)
+    at = open_page(chapter)
+    at.button(key=f"{slug}-train").click().run()
+    wait_until_ended(at)
+    at.text_input(key=key).set_value(bad).run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    at.text_input(key=key).set_value(good).run()
+    assert not at.error and not at.exception
+    assert len(at.get("plotly_chart")) >= 4
