@@ -138,7 +138,7 @@ def train(cfg: Config, device: torch.device, upload: Corpus | None = None):
     check(cfg)
     corpus = corpus_for(cfg, upload)
     g = seed_everything(cfg.seed)
-    ids = corpus.encode(corpus.text).to(device)
+    ids = corpus.ids.to(device)
     split = int(0.9 * len(ids))
     train_ids, val_ids = ids[:split], ids[split:]
     val_starts = torch.linspace(0, len(val_ids) - cfg.context - 2, VALIDATION_BATCHES * cfg.batch_size).long()

@@ -11,7 +11,7 @@ import inspect
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import torch
@@ -43,6 +43,11 @@ class Corpus:
     name: str
     text: str
     vocab: str  # every character the model can read or write, in index order
+
+    @cached_property
+    def ids(self) -> torch.Tensor:
+        """The whole text as ids, encoded once per corpus (a worker keeps the stdlib's cached)."""
+        return self.encode(self.text)
 
     def encode(self, text: str) -> torch.Tensor:
         """Character ids; characters outside the vocabulary read as UNKNOWN (or the first).
