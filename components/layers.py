@@ -63,7 +63,7 @@ def layer_health_figure(layers: dict[str, dict], grad_key: str = "grad_norm") ->
         xaxis2=dict(domain=[0.55, 1], anchor="y2"),
         yaxis2=dict(range=[0, 1], tickformat=".0%", anchor="x2"),
         annotations=[
-            dict(text=text, x=x, y=1.12, xref="paper", yref="paper", showarrow=False, font_size=13)
+            dict(text=text, x=x, y=1.12, xref="paper", yref="paper", showarrow=False, font_size=11)
             for text, x in ((GRADIENT_TITLES[grad_key], 0.22), ("dead units (constant output)", 0.78))
         ],
     )

@@ -4,6 +4,7 @@ the "predict, then run" questions."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from pathlib import Path
 
@@ -56,7 +57,15 @@ def memo(key: tuple, compute):
 def show_code(*functions) -> None:
     with st.expander("Show the code"):
         for fn in functions:
-            st.code(inspect.getsource(fn), language="python")
+            st.code(source_of(fn), language="python")
+
+
+@functools.cache
+def source_of(obj) -> str:
+    """Source text, read once per process. For a class, inspect parses its whole module with
+    `ast` on every call: milliseconds per rerun, and CPython 3.11 can raise "AST constructor
+    recursion depth mismatch" when two script threads parse at once."""
+    return inspect.getsource(obj)
 
 
 def downloads(view: RunView | None, stem: str) -> None:
