@@ -39,9 +39,8 @@ def draw(view):
     by_length = {"teacher forcing": v["acc_by_length"]}
     if "greedy_acc_by_length" in v:
         by_length["written by the model"] = v["greedy_acc_by_length"]
-    shortest = 2 if c.lengths == "all" else c.max_length
     right.plotly_chart(
-        figures.by_length_figure(v["lengths"], by_length, (shortest, c.max_length)), key=f"{KEY}-fig-length"
+        figures.by_length_figure(v["lengths"], by_length, lab.trained_lengths(c)), key=f"{KEY}-fig-length"
     )
     st.subheader("Where each position looks")
     kind = st.radio("Attention", KINDS, horizontal=True, key=f"{KEY}-kind")

@@ -11,7 +11,8 @@ cfg = page.chapter(KEY, lab)
 
 
 def draw(view):
-    names = list(compare.variants(view))
+    infos = compare.variants(view)
+    names = list(infos)
     if not names or not view.history:
         return
     memory = view.cfg.task == "memory"
@@ -26,7 +27,6 @@ def draw(view):
         compare.compare_curves_figure(view.history, names, [score], title, log_y=not memory),
         key=f"{KEY}-fig-score",
     )
-    infos = compare.variants(view)
     left, right = st.columns(2)
     if memory:
         curves = {n: (i["spans"], i["acc_by_span"]) for n, i in infos.items() if "spans" in i}

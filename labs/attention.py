@@ -149,8 +149,14 @@ def teacher_input(target: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.full_like(target[:, :1], BOS), target[:, :-1]], dim=1)
 
 
+def trained_lengths(cfg: Config) -> tuple[int, int]:
+    """The shortest and longest sequence lengths the model trains on (the rest of the probe
+    range is never seen in training)."""
+    return (2 if cfg.lengths == "all" else cfg.max_length), cfg.max_length
+
+
 def train(cfg: Config, device: torch.device):
-    """Adam on fresh batches; each batch has one length drawn from 2..max_length."""
+    """Adam on fresh batches; each batch has one length drawn from the trained lengths."""
     check(cfg)
     if cfg.width % cfg.heads:
         raise ConfigError(f"{cfg.heads} heads do not divide a width of {cfg.width}; pick a divisor.")
@@ -159,10 +165,10 @@ def train(cfg: Config, device: torch.device):
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, foreach=True)
     probe = _probe(cfg, device)
     cadence = Cadence(cfg.steps, max_snaps=20, min_seconds=1.0)
+    shortest, longest = trained_lengths(cfg)
     step, watch = 0, ExplosionWatch()
     for step in range(1, cfg.steps + 1):
-        shortest = 2 if cfg.lengths == "all" else cfg.max_length
-        length = int(torch.randint(shortest, cfg.max_length + 1, (1,), generator=g))
+        length = int(torch.randint(shortest, longest + 1, (1,), generator=g))
         src, target = (t.to(device) for t in make_batch(cfg.task, cfg.batch_size, length, g))
         loss = cross_entropy(model(src, teacher_input(target)), target)
         opt.zero_grad(set_to_none=True)
@@ -202,8 +208,8 @@ def _snapshot(cfg: Config, model: TinyTransformer, step: int, loss: float, probe
     model.eval()
     last = step == cfg.steps
     scores = [evaluate(model, src, tgt) for src, tgt in probe["batches"]]
-    shortest = 2 if cfg.lengths == "all" else cfg.max_length
-    trained = [s for n, s in zip(probe["lengths"], scores) if shortest <= n <= cfg.max_length]
+    shortest, longest = trained_lengths(cfg)
+    trained = [s for n, s in zip(probe["lengths"], scores) if shortest <= n <= longest]
     src, tgt = probe["batches"][cfg.max_length - 2]  # the longest trained length
     maps = attention_maps(model, src[:1], tgt[:1])
     metrics = {
@@ -219,10 +225,10 @@ def _snapshot(cfg: Config, model: TinyTransformer, step: int, loss: float, probe
         "positions": to_numpy(model.positions(input_length(cfg.task, cfg.max_length + EXTRA))),
     }
     if last:  # written by the model itself, token after token
-        greedy = [evaluate(model, s, t, greedy=True) for n, (s, t) in zip(probe["lengths"], probe["batches"])]
+        greedy = [evaluate(model, s, t, greedy=True) for s, t in probe["batches"]]
         view["greedy_acc_by_length"] = [s for _, s in greedy]
         metrics["greedy_sequence_acc"] = float(
-            np.mean([s for n, (_, s) in zip(probe["lengths"], greedy) if shortest <= n <= cfg.max_length])
+            np.mean([s for n, (_, s) in zip(probe["lengths"], greedy) if shortest <= n <= longest])
         )
     model.train()
     return Snapshot(step, cfg.steps, metrics, view=view)
@@ -292,13 +298,8 @@ def anti_diagonal_share(attention: np.ndarray) -> float:
 # ---- what the runs say ---------------------------------------------------------------------
 
 
-def final(view, metric: str) -> float:
-    values = [row[metric] for row in view.history if metric in row]
-    return values[-1] if values else float("nan")
-
-
 def _learns(view) -> tuple[str, str]:
-    acc, token = final(view, "greedy_sequence_acc"), final(view, "token_acc")
+    acc, token = view.last("greedy_sequence_acc", 0.0), view.last("token_acc", 0.0)
     verdict = "it learns it" if acc > 0.5 else "it cannot"
     return (
         verdict,

@@ -284,13 +284,8 @@ def _device(model: nn.Module) -> torch.device:
 # ---- what the runs say ---------------------------------------------------------------------
 
 
-def final(view, metric: str) -> float:
-    values = [row[metric] for row in view.history if metric in row]
-    return values[-1] if values else math.nan
-
-
 def _bits(view) -> tuple[str, str]:
-    bits, unigram = final(view, "val_bits_per_char"), view.view.get("unigram_bits", math.nan)
+    bits, unigram = view.last("val_bits_per_char", math.nan), view.view.get("unigram_bits", math.nan)
     answer = "under 3 bits" if bits < 3 else ("3 to 5 bits" if bits <= 5 else "over 5 bits")
     return answer, (
         f"Validation: {bits:.2f} bits per character. Knowing only how often each character occurs "

@@ -84,10 +84,8 @@ def train(cfg: Config, device: torch.device):
 
 def final_accuracy(view, variant: str) -> float | None:
     """A variant's last test accuracy; None if it diverged before its first snapshot."""
-    key = f"{label(variant)}: test_acc"
-    values = [row[key] for row in view.history if key in row]
     status = view.view.get("variants", {}).get(label(variant), {}).get("status", "")
-    return None if status.startswith("diverged") or not values else values[-1]
+    return None if status.startswith("diverged") else view.last(f"{label(variant)}: test_acc")
 
 
 def _trains(view, variant: str) -> tuple[bool, str]:

@@ -309,9 +309,7 @@ def explain(cfg: Config, model: SequenceNet, x: torch.Tensor, target: int) -> di
 
 def final(view, cell: str, metric: str) -> float | None:
     """A cell's last value of a metric; None if it diverged before its first snapshot."""
-    key = f"{label(cell)}: {metric}"
-    values = [row[key] for row in view.history if key in row]
-    return values[-1] if values else None
+    return view.last(f"{label(cell)}: {metric}")
 
 
 def _solvers(view) -> tuple[str, str]:

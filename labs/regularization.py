@@ -193,9 +193,7 @@ def _augmented_samples(X_train: torch.Tensor, cfg: Config, g: torch.Generator) -
 
 
 def last(view, variant: str, metric: str) -> float | None:
-    key = f"{variant}: {metric}"
-    values = [row[key] for row in view.history if key in row]
-    return values[-1] if values else None
+    return view.last(f"{variant}: {metric}")
 
 
 def _gap_outcome(view):

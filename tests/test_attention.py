@@ -9,18 +9,13 @@ import torch
 
 from labs import attention as lab
 from labs.core.config import ConfigError
-from labs.core.runner import RunState, TrainingRun
 from labs.core.seq2seq import sinusoidal
-
-CPU = torch.device("cpu")
+from tests import runs
+from tests.runs import CPU
 
 
 def run_view(cfg):
-    run = TrainingRun(lab.train, cfg, CPU).start()
-    assert run.wait(300)
-    view = run.view()
-    assert view.state == RunState.DONE, view.message
-    return view
+    return runs.run_view(lab.train, cfg)
 
 
 def test_each_task_makes_the_output_it_names():

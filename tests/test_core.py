@@ -1,5 +1,6 @@
 """The shared core: hooks clean up, the runner queues, stops, and reports failures in words."""
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -51,6 +52,9 @@ def test_a_run_trains_to_done_and_keeps_weights():
     assert view.state == RunState.DONE and view.progress == 1.0
     assert view.history[-1]["train_loss"] < view.history[0]["train_loss"]
     assert view.state_dict is not None and view.layer_history
+    # A metric's latest value skips rows without it (end-only metrics, a variant that dropped out).
+    rows = dataclasses.replace(view, history=[{"a": 1.0}, {"b": 2.0}, {"a": 3.0, "b": 4.0}, {"b": 5.0}])
+    assert (rows.last("a"), rows.last("b"), rows.last("c"), rows.last("c", 0.0)) == (3.0, 5.0, None, 0.0)
 
 
 def test_stop_keeps_partial_curves_and_weights():

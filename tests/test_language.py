@@ -7,22 +7,12 @@ import math
 import re
 
 import pytest
-import torch
 
 from labs import language as lab
 from labs.core import text
-from labs.core.runner import RunState, TrainingRun
+from tests.runs import CPU, run_view
 
-CPU = torch.device("cpu")
 PROSE = "The quick brown fox jumps over the lazy dog. " * 60  # 2,700 characters
-
-
-def run_view(train, cfg):
-    run = TrainingRun(train, cfg, CPU).start()
-    assert run.wait(300)
-    view = run.view()
-    assert view.state == RunState.DONE, view.message
-    return view
 
 
 # ---------------------------------------------------------------- uploads and prompts

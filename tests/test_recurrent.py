@@ -8,15 +8,12 @@ import pytest
 import torch
 
 from labs import recurrent as lab
-from labs.core.runner import RunState, TrainingRun
-
-CPU = torch.device("cpu")
+from labs.core.runner import RunState
+from tests import runs
 
 
 def run_view(cfg):
-    run = TrainingRun(lab.train, cfg, CPU).start()
-    assert run.wait(300)
-    return run.view()
+    return runs.run_view(lab.train, cfg)
 
 
 @pytest.fixture(scope="module")

@@ -5,19 +5,12 @@ import torch
 
 from labs import autograd, initialization, normalization, regularization
 from labs.core import mlp
-from labs.core.runner import Diverged, TrainingRun
-
-CPU = torch.device("cpu")
+from labs.core.runner import Diverged
+from tests.runs import CPU, run_view
 
 
 def snapshots(train, cfg):
     return [s for s in train(cfg, CPU) if s.metrics or s.final]
-
-
-def run_view(train, cfg):
-    run = TrainingRun(train, cfg, CPU).start()
-    assert run.wait(300)
-    return run.view()
 
 
 # ---------------------------------------------------------------- 1. autograd & gradient descent
@@ -197,7 +190,8 @@ def test_each_question_is_settled_by_its_run_as_the_chapter_teaches(lab, answers
     import dataclasses
 
     for question, expected in zip(lab.QUESTIONS, answers, strict=True):
-        view = run_view(lab.train, dataclasses.replace(lab.Config(), **question.settings))
+        # A question may be about a run that diverges: its outcome reads the run however it ended.
+        view = run_view(lab.train, dataclasses.replace(lab.Config(), **question.settings), must_finish=False)
         answer, evidence = question.outcome(view)
         assert answer == expected, (question.prompt, evidence)
         assert answer in question.options

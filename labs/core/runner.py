@@ -141,6 +141,12 @@ class RunView:
     def layers(self) -> dict:
         return self.layer_history[-1][1] if self.layer_history else {}
 
+    def last(self, metric: str, default: float | None = None) -> float | None:
+        """The latest value of a metric; None if no snapshot had it yet. Rows differ: some
+        metrics come only at the end, and a side-by-side variant ("LSTM: test_acc") may have
+        dropped out before its first snapshot."""
+        return next((row[metric] for row in reversed(self.history) if metric in row), default)
+
     @property
     def alive(self) -> bool:
         return self.state in (RunState.QUEUED, RunState.RUNNING)
