@@ -1,9 +1,11 @@
 """Config knobs: untrusted values are clamped or replaced with a notice, never a crash."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labs import convnets, playground
-from labs.core.config import ConfigError, check, from_params, log_ladder, to_params
+from labs.core.config import ConfigError, check, from_params, knobs, log_ladder, to_params
 
 
 def test_defaults_are_valid_for_every_chapter_config():
@@ -70,3 +72,33 @@ def test_learning_rates_snap_to_the_ladder_and_check_refuses_out_of_range():
     assert cfg.learning_rate == 3e-3
     with pytest.raises(ConfigError, match="Units"):
         check(playground.Config(units=40))
+
+
+# ---------------------------------------------------------------- hostile links (property)
+
+HOSTILE = st.one_of(
+    st.sampled_from(
+        ["inf", "-inf", "Infinity", "nan", "1e309", "-1e309", "9" * 100_000, "²³", "①②③", "", " ", "١٢"]
+    ),
+    st.text(max_size=60),
+    st.integers().map(str),
+    st.floats().map(repr),
+)
+
+
+def every_config_class():
+    from tests.test_bounded_runs import EXPERIMENTS
+
+    return sorted({e.config for _, _, e in EXPERIMENTS}, key=lambda c: c.__module__ + c.__qualname__)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_no_value_in_a_link_breaks_any_chapter_config(data):
+    """Whatever a link holds, every Config comes out valid, with short notices."""
+    for cls in every_config_class():
+        names = [name for name, _, _ in knobs(cls)]
+        raw = {name: data.draw(HOSTILE, label=f"{cls.__qualname__}.{name}") for name in names}
+        cfg, notices = from_params(cls, raw)
+        check(cfg)  # raises on anything out of range
+        assert all(len(n) < 200 for n in notices), max(notices, key=len)

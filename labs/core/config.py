@@ -67,39 +67,64 @@ def _parse_bool(raw) -> bool:
     raise ValueError(f"not true/false: {raw!r}")
 
 
+SHOWN_CHARACTERS = 40  # a bad value is quoted in a notice, cut to this length
+
+
+def shown(raw) -> str:
+    """A value as a notice quotes it: short, whatever was pasted into the link."""
+    text = repr(raw)
+    return text if len(text) <= SHOWN_CHARACTERS else text[: SHOWN_CHARACTERS - 1] + "…"
+
+
+def _number(raw, integer: bool) -> float | int:
+    """A finite number from an untrusted value; ValueError for anything else (inf, nan, 1e309,
+    100 KB of digits, '²', words)."""
+    if isinstance(raw, bool):
+        raise ValueError("a switch is not a number")
+    text = raw if isinstance(raw, (int, float)) else str(raw).strip()
+    if isinstance(text, str) and len(text) > SHOWN_CHARACTERS:
+        raise ValueError("too long to be a setting")
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return int(value) if integer else value
+
+
 def coerce_value(name: str, k: Knob, default, raw, snap: bool = True) -> tuple[Any, str | None]:
     """Turn one untrusted value into a valid one: (value, notice or None). Never raises."""
     try:
         if isinstance(default, bool):
             return _parse_bool(raw), None
         if k.multi:
-            items = raw.split(",") if isinstance(raw, str) else list(raw)
-            items = [i for i in items if str(i).strip()]
-            picked = tuple(c for c in k.choices if c in {str(i).strip() for i in items})
-            if not items and k.may_be_empty:
-                return (), None
-            if not items:
-                return default, f"{k.label}: choose at least one; using the default"
-            if not picked:
-                return default, f"{k.label}: nothing valid in {raw!r}, using the default"
-            dropped = [i for i in items if str(i).strip() not in k.choices]
-            return picked, (f"{k.label}: ignored unknown {dropped}" if dropped else None)
+            return _coerce_multi(k, default, raw)
         if k.choices is not None:
             match = [c for c in k.choices if str(c) == str(raw).strip()]
             if match:
                 return match[0], None
-            return default, f"{k.label}: {raw!r} is not one of {list(k.choices)}, using {default!r}"
-        value = int(float(raw)) if isinstance(default, int) else float(raw)
-        if not math.isfinite(value):
-            raise ValueError("not a finite number")
-    except (TypeError, ValueError):
-        return default, f"{k.label}: {raw!r} is not valid, using {default!r}"
+            return default, f"{k.label}: {shown(raw)} is not one of {list(k.choices)}, using {default!r}"
+        value = _number(raw, isinstance(default, int))
+    except (TypeError, ValueError, OverflowError):
+        return default, f"{k.label}: {shown(raw)} is not valid, using {default!r}"
     clamped = min(max(value, k.lo), k.hi) if k.lo is not None else value
     if k.log and snap:
         clamped = _snap(clamped, log_ladder(k.lo, k.hi))
     if clamped != value and not math.isclose(clamped, value, rel_tol=1e-6):
         return clamped, f"{k.label}: {value:g} is outside {k.lo:g}–{k.hi:g}, using {clamped:g}"
     return clamped, None
+
+
+def _coerce_multi(k: Knob, default, raw) -> tuple[tuple, str | None]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    items = [str(i).strip() for i in items if str(i).strip()]
+    picked = tuple(c for c in k.choices if c in set(items))
+    if not items and k.may_be_empty:
+        return (), None
+    if not items:
+        return default, f"{k.label}: choose at least one; using the default"
+    if not picked:
+        return default, f"{k.label}: nothing valid in {shown(raw)}, using the default"
+    dropped = [i for i in items if i not in k.choices]
+    return picked, (f"{k.label}: ignored unknown {shown(dropped)}" if dropped else None)
 
 
 def from_params(cls, raw: Mapping[str, Any], prefix: str = ""):
