@@ -37,7 +37,7 @@ from labs.core import mlp
 from labs.core.device import configure_threads, pick_device, warm_up
 from labs.core.runner import TrainingRun
 from labs.core.snapshot import Cadence
-from labs.core.workers import POOL, remote
+from labs.core.workers import POOL
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 EXPERIMENTS = [
@@ -63,9 +63,9 @@ EXPERIMENTS = [
 ]
 
 
-def timed_run(train, cfg, device) -> tuple[float, float, dict]:
+def timed_run(train, cfg, device, remote: bool = False) -> tuple[float, float, dict]:
     start = time.perf_counter()
-    run = TrainingRun(train, cfg, device).start()
+    run = TrainingRun(train, cfg, device, remote=remote).start()
     run.wait_for_first_snapshot(600)
     first = time.perf_counter() - start
     run.wait()
@@ -205,8 +205,8 @@ def main() -> None:
     print(f"\n{'experiment':22} {'mode':8} {'device':7} {'first (s)':>10} {'done (s)':>9}  metric")
     for name, train, cfg, metric, prefers_gpu in EXPERIMENTS:
         device = pick_device(prefers_gpu)
-        for mode, work in (("thread", train), ("worker", remote(train))):
-            first, done, last = timed_run(work, cfg, device)
+        for mode in ("thread", "worker"):
+            first, done, last = timed_run(train, cfg, device, remote=mode == "worker")
             value = f"{metric} {last[metric]:.3f}" if metric and metric in last else ""
             print(f"{name:22} {mode:8} {device.type:7} {first:10.3f} {done:9.2f}  {value}")
     cfg = convnets.Config()

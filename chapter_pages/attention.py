@@ -92,5 +92,5 @@ def _after_training(view):
 
 
 live.live(KEY, draw)
-page.questions(lab.QUESTIONS, KEY, lab.train, lab.PREFERS_GPU)
+page.questions(lab.QUESTIONS, KEY, lab.EXPERIMENT)
 page.show_code(lab.train, seq2seq.Attention, seq2seq.TinyTransformer, lab.make_batch)

@@ -95,5 +95,5 @@ else:
         "the local derivatives multiplied along each path from f back to x, summed over the paths."
     )
 
-page.questions(lab.QUESTIONS, KEY, lab.train, lab.PREFERS_GPU)
+page.questions(lab.QUESTIONS, KEY, lab.EXPERIMENT)
 page.show_code(lab.train, lab.hand_gradient, expression.evaluate)

@@ -52,5 +52,5 @@ def draw(view):
 
 
 live.live(KEY, draw)
-page.questions(lab.QUESTIONS, KEY, lab.train, lab.PREFERS_GPU)
+page.questions(lab.QUESTIONS, KEY, lab.EXPERIMENT)
 page.show_code(mlp.train_digits, mlp.Block, mlp.initialize)

@@ -1,6 +1,7 @@
 """Chapter 13 — Language models. UI only: the models and loop are labs/language.py, the texts
 and their checks labs/core/text.py."""
 
+import dataclasses
 import functools
 
 import streamlit as st
@@ -10,6 +11,7 @@ from labs import language as lab
 from labs.core import text
 
 KEY = "language"
+UPLOAD_CAP_MB = 25  # past this the browser refuses the file itself; below, the lab says why
 page.intro(KEY, "13. Language models")
 cfg = controls.config_controls(lab.Config, KEY)
 controls.share_link((cfg, ""))
@@ -19,7 +21,11 @@ controls.link_notices(KEY)
 def read_upload():
     """The learner's .txt, checked once per file and encoding; None (with a message) if refused."""
     box = st.container(border=True)
-    file = box.file_uploader("Your text (.txt, up to 2 MB)", type=["txt"], key=f"{KEY}-upload")
+    file = box.file_uploader(  # any extension: the text itself is checked, with reasons
+        "Your text: any plain-text file (.txt, .md, .py, .csv …), up to 2 MB",
+        key=f"{KEY}-upload",
+        max_upload_size=UPLOAD_CAP_MB,
+    )
     encoding = box.selectbox("Its encoding", text.ENCODINGS, key=f"{KEY}-encoding")
     if file is None:
         box.info("Upload a plain-text file to train on it.")
@@ -38,8 +44,10 @@ def _checked(file, encoding):
 
 
 upload = read_upload() if cfg.corpus == "upload" else None
-train = functools.partial(lab.train, upload=upload) if upload is not None else lab.train
-live.run_buttons(KEY, train, cfg, lab.PREFERS_GPU)
+experiment = lab.EXPERIMENT
+if upload is not None:  # the checked text travels with the run, never through a shared cache
+    experiment = dataclasses.replace(experiment, train=functools.partial(lab.train, upload=upload))
+live.run_buttons(KEY, experiment, cfg)
 
 
 def draw(view):
@@ -106,5 +114,5 @@ def _after_training(view, vocab):
 
 
 live.live(KEY, draw)
-page.questions(lab.QUESTIONS, KEY, lab.train, lab.PREFERS_GPU)
+page.questions(lab.QUESTIONS, KEY, lab.EXPERIMENT)
 page.show_code(lab.train, lab.CharLSTM, lab.Block, lab.generate)

@@ -49,5 +49,5 @@ def _heatmap(i, history, z_range):
 
 
 live.live(KEY, draw)
-page.questions(lab.QUESTIONS, KEY, lab.train, lab.PREFERS_GPU)
+page.questions(lab.QUESTIONS, KEY, lab.EXPERIMENT)
 page.show_code(lab.train, core_compare.side_by_side, mlp.Block, mlp.train_digits)

@@ -35,7 +35,7 @@ with race_tab:
     s_cfg = controls.config_controls(lab.SurfaceConfig, f"{PAGE}--surface", st.container(), prefix="surface.")
     st.caption(surfaces.SURFACES[s_cfg.surface].note)
     controls.link_notices(f"{PAGE}--surface")
-    live.run_buttons(f"{PAGE}--surface", lab.race_on_surface, s_cfg, lab.PREFERS_GPU, "Race")
+    live.run_buttons(f"{PAGE}--surface", lab.RACE, s_cfg, "Race")
     live.live(f"{PAGE}--surface", draw_race)
 
 
@@ -77,7 +77,7 @@ def draw_finder(view):
 with finder_tab:
     f_cfg = controls.config_controls(lab.FinderConfig, f"{PAGE}--finder", st.container(), prefix="finder.")
     controls.link_notices(f"{PAGE}--finder")
-    live.run_buttons(f"{PAGE}--finder", lab.lr_range_test, f_cfg, lab.PREFERS_GPU, "Run range test")
+    live.run_buttons(f"{PAGE}--finder", lab.FINDER, f_cfg, "Run range test")
     live.live(f"{PAGE}--finder", draw_finder)
 
 
@@ -100,9 +100,9 @@ def draw_net(view):
 with net_tab:
     n_cfg = controls.config_controls(lab.Config, f"{PAGE}--net", st.container(), prefix="net.")
     controls.link_notices(f"{PAGE}--net")
-    live.run_buttons(f"{PAGE}--net", lab.train, n_cfg, lab.PREFERS_GPU, "Race")
+    live.run_buttons(f"{PAGE}--net", lab.NET, n_cfg, "Race")
     live.live(f"{PAGE}--net", draw_net)
 
 controls.share_link((s_cfg, "surface."), (f_cfg, "finder."), (n_cfg, "net."))
-page.questions(lab.QUESTIONS, f"{PAGE}--surface", lab.race_on_surface, lab.PREFERS_GPU)
+page.questions(lab.QUESTIONS, f"{PAGE}--surface", lab.RACE)
 page.show_code(lab.race_on_surface, lab.train, lab.lr_range_test)

@@ -98,5 +98,5 @@ def _after_training(view):
 
 
 live.live(KEY, draw)
-page.questions(lab.QUESTIONS, KEY, lab.train, lab.PREFERS_GPU)
+page.questions(lab.QUESTIONS, KEY, lab.EXPERIMENT)
 page.show_code(lab.train_cell, lab.SequenceNet, lab.memory_batch, core_compare.side_by_side)

@@ -66,5 +66,5 @@ def draw(view):
 
 
 live.live(KEY, draw)
-page.questions(lab.QUESTIONS, KEY, lab.train, lab.PREFERS_GPU)
+page.questions(lab.QUESTIONS, KEY, lab.EXPERIMENT)
 page.show_code(lab.train_one, lab.augment, core_compare.side_by_side)

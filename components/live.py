@@ -11,9 +11,11 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from components import controls
+from labs.core.budget import Limits, duration, judge, measured_speed, size
 from labs.core.device import pick_device
-from labs.core.runner import SLOTS, RunState, RunView, TrainingRun
-from labs.core.workers import executor, remote
+from labs.core.runner import SLOTS, Experiment, RunState, RunView, TrainingRun
+from labs.core.workers import executor
 
 REDRAW_SECONDS = 0.5  # 2 Hz: live enough; each tick costs ~50-180 ms of server CPU (bench)
 FIRST_UPDATE_WAIT = 0.3  # the Train click's own rerun shows the first snapshot if it is quick
@@ -34,22 +36,29 @@ def current_run(key: str) -> TrainingRun | None:
     return session_runs().get(key)
 
 
-def start_run(key: str, train: Callable, cfg, prefers_gpu: bool) -> TrainingRun:
-    """Start a run; a learner has one live run per page, so any other one on the page stops."""
+def start_run(key: str, experiment: Experiment, cfg) -> TrainingRun:
+    """Start a run; a learner has one live run per page, so any other one on the page stops.
+    A run past the server's budget is refused at once, with what to lower."""
     runs = session_runs()
     page = key.split("--")[0]
     for other_key, other in runs.items():
         if other_key.split("--")[0] == page:
             other.stop()
-    work = remote(train) if executor() == "process" else train  # off the server's GIL
-    run = TrainingRun(work, cfg, pick_device(prefers_gpu), label=key).start()
+    run = TrainingRun(
+        experiment.train,
+        cfg,
+        pick_device(experiment.prefers_gpu),
+        label=key,
+        remote=executor() == "process",  # off the server's GIL, and killable
+        cost=experiment.cost,
+    ).start()
     runs[key] = run
     run.wait_for_first_snapshot(FIRST_UPDATE_WAIT)
     return run
 
 
-def run_buttons(key: str, train: Callable, cfg, prefers_gpu: bool, label: str = "Train") -> None:
-    """Train / Stop buttons for one experiment.
+def run_buttons(key: str, experiment: Experiment, cfg, label: str = "Train") -> None:
+    """Train / Stop buttons for one experiment, and what the run will cost on this server.
 
     Both act in on_click callbacks, which run before the script: the buttons are then drawn
     knowing whether a run is alive (Stop enabled during the run, not one click later).
@@ -61,7 +70,7 @@ def run_buttons(key: str, train: Callable, cfg, prefers_gpu: bool, label: str = 
         key=f"{key}-train",
         width="stretch",
         on_click=start_run,
-        args=(key, train, cfg, prefers_gpu),
+        args=(key, experiment, cfg),
     )
     run = current_run(key)
     right.button(
@@ -72,6 +81,32 @@ def run_buttons(key: str, train: Callable, cfg, prefers_gpu: bool, label: str = 
         args=(key,),
         disabled=run is None or not run.view().alive,
     )
+    _estimate(key, experiment, cfg)
+
+
+def _estimate(key: str, experiment: Experiment, cfg) -> None:
+    """The run's estimated time and memory, and, past the budget, settings that fit."""
+    device = pick_device(experiment.prefers_gpu)
+    verdict = judge(cfg, experiment.cost, Limits.from_env(), measured_speed(device.type))
+    if verdict.fits:
+        st.caption(
+            f"This run: about {duration(verdict.seconds)} and {size(verdict.memory_bytes)} "
+            f"on this server's {device.type.upper()}."
+        )
+        return
+    st.warning(verdict.message, icon="🧮")
+    if verdict.suggestion:
+        st.button(
+            "Use settings that fit",
+            key=f"{key}-fit",
+            on_click=_use_settings,
+            args=(type(cfg), key, verdict.suggestion),
+        )
+
+
+def _use_settings(cls, key: str, settings: dict) -> None:
+    for name, value in settings.items():
+        controls.set_control(cls, key, name, value)
 
 
 def _stop(key: str) -> None:
@@ -93,8 +128,9 @@ def status(view: RunView | None) -> None:
         )
     elif view.state == RunState.RUNNING:
         eta = f" · about {view.eta_s:.0f} s left" if view.eta_s is not None else ""
-        step = f"step {view.latest.step:,} of {view.latest.total_steps:,}" if view.latest else "starting"
-        st.progress(min(view.progress, 1.0), text=f"Training: {step}{eta}")
+        step = f"step {view.step:,} of {view.total_steps:,}" if view.total_steps else "starting"
+        doing = "Stopping" if view.stopping else "Training"
+        st.progress(min(view.progress, 1.0), text=f"{doing}: {step}{eta}")
     elif view.state == RunState.DONE:
         st.success(f"Done in {view.elapsed_s:.1f} s.", icon="✅")
     elif view.state == RunState.STOPPED:

@@ -14,7 +14,7 @@ import streamlit as st
 import chapters
 from components import controls, live
 from labs.core.questions import Question
-from labs.core.runner import RunView
+from labs.core.runner import Experiment, RunView
 from labs.core.snapshot import weights_bytes
 
 CONTENT = Path(__file__).resolve().parents[1] / "content"
@@ -28,7 +28,7 @@ def chapter(slug: str, lab):
     cfg = controls.config_controls(lab.Config, slug)
     controls.share_link((cfg, ""))
     controls.link_notices(slug)
-    live.run_buttons(slug, lab.train, cfg, lab.PREFERS_GPU)
+    live.run_buttons(slug, lab.EXPERIMENT, cfg)
     return cfg
 
 
@@ -90,7 +90,7 @@ def downloads(view: RunView | None, stem: str) -> None:
     )
 
 
-def questions(items: list[Question], key: str, train, prefers_gpu: bool) -> None:
+def questions(items: list[Question], key: str, experiment: Experiment) -> None:
     """Each question: pick a prediction, run the experiment that settles it, see who was right."""
     st.subheader("Predict, then run")
     for i, q in enumerate(items):
@@ -102,16 +102,16 @@ def questions(items: list[Question], key: str, train, prefers_gpu: bool) -> None
                 key=f"{qkey}-run",
                 disabled=guess is None,
                 on_click=_run_question,
-                args=(q, qkey, key, train, prefers_gpu),
+                args=(q, qkey, key, experiment),
             )
             _verdict(q, qkey, key, guess)
 
 
-def _run_question(q: Question, qkey: str, key: str, train, prefers_gpu: bool) -> None:
+def _run_question(q: Question, qkey: str, key: str, experiment: Experiment) -> None:
     cfg = dataclasses.replace(controls.saved_config(key), **q.settings)
     for name, value in q.settings.items():  # the sidebar shows the settings that answer it
         controls.set_control(type(cfg), key, name, value)
-    st.session_state[f"{qkey}.run_id"] = live.start_run(key, train, cfg, prefers_gpu).id
+    st.session_state[f"{qkey}.run_id"] = live.start_run(key, experiment, cfg).id
 
 
 def _verdict(q: Question, qkey: str, key: str, guess: str | None) -> None:

@@ -14,11 +14,14 @@ import numpy as np
 import torch
 from captum.attr import IntegratedGradients
 
+from labs.core import budget
 from labs.core.attribution import evaluating
 from labs.core.config import ConfigError, check, knob
+from labs.core.control import steps
 from labs.core.device import seed_everything
 from labs.core.mlp import ExplosionWatch
 from labs.core.questions import Question
+from labs.core.runner import Experiment
 from labs.core.seq2seq import TinyTransformer, cross_entropy
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
@@ -99,15 +102,15 @@ def parse_input(task: str, typed: str, max_length: int) -> torch.Tensor:
     typed = typed.replace(" ", "")
     if task == "add":
         a, plus, b = typed.partition("+")
-        if not plus or not a.isdigit() or not b.isdigit() or len(a) != len(b):
+        if not plus or not _ascii_digits(a) or not _ascii_digits(b) or len(a) != len(b):
             raise ValueError(
                 "Type two numbers with the same count of digits, like 352+719 (pad with zeros: 052+719)."
             )
         digits = a + b
         length = len(a)
     else:
-        if not typed.isdigit():
-            raise ValueError("Type digits only, like 3141592.")
+        if not _ascii_digits(typed):
+            raise ValueError("Type digits only (0 to 9), like 3141592.")
         digits, length = typed, len(typed)
     if not 1 <= length <= max_length + EXTRA:
         raise ValueError(f"Use 1 to {max_length + EXTRA} digits{' per number' if task == 'add' else ''}.")
@@ -115,6 +118,11 @@ def parse_input(task: str, typed: str, max_length: int) -> torch.Tensor:
     if task == "add":
         tokens = tokens[:length] + [PLUS] + tokens[length:]
     return torch.tensor([tokens])
+
+
+def _ascii_digits(text: str) -> bool:
+    """0-9 only: str.isdigit() also accepts '²' and '①', which int() then refuses."""
+    return bool(text) and all("0" <= c <= "9" for c in text)
 
 
 def expected_output(task: str, src: torch.Tensor) -> list[str]:
@@ -136,6 +144,25 @@ def token_text(tokens) -> list[str]:
 def build_model(cfg: Config) -> TinyTransformer:
     longest = input_length(cfg.task, cfg.max_length + EXTRA) + 1
     return TinyTransformer(VOCAB, DIGITS, cfg.width, cfg.heads, cfg.layers, cfg.positional, longest)
+
+
+def cost(cfg: Config) -> budget.Cost:
+    """Encoder tokens pass through N encoder layers, output tokens through N decoder layers,
+    each keeping its inputs, attention outputs and feed-forward activations for backward."""
+    w, n, b = cfg.width, cfg.layers, cfg.batch_size
+    src = input_length(cfg.task, cfg.max_length)
+    out = cfg.max_length + (1 if cfg.task == "add" else 0)
+    encoder_flops = src * (2 * 8 * w * w + 4 * src * w)
+    decoder_flops = out * (2 * 12 * w * w + 4 * (out + src) * w + 2 * w * DIGITS)
+    probe_tokens = PROBE * sum(input_length(cfg.task, k) + k for k in range(2, cfg.max_length + EXTRA + 1))
+    return budget.Cost(
+        params=2 * VOCAB * w + n * 20 * w * w + w * DIGITS,
+        activations=b * n * (src * 14 * w + out * 22 * w),
+        steps=cfg.steps,
+        step_flops=3 * b * n * (encoder_flops + decoder_flops),
+        step_ops=40 + n * 110,
+        evaluation=probe_tokens * 6 * w / (cfg.max_length + EXTRA),  # one probe length at a time
+    )
 
 
 def load_model(cfg: Config, state_dict: dict) -> TinyTransformer:
@@ -167,7 +194,7 @@ def train(cfg: Config, device: torch.device):
     cadence = Cadence(cfg.steps, max_snaps=20, min_seconds=1.0)
     shortest, longest = trained_lengths(cfg)
     step, watch = 0, ExplosionWatch()
-    for step in range(1, cfg.steps + 1):
+    for step in steps(cfg.steps):  # ends early on Stop
         length = int(torch.randint(shortest, longest + 1, (1,), generator=g))
         src, target = (t.to(device) for t in make_batch(cfg.task, cfg.batch_size, length, g))
         loss = cross_entropy(model(src, teacher_input(target)), target)
@@ -335,3 +362,5 @@ QUESTIONS = [
         "self-attention can count.",
     ),
 ]
+
+EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)

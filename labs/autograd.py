@@ -16,11 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from labs.core import budget
 from labs.core.config import check, knob
+from labs.core.control import steps
 from labs.core.device import seed_everything
 from labs.core.graph import autograd_graph
 from labs.core.questions import Question
-from labs.core.runner import Diverged
+from labs.core.runner import Diverged, Experiment
 from labs.core.snapshot import Cadence, Snapshot
 
 PREFERS_GPU = False  # a handful of numbers: the CPU is the right place
@@ -86,6 +88,20 @@ def hand_gradient(phi: torch.Tensor, y: torch.Tensor, c: torch.Tensor) -> torch.
     return 2 / len(y) * phi.T @ (phi @ c - y)
 
 
+def cost(cfg: Config) -> budget.Cost:
+    """A handful of numbers; the run keeps every step's coefficients, gradient and loss."""
+    k = cfg.degree + 1
+    return budget.Cost(
+        params=k,
+        activations=2 * min(cfg.batch_size, cfg.points) * k,
+        steps=cfg.steps,
+        step_flops=4 * cfg.points * k,
+        step_ops=22,
+        optimizer_states=0,
+        data=(2 * cfg.steps + 1) * k + cfg.steps + cfg.points * k,
+    )
+
+
 def train(cfg: Config, device: torch.device):
     """Gradient descent on the polynomial's coefficients, by the chosen method."""
     check(cfg)
@@ -102,7 +118,7 @@ def train(cfg: Config, device: torch.device):
     losses = torch.zeros(cfg.steps)  # losses[i - 1]: loss on all points after step i
     cadence = Cadence(cfg.steps, max_snaps=60, min_seconds=0.05)
     step = 0
-    for step in range(1, cfg.steps + 1):
+    for step in steps(cfg.steps):  # ends early on Stop
         idx = torch.randperm(cfg.points, generator=g)[:batch]
         phi_b, y_b = phi[idx], y[idx]
         if cfg.method == "by_hand":
@@ -216,3 +232,5 @@ QUESTIONS = [
         "found mechanically. Only rounding differs (~1e-7 in float32).",
     ),
 ]
+
+EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)

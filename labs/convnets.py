@@ -16,12 +16,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from labs.core import attribution, data
+from labs.core import attribution, budget, data
 from labs.core.config import check, knob
+from labs.core.control import steps
 from labs.core.device import seed_everything
 from labs.core.hooks import layer_stats, record_activations
 from labs.core.questions import Question
-from labs.core.runner import Diverged
+from labs.core.runner import Diverged, Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
 PREFERS_GPU = True
@@ -113,6 +114,44 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+SIZES = {"digits8": (8, 1437, 360), "mnist_subset": (28, 4000, 1000)}  # side, train, test
+FULL = (28, 60000, 10000)
+
+
+def cost(cfg: Config) -> budget.Cost:
+    """Each conv layer's arithmetic and the maps it keeps for backward; the data on the device."""
+    side, available, n_test = SIZES.get(cfg.dataset, FULL)
+    n_train = min(available, cfg.train_size)
+    batch = min(cfg.batch_size, n_train)
+    params, flops, per_image, c_in, s = 0.0, 0.0, 0.0, 1, side
+    for i in range(cfg.conv_layers if cfg.model == "cnn" else 0):
+        c_out = cfg.channels * 2**i
+        params += cfg.kernel_size**2 * c_in * c_out + c_out
+        flops += 3 * 2 * cfg.kernel_size**2 * c_in * c_out * s * s * batch
+        per_image += s * s * c_out * (3 + 2 * cfg.batchnorm)  # conv, ReLU, pool's indices (+ norm)
+        if s >= 2 and cfg.pooling != "none":
+            s //= 2
+        c_in = c_out
+    cnn_params = params + c_in * s * s * 10 + 10
+    if cfg.model == "cnn":
+        p, f, kept = budget.linear(c_in * s * s, 10, batch)
+        params, flops = params + p, flops + f
+        blocks = cfg.conv_layers
+    else:  # as many weights as the CNN, in one hidden layer
+        hidden = max(1, (cnn_params - 10) // (side * side + 11))
+        params, flops, kept = budget.mlp([side * side, hidden, 10], batch)
+        blocks = 1
+    return budget.Cost(
+        params=params,
+        activations=per_image * batch + kept,
+        steps=cfg.epochs * math.ceil(n_train / batch),
+        step_flops=flops,
+        step_ops=16 + (blocks + 1) * 28,
+        data=(available + n_test) * side * side,  # the whole set is parsed and kept
+        evaluation=min(1024, n_test) * (per_image / 3 + 10),
+    )
+
+
 def build_model(cfg: Config, side: int) -> nn.Module:
     cnn = SmallCNN(cfg, side)
     return cnn if cfg.model == "cnn" else SameSizeMLP(side * side, n_params(cnn))
@@ -156,7 +195,7 @@ def train(cfg: Config, device: torch.device):
     )
     recent, step = [], 0
     with record_activations(acts) as latest:
-        for step in range(1, total + 1):
+        for step in steps(total):  # ends early on Stop
             if (step - 1) % per_epoch == 0:
                 order = torch.randperm(len(X), generator=g).to(device)
             batch = order[((step - 1) % per_epoch) * cfg.batch_size :][: cfg.batch_size]
@@ -315,3 +354,5 @@ QUESTIONS = [
         "Pooling shrinks the last feature maps 4×, and the classifier sees every value of them.",
     ),
 ]
+
+EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)

@@ -17,6 +17,7 @@ import torch
 from labs.core import mlp
 from labs.core.config import check, knob
 from labs.core.questions import Question
+from labs.core.runner import Experiment
 
 PREFERS_GPU = True  # 20+ layers of matrix products: a GPU helps once width grows
 PRESETS = {  # what each shows, and the settings that show it
@@ -62,6 +63,10 @@ def recipe(cfg: Config) -> mlp.Recipe:
         steps=cfg.steps,
         seed=cfg.seed,
     )
+
+
+def cost(cfg: Config):
+    return mlp.recipe_cost(recipe(cfg))
 
 
 def build_model(cfg: Config) -> mlp.DeepMLP:
@@ -119,3 +124,5 @@ QUESTIONS = [
         "update can ever tell them apart: random init exists to break this symmetry.",
     ),
 ]
+
+EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)

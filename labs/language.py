@@ -16,12 +16,15 @@ import torch.nn.functional as F
 from captum.attr import LayerIntegratedGradients
 from torch import nn
 
+from labs.core import budget, text
 from labs.core.attribution import evaluating
 from labs.core.config import ConfigError, check, knob
+from labs.core.control import steps
 from labs.core.device import seed_everything
 from labs.core.hooks import activation_stats, dead_fraction
 from labs.core.mlp import ExplosionWatch
 from labs.core.questions import Question
+from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
 from labs.core.text import Corpus, stdlib
 
@@ -116,6 +119,31 @@ def build_model(cfg: Config, vocab_size: int) -> nn.Module:
     return CharTransformer(vocab_size, cfg.width, cfg.layers, cfg.context)
 
 
+CORPUS_CHARS = {"python": 720_000, "docs": 190_000, "upload": 2_000_000}  # at most
+
+
+def cost(cfg: Config) -> budget.Cost:
+    """Weights, and what each layer keeps per character of the batch for backward."""
+    vocab, w, n, tokens = text.MAX_VOCAB, cfg.width, cfg.layers, cfg.batch_size * cfg.context
+    if cfg.model == "lstm":
+        layer_params, layer_flops, per_token = 8 * w * w + 8 * w, 2 * 8 * w * w, 8 * w
+        ops = 30 + n * cfg.context * 30  # the cell steps through the context one character at a time
+    else:  # attention reads every earlier position: its cost grows with the context
+        layer_params, per_token = 12 * w * w + 13 * w, 18 * w
+        layer_flops = 2 * 12 * w * w + 4 * cfg.context * w
+        ops = 30 + n * 45
+    head_flops = 2 * w * vocab
+    return budget.Cost(
+        params=vocab * w + n * layer_params + w * vocab + cfg.context * w,
+        activations=tokens * (n * per_token + w + 3 * vocab),
+        steps=cfg.steps,
+        step_flops=3 * tokens * (n * layer_flops + head_flops),
+        step_ops=ops,
+        data=2 * CORPUS_CHARS[cfg.corpus],  # int64 ids
+        evaluation=tokens * (4 * w + 2 * vocab),  # one validation batch, no gradients
+    )
+
+
 def load_model(cfg: Config, vocab: str, state_dict: dict) -> nn.Module:
     model = build_model(cfg, len(vocab))
     model.load_state_dict(state_dict)
@@ -148,7 +176,7 @@ def train(cfg: Config, device: torch.device, upload: Corpus | None = None):
     prompt = _sample_prompt(corpus.decode(val_ids[:200]))
     reference = {"vocab": corpus.vocab, "unigram_bits": unigram_bits(train_ids)}
     step, watch = 0, ExplosionWatch()
-    for step in range(1, cfg.steps + 1):
+    for step in steps(cfg.steps):  # ends early on Stop
         starts = torch.randint(0, len(train_ids) - cfg.context - 1, (cfg.batch_size,), generator=g)
         x, y = windows(train_ids, starts.to(device), cfg.context)
         loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
@@ -329,3 +357,5 @@ QUESTIONS = [
         "learned.",
     ),
 ]
+
+EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)

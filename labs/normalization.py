@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from labs.core import mlp
+from labs.core import budget, mlp
 from labs.core.compare import side_by_side
 from labs.core.config import check, knob
 from labs.core.questions import Question
+from labs.core.runner import Experiment
 
 PREFERS_GPU = True
 VARIANTS = {  # key -> (label, norm, residual)
@@ -68,6 +69,11 @@ def recipe(cfg: Config, variant: str) -> mlp.Recipe:
 
 def label(variant: str) -> str:
     return VARIANTS[variant][0]
+
+
+def cost(cfg: Config) -> budget.Cost:
+    """Every chosen variant trains at once, side by side."""
+    return budget.total(mlp.recipe_cost(recipe(cfg, v)) for v in cfg.variants)
 
 
 def build_model(cfg: Config, variant: str = "plain") -> mlp.DeepMLP:
@@ -127,3 +133,5 @@ QUESTIONS = [
         "large update cannot snowball through the layers above it.",
     ),
 ]
+
+EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)

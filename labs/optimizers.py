@@ -18,10 +18,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from labs import surfaces
-from labs.core import data
+from labs.core import budget, data
 from labs.core.config import check, knob
+from labs.core.control import steps
 from labs.core.device import seed_everything
 from labs.core.questions import Question
+from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
 
 PREFERS_GPU = False  # 2-parameter races and a 64-32-10 MLP: overhead-bound, CPU is as fast
@@ -60,6 +62,19 @@ class SurfaceConfig:
     )
 
 
+def race_cost(cfg: SurfaceConfig) -> budget.Cost:
+    """Two numbers per racer; every point of every path is kept for the drawing."""
+    racers = len(cfg.optimizers)
+    return budget.Cost(
+        params=2 * racers,
+        activations=8 * racers,
+        steps=cfg.steps,
+        step_flops=100 * racers,
+        step_ops=30 * racers,
+        data=30 * cfg.steps * racers,  # each path point is a Python tuple (~120 bytes)
+    )
+
+
 def race_on_surface(cfg: SurfaceConfig, device: torch.device):
     """Every optimizer starts at the same point; paths, losses and finishing steps are yielded.
 
@@ -76,7 +91,7 @@ def race_on_surface(cfg: SurfaceConfig, device: torch.device):
     cadence = Cadence(cfg.steps, max_snaps=60, min_seconds=0.03)
     contours = surfaces.grid(surface)
     step = 0
-    for step in range(1, cfg.steps + 1):
+    for step in steps(cfg.steps):  # ends early on Stop
         for name in cfg.optimizers:
             if name not in diverged:
                 _race_step(
@@ -137,6 +152,24 @@ class Config:
     )
 
 
+def net_cost(hidden: int, batch: int, steps: int, nets: int) -> budget.Cost:
+    """`nets` copies of the 64-hidden-10 net on the 8×8 digits, stepped in lockstep."""
+    params, flops, saved = budget.mlp([64, hidden, 10], batch)
+    return budget.Cost(
+        params=params * nets,
+        activations=saved * nets,
+        steps=steps,
+        step_flops=flops * nets,
+        step_ops=45 * nets,
+        data=1797 * 64,
+        evaluation=360 * hidden * nets,
+    )
+
+
+def cost(cfg: Config) -> budget.Cost:
+    return net_cost(cfg.hidden, cfg.batch_size, cfg.steps, len(cfg.optimizers))
+
+
 def build_model(cfg: Config) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 10))
 
@@ -186,7 +219,7 @@ def train(cfg: Config, device: torch.device):
     cadence = Cadence(cfg.steps, max_snaps=80, min_seconds=0.05)
     recent = {n: [] for n in models}
     step = 0
-    for step in range(1, cfg.steps + 1):
+    for step in steps(cfg.steps):  # ends early on Stop
         batch = torch.randint(0, len(X), (cfg.batch_size,), generator=g).to(device)
         lr_now = opts[cfg.optimizers[0]].param_groups[0]["lr"]
         for name, model in models.items():
@@ -235,6 +268,11 @@ class FinderConfig:
     )
 
 
+def finder_cost(cfg: FinderConfig) -> budget.Cost:
+    race = Config()
+    return net_cost(race.hidden, race.batch_size, cfg.steps, 1)
+
+
 def lr_range_test(cfg: FinderConfig, device: torch.device, race: Config = Config()):
     """Raise the learning rate exponentially, one mini-batch at a time, and record the
     smoothed loss (Smith 2015; fastai's lr_find). Stops once the loss is 4× its best."""
@@ -247,7 +285,7 @@ def lr_range_test(cfg: FinderConfig, device: torch.device, race: Config = Config
     avg, best = 0.0, math.inf
     cadence = Cadence(cfg.steps, max_snaps=60, min_seconds=0.03)
     lrs, losses, step = [], [], 0
-    for step in range(1, cfg.steps + 1):
+    for step in steps(cfg.steps):  # ends early on Stop
         lr = cfg.lr_min * factor ** (step - 1)
         opt.param_groups[0]["lr"] = lr
         batch = torch.randint(0, len(X), (race.batch_size,), generator=g).to(device)
@@ -328,3 +366,7 @@ QUESTIONS = [
         "further at every step. The stable learning rate is set by the steepest direction.",
     ),
 ]
+
+RACE = Experiment(SurfaceConfig, race_on_surface, race_cost, PREFERS_GPU)
+FINDER = Experiment(FinderConfig, lr_range_test, finder_cost, PREFERS_GPU)
+NET = Experiment(Config, train, cost, PREFERS_GPU)

@@ -17,12 +17,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from labs.core import attribution, data
+from labs.core import attribution, budget, data
 from labs.core.config import check, knob
+from labs.core.control import steps
 from labs.core.device import seed_everything
 from labs.core.hooks import layer_stats, record_activations
 from labs.core.questions import Question
-from labs.core.runner import Diverged
+from labs.core.runner import Diverged, Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
 PREFERS_GPU = False  # a 16-unit MLP is overhead-bound: the CPU is as fast as a GPU
@@ -108,6 +109,25 @@ class PlaygroundNet(nn.Module):
         return self.out(x)
 
 
+def cost(cfg: Config) -> budget.Cost:
+    """Tiny weights, many small steps: the time is all per-operation overhead."""
+    n_train = max(1, min(cfg.points - 1, round(cfg.points * cfg.train_fraction)))
+    batch = min(cfg.batch_size, n_train)
+    extras = int(cfg.batchnorm) + int(cfg.dropout > 0)
+    widths = [len(cfg.features)] + [cfg.units] * cfg.hidden_layers + [1]
+    params, flops, saved = budget.mlp(widths, batch, saved_per_unit=2 + 2 * extras)
+    layers = cfg.hidden_layers + 1
+    return budget.Cost(
+        params=params,
+        activations=saved,
+        steps=cfg.epochs * math.ceil(n_train / batch),
+        step_flops=flops,
+        step_ops=14 + layers * (16 + 8 * extras) + (layers * 4 if cfg.regularization != "none" else 0),
+        data=cfg.points * (2 + len(cfg.features)) + GRID * GRID * len(cfg.features),
+        evaluation=(GRID * GRID + cfg.points) * cfg.units * layers * 2,
+    )
+
+
 def build_model(cfg: Config) -> PlaygroundNet:
     return PlaygroundNet(cfg)
 
@@ -182,7 +202,7 @@ def train(cfg: Config, device: torch.device):
     }
     step = 0
     with record_activations(acts) as latest:
-        for step in range(1, total + 1):
+        for step in steps(total):  # ends early on Stop
             if (step - 1) % per_epoch == 0:
                 order = torch.randperm(n, generator=g).to(device)  # a fresh shuffle each epoch
             batch = order[((step - 1) % per_epoch) * cfg.batch_size :][: cfg.batch_size]
@@ -284,3 +304,5 @@ QUESTIONS = [
         "features can do what layers would otherwise have to learn.",
     ),
 ]
+
+EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)

@@ -23,12 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from labs.core import budget
 from labs.core.attribution import integrated_gradients, occlude_steps
 from labs.core.compare import side_by_side
 from labs.core.config import check, knob
+from labs.core.control import steps
 from labs.core.device import seed_everything
 from labs.core.mlp import ExplosionWatch
 from labs.core.questions import Question
+from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
 PREFERS_GPU = False  # a few thousand weights stepping through time: overhead-bound, CPU is as fast
@@ -148,6 +151,31 @@ def build_model(cfg: Config, cell: str) -> SequenceNet:
     return SequenceNet(cell, n_in, cfg.hidden, n_out, cfg.bidirectional)
 
 
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # weight blocks per cell: what each time step multiplies
+
+
+def cost(cfg: Config) -> budget.Cost:
+    """Every chosen cell trains at once, side by side."""
+    return budget.total(cell_cost(cfg, cell) for cell in cfg.cells)
+
+
+def cell_cost(cfg: Config, cell: str) -> budget.Cost:
+    """A cell unrolled over the sequence keeps its gates and states at every step for backward."""
+    memory = cfg.task == "memory"
+    steps_in = cfg.span + 1 if memory else cfg.span
+    n_in, n_out = (SYMBOLS + 2, SYMBOLS) if memory else (1, cfg.horizon)
+    ways, gates, h = 2 if cfg.bidirectional else 1, GATES[cell], cfg.hidden
+    per_sequence = steps_in * ways * h * (gates + 3) + steps_in * n_in  # saved floats
+    return budget.Cost(
+        params=ways * gates * h * (n_in + h + 2) + ways * h * n_out + n_out,
+        activations=cfg.batch_size * per_sequence,
+        steps=cfg.steps,
+        step_flops=3 * 2 * ways * gates * h * (n_in + h) * steps_in * cfg.batch_size,
+        step_ops=40 + steps_in * ways * 30,
+        evaluation=PROBE * per_sequence,  # the gradient through time of the probe sequences
+    )
+
+
 def load_model(cfg: Config, cell: str, state_dict: dict) -> SequenceNet:
     model = build_model(cfg, cell)
     model.load_state_dict(state_dict)
@@ -171,7 +199,7 @@ def train_cell(cfg: Config, cell: str, device: torch.device):
     probe = _probe(cfg, device)
     cadence = Cadence(cfg.steps, max_snaps=40, min_seconds=0.1)
     step, watch = 0, ExplosionWatch()
-    for step in range(1, cfg.steps + 1):
+    for step in steps(cfg.steps):  # ends early on Stop
         inputs, target = _batch(cfg, cfg.batch_size, g, device)
         loss = _loss(cfg, model(inputs), target)
         opt.zero_grad(set_to_none=True)
@@ -344,3 +372,5 @@ QUESTIONS = [
         "fine. Its trouble is distance, not memory as such.",
     ),
 ]
+
+EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)

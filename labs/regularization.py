@@ -17,11 +17,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from labs.core import mlp
+from labs.core import budget, mlp
 from labs.core.compare import side_by_side
 from labs.core.config import check, knob
+from labs.core.control import steps, stop_requested
 from labs.core.device import seed_everything
 from labs.core.questions import Question
+from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
 PREFERS_GPU = True
@@ -75,6 +77,26 @@ def unregularized(cfg: Config) -> Config:
     return Config(**{**cfg.__dict__, "weight_decay": 0.0, "dropout": 0.0, "augment": (), "patience": 0})
 
 
+def cost(cfg: Config) -> budget.Cost:
+    """Two nets side by side; every epoch also measures both on all training images."""
+    widths = [28 * 28] + [cfg.width] * cfg.depth + [10]
+    batch = min(cfg.batch_size, cfg.train_size)
+    per_epoch = math.ceil(cfg.train_size / batch)
+    params, flops, saved = budget.mlp(widths, batch, saved_per_unit=4)  # + dropout's mask, output
+    measured = cfg.train_size + VALIDATION
+    one = budget.Cost(
+        params=params,
+        activations=saved,
+        steps=cfg.epochs * per_epoch,
+        step_flops=flops + flops / 3 / batch * measured / per_epoch,  # each epoch's evaluation
+        step_ops=20 + (cfg.depth + 1) * 26 + (30 if cfg.augment else 0),
+        optimizer_states=1,
+        data=2 * mlp.DIGITS * 28 * 28,
+        evaluation=measured * cfg.width * 2,
+    )
+    return one + one
+
+
 def build_model(cfg: Config) -> mlp.DeepMLP:
     return mlp.DeepMLP(28 * 28, 10, cfg.width, cfg.depth, "relu", dropout=cfg.dropout)
 
@@ -122,20 +144,13 @@ def train_one(cfg: Config, device: torch.device):
     opt = torch.optim.SGD(
         model.parameters(), lr=cfg.learning_rate, momentum=0.9, weight_decay=cfg.weight_decay, foreach=True
     )
-    per_epoch = math.ceil(len(X_train) / cfg.batch_size)
     cadence = Cadence(cfg.epochs, max_snaps=60, min_seconds=0.05)
     best = (math.inf, 0, None)  # (validation loss, epoch, weights)
     view = {"samples": _augmented_samples(X_train, cfg, g)}
     epoch = 0
-    for epoch in range(1, cfg.epochs + 1):
-        order = torch.randperm(len(X_train), generator=g).to(device)
-        for i in range(per_epoch):
-            batch = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            x = augment(X_train[batch], cfg.augment, g) if cfg.augment else X_train[batch]
-            loss = F.cross_entropy(model(x), y_train[batch])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+    for epoch in steps(cfg.epochs):  # ends early on Stop
+        if not one_epoch(model, opt, X_train, y_train, cfg, g):
+            break  # stopped mid-epoch: the final snapshot keeps what was learned
         metrics = evaluate(model, X_train, y_train, X_val, y_val)
         if not math.isfinite(metrics["train_loss"]):
             raise mlp.Diverged(f"the loss became {metrics['train_loss']} in epoch {epoch}.")
@@ -153,6 +168,20 @@ def train_one(cfg: Config, device: torch.device):
             if (yield snap) or stopping:
                 break
     yield Snapshot(epoch, cfg.epochs, final=True, state_dict=cpu_state_dict(model), view=view)
+
+
+def one_epoch(model, opt, X_train, y_train, cfg: Config, g: torch.Generator) -> bool:
+    """One pass over the shuffled training images; False if Stop came before it ended."""
+    order = torch.randperm(len(X_train), generator=g).to(X_train.device)
+    for batch in order.split(cfg.batch_size):
+        if stop_requested():
+            return False
+        x = augment(X_train[batch], cfg.augment, g) if cfg.augment else X_train[batch]
+        loss = F.cross_entropy(model(x), y_train[batch])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return True
 
 
 @torch.no_grad()
@@ -233,3 +262,5 @@ QUESTIONS = [
         "and dropout forbids relying on any one unit.",
     ),
 ]
+
+EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from labs.core import data
+from labs.core import budget, data
+from labs.core.control import steps
 from labs.core.device import seed_everything
 from labs.core.hooks import layer_stats, record_activations
 from labs.core.runner import Diverged
@@ -171,6 +172,26 @@ def build(r: Recipe) -> DeepMLP:
     return model
 
 
+DIGITS = 5_000  # the shipped 28×28 digits: 4,000 to train on, 1,000 to test
+
+
+def recipe_cost(r: Recipe) -> budget.Cost:
+    """What one deep MLP of `r` costs to train (labs/core/budget.py)."""
+    widths = [28 * 28] + [r.width] * r.depth + [10]
+    kept = 2 + (2 if r.norm != "none" else 0)  # Linear out, activation out, (norm's two)
+    params, flops, saved = budget.mlp(widths, r.batch_size, kept)
+    return budget.Cost(
+        params=params,
+        activations=saved,
+        steps=r.steps,
+        step_flops=flops,
+        step_ops=12 + (r.depth + 1) * (22 + (10 if r.norm != "none" else 0)),
+        optimizer_states=1,  # momentum
+        data=2 * DIGITS * 28 * 28,  # the shipped digits, and their standardized copy
+        evaluation=1000 * r.width * 2 + PROBE * r.width * r.depth,  # test set; hooked probe
+    )
+
+
 def shuffled_batches(n: int, batch_size: int, g: torch.Generator, device: torch.device):
     """Index tensors for batches forever: a fresh shuffle each epoch, sliced on the device."""
     per_epoch = max(1, n // batch_size)
@@ -216,7 +237,7 @@ def train_digits(r: Recipe, device: torch.device):
     cadence = Cadence(r.steps, max_snaps=60, min_seconds=0.05)
     batches = shuffled_batches(len(X_train), r.batch_size, g, device)
     step, watch = 0, ExplosionWatch()
-    for step in range(1, r.steps + 1):
+    for step in steps(r.steps):  # ends early on Stop
         batch = next(batches)
         loss = F.cross_entropy(model(X_train[batch]), y_train[batch])
         opt.zero_grad(set_to_none=True)

@@ -1,13 +1,14 @@
-"""The runner: trains a chapter's generator in a worker thread, behind a process-wide limit.
+"""The runner: one learner's run of one lab, behind a process-wide limit of concurrent runs.
 
 A page hands `(train, cfg, device)` to a `TrainingRun` and reads `run.view()` whenever it
-redraws. The run waits in a visible FIFO queue until a slot for its device kind is free, keeps
-its snapshots behind a lock, honours Stop between steps, and reports failures in words a
-learner understands. Nothing here imports Streamlit.
+redraws. The run is first weighed against the server's budget (labs/core/budget.py: refused
+with a message that says what to lower), then waits in a visible FIFO queue until a slot for
+its device kind is free, and trains in a worker process (or, for tests, on its own thread).
+Nothing here imports Streamlit.
 
-Stopping: the runner `send`s True into the lab's generator at the next yield. A lab's loop ends
-with `if (yield snap): break` and then yields its final snapshot with the weights, so Stop keeps
-what was learned so far. A plain `for snap in train(cfg, device)` sends None and runs to the end.
+Stopping: Stop reaches the loop between two steps (labs/core/control.py). The loop then yields
+its final snapshot with the weights, so Stop keeps what was learned so far; a worker that
+cannot answer in time is ended, and the curves received so far stay.
 """
 
 from __future__ import annotations
@@ -23,17 +24,31 @@ from enum import StrEnum
 
 import torch
 
-from labs.core.config import ConfigError
+from labs.core.budget import Cost, Limits, duration, judge, measured_speed, size
+from labs.core.config import ConfigError, to_params
+from labs.core.control import Control, Ending, installed
 from labs.core.data import DataUnavailable
 from labs.core.snapshot import Snapshot
-from labs.core.workers import RemoteFailure, WorkerLost
+from labs.core.workers import CutShort, RemoteFailure, RemoteJob, WorkerLost
 
 # Failures whose message is already in a learner's words (a worker's failure was explained,
 # and logged, inside the worker).
-IN_WORDS = (ConfigError, DataUnavailable, RemoteFailure, WorkerLost)
+IN_WORDS = (ConfigError, DataUnavailable, RemoteFailure)
+EXPECTED = (ConfigError, DataUnavailable)  # a learner's setting, not a bug: one log line
 
 log = logging.getLogger("dllab.runner")
 MAX_LAYER_HISTORY = 120  # per-layer stats over time, thinned beyond this (enough to draw)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What a page's Train button starts: a lab's loop, what a config of it costs, and where
+    it is best trained."""
+
+    config: type  # the Config dataclass its controls and links are made from
+    train: Callable[..., Iterator[Snapshot]]
+    cost: Callable[[object], Cost]
+    prefers_gpu: bool = False
 
 
 class RunState(StrEnum):
@@ -104,10 +119,20 @@ SLOTS = {
 def explain_failure(err: BaseException) -> str:
     """A message a learner can act on, for anything a run may raise."""
     text = str(err)
-    if isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in text.lower():
+    if isinstance(err, torch.cuda.OutOfMemoryError) or "cuda out of memory" in text.lower():
         return (
             "Out of GPU memory: the server's GPU is full. Try a smaller model or batch "
             "size, or train again when other runs have finished."
+        )
+    if "can't allocate memory" in text.lower() or isinstance(err, MemoryError):
+        return (
+            "Out of memory: the server could not give this run the memory it asked for. Try a "
+            "smaller model or batch size."
+        )
+    if isinstance(err, WorkerLost):
+        return (
+            "The run's training process ended unexpectedly (it was killed, or the server ran out "
+            "of memory). The curves so far are kept; try a smaller model or batch size."
         )
     if isinstance(err, Diverged):
         return f"Training diverged: {text} Try a smaller learning rate."
@@ -115,6 +140,28 @@ def explain_failure(err: BaseException) -> str:
         return text
     return (
         f"The run failed ({type(err).__name__}: {text}). The app is fine; change a setting and train again."
+    )
+
+
+def ending_message(ending: Ending | None, limits: Limits, weights_kept: bool, peak_bytes: float = 0) -> str:
+    """How a run that ended early ended, in the learner's words."""
+    kept = "the curves and weights so far are kept" if weights_kept else "the curves so far are kept"
+    if ending == Ending.TIME:
+        return (
+            f"Stopped at this server's time limit of {duration(limits.seconds)} per run: {kept}. "
+            "Fewer steps or a smaller model fit in it."
+        )
+    if ending == Ending.MEMORY:
+        used = f"about {size(peak_bytes)}" if peak_bytes else "more"
+        return (
+            f"Stopped: the run took {used} of memory, past this server's {size(limits.memory_bytes)} "
+            f"per run; {kept}. Try a smaller model or batch size."
+        )
+    if weights_kept:
+        return "Stopped: the curves and weights so far are kept."
+    return (
+        "Stopped: the run was in the middle of a long step, so its process was ended. The curves "
+        "so far are kept, but not the weights of that moment."
     )
 
 
@@ -136,6 +183,9 @@ class RunView:
     notes: list[str] = field(default_factory=list)
     state_dict: dict | None = None
     cfg: object = None
+    step: int = 0  # steps done, as the loop reports them between steps (ahead of snapshots)
+    total_steps: int = 0
+    stopping: bool = False  # Stop was asked; the loop is winding down
 
     @property
     def layers(self) -> dict:
@@ -152,6 +202,45 @@ class RunView:
         return self.state in (RunState.QUEUED, RunState.RUNNING)
 
 
+class LocalJob:
+    """A run on the runner's own thread (tests, AppTest): Stop and the time budget are heard
+    between steps; memory cannot be told apart from the rest of the process, so it is not
+    enforced here (the worker processes enforce it)."""
+
+    def __init__(self, train: Callable, cfg, device: torch.device, limits: Limits):
+        self._gen = train(cfg, device)
+        self.control = Control(seconds=limits.seconds)
+        self.peak_bytes = 0
+
+    @property
+    def ending(self) -> Ending | None:
+        return self.control.ending
+
+    @property
+    def process_id(self) -> int:
+        return os.getpid()
+
+    def request_stop(self) -> None:
+        self.control.stop.set()
+
+    def progress(self) -> tuple[int, int]:
+        return int(self.control.progress[0]), int(self.control.progress[1])
+
+    def snapshots(self) -> Iterator[Snapshot]:
+        with installed(self.control):  # the loop's code runs on this thread, inside next()
+            try:
+                snap = next(self._gen)
+                while True:
+                    yield snap
+                    if snap.final:
+                        return
+                    snap = self._gen.send(self.control.should_end() is not None)
+            except StopIteration:
+                return
+            finally:
+                self._gen.close()
+
+
 class TrainingRun:
     """One learner's run of one lab: start it, read `view()`, `stop()` it."""
 
@@ -162,14 +251,20 @@ class TrainingRun:
         device: torch.device,
         slots: Slots | None = None,
         label: str = "",
+        remote: bool = False,
+        cost: Callable[[object], Cost] | None = None,
+        limits: Limits | None = None,
     ):
         self.id = uuid.uuid4().hex[:8]
         self.cfg, self.device, self.label = cfg, device, label
-        self._train = train
+        self.limits = limits or Limits.from_env()
+        self._train, self._remote, self._cost = train, remote, cost
         self._slots = slots or SLOTS[device.type if device.type in SLOTS else "cpu"]
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._first = threading.Event()
+        self._job: LocalJob | RemoteJob | None = None
+        self.verdict = None  # the budget's estimate, when a cost function was given
         self._state, self._message = RunState.QUEUED, ""
         self._history: list[dict] = []
         self._layers: list[tuple[int, dict]] = []
@@ -183,53 +278,99 @@ class TrainingRun:
 
     # -- control ---------------------------------------------------------------------------
     def start(self) -> TrainingRun:
-        self._thread.start()
+        refusal = self._refusal()
+        if refusal:
+            log.info("run %s refused by the budget: %s; settings %s", self.id, refusal, self._settings())
+            self._finish(RunState.FAILED, refusal)
+            self._first.set()
+        else:
+            self._thread.start()
         return self
 
+    def _refusal(self) -> str:
+        if self._cost is None or self.cfg is None:
+            return ""
+        try:
+            verdict = judge(self.cfg, self._cost, self.limits, measured_speed(self.device.type))
+        except ConfigError as err:  # a value out of range: train() says it in the same words
+            return str(err)
+        self.verdict = verdict
+        return "" if verdict.fits else verdict.message
+
     def stop(self) -> None:
-        """Ask the run to end at its next snapshot (or leave the queue); keeps what it learned."""
+        """Ask the run to end between two steps (or leave the queue); keeps what it learned."""
         self._stop.set()
+        job = self._job
+        if job is not None:
+            job.request_stop()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the run has ended; True if it has."""
+        if not self._thread.is_alive() and self._t_end is not None:
+            return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
     def wait_for_first_snapshot(self, timeout: float) -> bool:
         return self._first.wait(timeout)
 
+    @property
+    def process_id(self) -> int | None:
+        """The process training this run (a worker's, or this one for a thread run)."""
+        job = self._job
+        return job.process_id if job is not None else None
+
     # -- worker ----------------------------------------------------------------------------
     def _work(self) -> None:
         if not self._slots.acquire(self, self._stop.is_set):
             self._finish(RunState.STOPPED, "Stopped while waiting in the queue.")
             return
-        gen = None
         try:
             with self._lock:
                 self._state, self._t_running = RunState.RUNNING, time.perf_counter()
-            gen = self._train(self.cfg, self.device)
-            snap = next(gen)
-            while True:
+            job_kind = RemoteJob if self._remote else LocalJob
+            self._job = job = job_kind(self._train, self.cfg, self.device, self.limits)
+            if self._stop.is_set():
+                job.request_stop()
+            for snap in job.snapshots():
                 self._record(snap)
-                if snap.final:
-                    break
-                snap = gen.send(self._stop.is_set())
-            stopped = self._stop.is_set()
-            self._finish(
-                RunState.STOPPED if stopped else RunState.DONE,
-                "Stopped: the curves and weights so far are kept." if stopped else "",
+            self._ended(job.ending, job.peak_bytes)
+        except CutShort as cut:
+            log.warning(
+                "run %s: worker ended by the server (%s); settings %s", self.id, cut.detail, self._settings()
             )
-        except StopIteration:
-            self._finish(RunState.STOPPED if self._stop.is_set() else RunState.DONE, "")
+            self._finish(
+                RunState.STOPPED, ending_message(cut.ending, self.limits, False, self._job.peak_bytes)
+            )
         except Exception as err:  # a run must never take the app down: report it in words
-            if not isinstance(err, (Diverged, *IN_WORDS)):  # an operator's bug: log the trace
-                log.exception("run %s failed", self.id)
+            self._log_failure(err)
             self._finish(RunState.FAILED, explain_failure(err))
         finally:
-            if gen is not None:
-                gen.close()
             self._slots.release()
             self._first.set()
+
+    def _ended(self, ending: Ending | None, peak_bytes: float) -> None:
+        if ending is None:
+            self._finish(RunState.DONE, "")
+            return
+        if ending != Ending.STOP:
+            log.warning("run %s stopped by the budget (%s); settings %s", self.id, ending, self._settings())
+        message = ending_message(ending, self.limits, self._state_dict is not None, peak_bytes)
+        self._finish(RunState.STOPPED, message)
+
+    def _log_failure(self, err: Exception) -> None:
+        if isinstance(err, WorkerLost):
+            log.warning("run %s: worker lost (exit code %s); settings %s", self.id, err, self._settings())
+        elif isinstance(err, (Diverged, *IN_WORDS)):
+            log.info("run %s ended: %s", self.id, err)
+        else:  # an operator's bug: log the trace
+            log.exception("run %s failed; settings %s", self.id, self._settings())
+
+    def _settings(self) -> str:
+        try:
+            return f"{self.label or 'run'} {to_params(self.cfg)}"
+        except TypeError:  # not a Config (tests hand in plain generators)
+            return f"{self.label or 'run'} {self.cfg!r}"
 
     def _record(self, snap: Snapshot) -> None:
         with self._lock:
@@ -251,11 +392,19 @@ class TrainingRun:
             self._state, self._message, self._t_end = state, message, time.perf_counter()
 
     # -- reading ---------------------------------------------------------------------------
+    def _progress(self) -> tuple[int, int]:
+        """Steps done and in all: from the loop itself when it is running, else the snapshots."""
+        job, latest = self._job, self._latest
+        done, total = job.progress() if job is not None else (0, 0)
+        if latest is not None and (total == 0 or latest.step > done):
+            done, total = latest.step, latest.total_steps
+        return done, total
+
     def view(self) -> RunView:
+        done, total = self._progress()
         with self._lock:
             now = self._t_end or time.perf_counter()
-            latest = self._latest
-            progress = latest.step / max(latest.total_steps, 1) if latest else 0.0
+            progress = done / max(total, 1)
             running_s = now - self._t_running if self._state != RunState.QUEUED else 0.0
             eta = running_s * (1 - progress) / progress if 0 < progress < 1 else None
             return RunView(
@@ -268,9 +417,12 @@ class TrainingRun:
                 queue_position=self._slots.position(self),
                 history=list(self._history),
                 layer_history=list(self._layers),
-                latest=latest,
+                latest=self._latest,
                 view=self._view,
                 notes=list(self._notes),
                 state_dict=self._state_dict,
                 cfg=self.cfg,
+                step=done,
+                total_steps=total,
+                stopping=self._stop.is_set(),
             )

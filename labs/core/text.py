@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import unicodedata
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -138,13 +139,25 @@ def read_upload(data: bytes, encoding: str = "utf-8", name: str = "the file") ->
             "latin-1 for older Windows or European text), or save it as UTF-8."
         ) from None
     text = text.replace("\r\n", "\n").replace("\t", "    ")
-    control = sum(1 for c in text[:65536] if ord(c) < 32 and c not in "\n\r\f")
-    if control > 0.01 * min(len(text), 65536):
-        raise TextError(f"{name} is mostly control characters: it looks binary, not text.")
+    if _unprintable_share(text[:65536]) > 0.01:
+        raise TextError(
+            f"{name} is full of control characters when read as {encoding}: it looks like a binary "
+            "file (an image, an archive, a document), not plain text."
+        )
     if len(text) < MIN_CHARACTERS:
         raise TextError(f"{name} has {len(text):,} characters; a model needs at least {MIN_CHARACTERS:,}.")
     vocab, text = build_vocab(text)
     return Corpus("upload", text, vocab)
+
+
+def _unprintable_share(text: str) -> float:
+    """Share of characters no text file contains: control codes other than line breaks and
+    tabs (C0, DEL and the C1 range that latin-1 makes of binary bytes), unassigned code points
+    and private-use ones. Random bytes read as latin-1 give about a quarter."""
+    if not text:
+        return 0.0
+    odd = sum(1 for c in text if c not in "\n\r\t\f" and unicodedata.category(c) in ("Cc", "Cn", "Co", "Cs"))
+    return odd / len(text)
 
 
 def check_prompt(prompt: str, corpus_vocab: str, context: int) -> tuple[str, str | None]:

@@ -1,14 +1,15 @@
-"""Worker processes that run training generators away from the web server's GIL.
+"""Worker processes that run training loops away from the web server's GIL, and that the
+server can always take back.
 
-Why: a training loop makes dozens of calls into torch per step, and each call gives up and
-retakes Python's GIL. In the server process, every page redraw holds the GIL for tens of
-milliseconds, and each retake waits out a whole switch interval: measured here, a 1.3 s CNN
-run took 117 s beside a busy redraw thread. In its own process it runs at full speed.
+Why processes: a training loop makes dozens of calls into torch per step, and each call gives
+up and retakes Python's GIL. In the server process, every page redraw holds the GIL for tens
+of milliseconds: measured here, a 1.3 s CNN run took 117 s beside a busy redraw thread.
 
-`remote(train)` returns a drop-in replacement for a lab's `train(cfg, device)`: a generator in
-this process that proxies to a pre-started worker, with the same protocol (send True to stop;
-the worker's lab then yields its final snapshot with the weights). Snapshots are plain data, so
-they cross the process boundary as they are.
+Why the server stays in charge: a worker and the server share a Stop flag and a step counter
+in shared memory (labs/core/control.py), so Stop reaches the loop between two steps and the
+page sees the step count without waiting for a snapshot. A worker that does not end within
+`STOP_GRACE_SECONDS` of Stop (one step can take minutes), runs past its time, or grows past
+its memory ceiling is killed and replaced: the learner keeps the curves received so far.
 """
 
 from __future__ import annotations
@@ -19,51 +20,76 @@ import os
 import queue
 import sys
 import threading
+import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from labs.core.budget import Limits, size
+from labs.core.control import Control, Ending, installed, resident_bytes
 
 log = logging.getLogger("dllab.workers")
 _CTX = mp.get_context("spawn")  # fork after torch has started threads can deadlock the child
+STOP_GRACE_SECONDS = 3.0  # after Stop, a loop that has not ended by then is mid-way in a long step
+HARD_MEMORY_FACTOR = 1.5  # past this share of its budget a worker is killed, not asked to stop
+POLL_SECONDS = 0.2
 
 
 class WorkerLost(RuntimeError):
-    """The worker process died mid-run (killed for memory, crashed)."""
+    """The worker process died mid-run and nobody here killed it (the kernel's OOM killer, a crash)."""
 
 
 class RemoteFailure(RuntimeError):
     """The run failed inside the worker; the message is already in the learner's words."""
 
 
-def _serve(jobs, results, stop) -> None:
+class CutShort(RuntimeError):
+    """The server ended a worker that did not stop in time; `ending` says why."""
+
+    def __init__(self, ending: Ending, detail: str = ""):
+        super().__init__(detail)
+        self.ending, self.detail = ending, detail
+
+
+def _serve(jobs, results, stop, progress) -> None:
     """The worker's main loop: run one job at a time, stream its snapshots back."""
     from labs.core.device import configure_threads, warm_up
-    from labs.core.runner import explain_failure
+    from labs.core.runner import EXPECTED, explain_failure
 
     configure_threads()
     _import_labs()  # a first job should not wait for a chapter's imports (sklearn: seconds)
     warm_up()
-    results.put((None, "ready", None))
+    baseline = resident_bytes()
+    results.put((None, "ready", baseline))
     while True:
-        job, train, cfg, device = jobs.get()
-        gen = None
+        job, train, cfg, device, limits = jobs.get()
+        control = Control(stop, progress, limits.seconds, limits.memory_bytes, rss_start=baseline)
         try:
-            gen = train(cfg, device)
-            snap = next(gen)
-            while True:
-                results.put((job, "snap", snap))
-                if snap.final:
-                    break
-                snap = gen.send(stop.is_set())
-            results.put((job, "end", None))
-        except StopIteration:
-            results.put((job, "end", None))
+            with installed(control):
+                _drive(job, train(cfg, device), control, results)
+            results.put((job, "end", (control.ending, control.peak_bytes)))
         except Exception as err:  # reported to the learner; the worker lives on
-            log.exception("run failed in worker %s", os.getpid())
+            if isinstance(err, EXPECTED):
+                log.info("run refused in worker %s: %s", os.getpid(), err)
+            else:
+                log.exception("run failed in worker %s", os.getpid())
             results.put((job, "error", explain_failure(err)))
-        finally:
-            if gen is not None:
-                gen.close()
+
+
+def _drive(job, gen, control: Control, results) -> None:
+    """Send every snapshot home; the lab hears "end now" (Stop, time, memory) at its yields,
+    and between steps through `steps()`."""
+    try:
+        snap = next(gen)
+        while True:
+            results.put((job, "snap", snap))
+            if snap.final:
+                return
+            snap = gen.send(control.should_end() is not None)
+    except StopIteration:
+        return
+    finally:
+        gen.close()
 
 
 _MAIN_LOCK = threading.Lock()
@@ -96,78 +122,162 @@ def _import_labs() -> None:
 class Worker:
     def __init__(self):
         self.jobs, self.results, self.stop = _CTX.Queue(), _CTX.Queue(), _CTX.Event()
+        self.progress = _CTX.RawArray("q", 2)  # [steps done, total], written by the worker
         self.proc = _CTX.Process(
-            target=_serve, args=(self.jobs, self.results, self.stop), daemon=True, name="dllab-worker"
+            target=_serve,
+            args=(self.jobs, self.results, self.stop, self.progress),
+            daemon=True,
+            name="dllab-worker",
         )
         with _bare_main():
             self.proc.start()
         self.ready = False
+        self.baseline = 0  # resident bytes once torch and the labs are imported
         self._jobs_sent = 0
 
     def wait_ready(self) -> None:
         if not self.ready:
-            self._get()  # the "ready" message: torch imported and warmed up
+            _, _, self.baseline = self.get()  # the "ready" message: torch imported and warmed up
             self.ready = True
 
-    def _get(self):
+    def get(self, timeout: float | None = None):
+        """The next message, waiting at most `timeout` (None: until one comes); raises
+        WorkerLost if the process has died."""
+        end = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
-                return self.results.get(timeout=0.5)
+                return self.results.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 if not self.proc.is_alive():
-                    raise WorkerLost(
-                        "The training process stopped unexpectedly (often: the "
-                        "server ran out of memory). Try a smaller model."
-                    ) from None
+                    raise WorkerLost(self.proc.exitcode) from None
+                if end is not None and time.monotonic() > end:
+                    raise
 
-    def run(self, train: Callable, cfg, device):
-        """Proxy generator: yields the worker's snapshots; what is sent in becomes Stop.
-
-        If the caller closes it early, the worker's run is stopped and drained to its end, so
-        the next job on this worker starts from a clean queue.
-        """
+    def send(self, train: Callable, cfg, device, limits: Limits) -> int:
         self.wait_ready()
         self.stop.clear()
+        self.progress[0] = self.progress[1] = 0
         self._jobs_sent += 1
-        job = self._jobs_sent
-        self.jobs.put((job, train, cfg, device))
-        ended = False
+        self.jobs.put((self._jobs_sent, train, cfg, device, limits))
+        return self._jobs_sent
+
+    def resident(self) -> int:
+        """The worker's resident memory, read from /proc (0 where that cannot be read)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/statm", "rb") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.join(5)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.is_alive()
+
+
+class RemoteJob:
+    """One run in a borrowed worker, seen from the server: its snapshots, its step count, Stop,
+    and a watchdog that kills the worker when it will not end."""
+
+    def __init__(self, train: Callable, cfg, device, limits: Limits):
+        self.limits = limits
+        self.ending: Ending | None = None
+        self.peak_bytes = 0
+        self._worker = POOL.borrow()
+        self._job = self._worker.send(train, cfg, device, limits)
+        self._started = time.monotonic()
+        self._stop_asked: float | None = None
+        self._finished = False  # the worker said "end" or "error": it is free again
+
+    def request_stop(self) -> None:
+        if self._stop_asked is None:
+            self._stop_asked = time.monotonic()
+        self._worker.stop.set()
+
+    def progress(self) -> tuple[int, int]:
+        return int(self._worker.progress[0]), int(self._worker.progress[1])
+
+    @property
+    def process_id(self) -> int:
+        return self._worker.proc.pid
+
+    def snapshots(self) -> Iterator:
         try:
             while True:
-                kind, payload = self._next(job)
+                kind, payload = self._next()
                 if kind == "snap":
-                    if (yield payload):
-                        self.stop.set()
+                    yield payload
                     continue
-                ended = True
+                self._finished = True
                 if kind == "error":
                     raise RemoteFailure(payload)
+                self.ending, peak = payload
+                self.peak_bytes = max(self.peak_bytes, peak)
                 return
         finally:
-            if not ended:
-                self.stop.set()
-                while self._next(job)[0] == "snap":
-                    pass
+            self._release()
 
-    def _next(self, job: int):
+    def _next(self):
         while True:
-            got_job, kind, payload = self._get()
-            if got_job == job:
+            try:
+                job, kind, payload = self._worker.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                self._watch()
+                continue
+            if job == self._job:
                 return kind, payload
+
+    def _watch(self) -> None:
+        """Kill the worker if it will not end by itself in time."""
+        now = time.monotonic()
+        used = self._worker.resident() - self._worker.baseline
+        self.peak_bytes = max(self.peak_bytes, used)
+        if self._stop_asked is not None and now - self._stop_asked > STOP_GRACE_SECONDS:
+            self._cut(Ending.STOP, f"no answer {STOP_GRACE_SECONDS:g} s after Stop")
+        if now - self._started > self.limits.seconds + STOP_GRACE_SECONDS:
+            self._cut(Ending.TIME, f"past {self.limits.seconds:g} s")
+        if used > HARD_MEMORY_FACTOR * self.limits.memory_bytes:
+            self._cut(Ending.MEMORY, f"{size(used)} resident, budget {size(self.limits.memory_bytes)}")
+
+    def _cut(self, ending: Ending, detail: str):
+        self._worker.kill()
+        raise CutShort(ending, detail)
+
+    def _release(self) -> None:
+        """Give the worker back for the next run, or replace it if it is gone, or still busy
+        (the job did not end cleanly: draining would wait on a loop nobody wants any more)."""
+        worker = self._worker
+        if not self._finished and worker.alive:  # an exception here left the job mid-way
+            worker.stop.set()
+            try:
+                while worker.get(timeout=STOP_GRACE_SECONDS)[0:2] not in (
+                    (self._job, "end"),
+                    (self._job, "error"),
+                ):
+                    pass
+            except (queue.Empty, WorkerLost):
+                worker.kill()
+        POOL.give_back(worker)
 
 
 class WorkerPool:
-    """Idle workers wait here between runs; a run borrows one and gives it back."""
+    """Idle workers wait here between runs; a run borrows one and gives it back. A worker that
+    died, was killed, or kept much memory after its run is replaced in the background."""
 
     def __init__(self):
         self._idle: list[Worker] = []
         self._lock = threading.Lock()
+        self.size = 0  # how many workers the server wants warm
 
     def prestart(self, n: int) -> None:
         """Start n workers now (each imports torch: seconds), so first runs need not wait."""
         workers = [Worker() for _ in range(n)]
         with self._lock:
             self._idle += workers
+            self.size += n
 
     def wait_ready(self) -> None:
         """Block until every idle worker has imported torch and the labs (benchmarks use it)."""
@@ -178,30 +288,33 @@ class WorkerPool:
 
     def borrow(self) -> Worker:
         with self._lock:
-            alive = [w for w in self._idle if w.proc.is_alive()]
+            alive = [w for w in self._idle if w.alive]
             self._idle = alive[1:]
             return alive[0] if alive else Worker()
 
     def give_back(self, worker: Worker) -> None:
-        if worker.proc.is_alive():
+        bloated = worker.ready and worker.resident() - worker.baseline > Limits.from_env().memory_bytes / 2
+        if worker.alive and not bloated:
             with self._lock:
                 self._idle.append(worker)
+            return
+        if worker.alive:
+            worker.kill()  # memory a finished run left behind goes back to the system
+        self._replace()
+
+    def _replace(self) -> None:
+        with self._lock:
+            short = self.size - len([w for w in self._idle if w.alive])
+        if short > 0:
+            threading.Thread(target=self._add_one, daemon=True, name="worker-replacement").start()
+
+    def _add_one(self) -> None:
+        worker = Worker()
+        with self._lock:
+            self._idle.append(worker)
 
 
 POOL = WorkerPool()
-
-
-def remote(train: Callable) -> Callable:
-    """`train` (a module-level lab function) run in a pooled worker process."""
-
-    def run_remotely(cfg, device):
-        worker = POOL.borrow()
-        try:
-            yield from worker.run(train, cfg, device)
-        finally:
-            POOL.give_back(worker)
-
-    return run_remotely
 
 
 def executor() -> str:

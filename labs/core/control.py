@@ -1,0 +1,138 @@
+"""How a training loop hears Stop, and says how far it has got, between any two steps.
+
+A lab's loop runs `for step in steps(total):`. Before every step, `steps` records how many
+steps are done (the page reads it at once, without waiting for the next snapshot) and asks
+whether the run must end: the learner pressed Stop, closed the tab or started another run, or
+the run passed the server's time or memory budget. If so the loop ends early, and the lab
+yields its final snapshot with the weights, exactly as after its last step.
+
+Whoever drives the loop installs a `Control` for it: the runner's thread (thread executor),
+or a worker process, whose Control lives in shared memory so that the server can read the
+step count and ask for Stop while the worker is busy computing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+
+MEMORY_CHECK_SECONDS = 0.05  # reading our own resident size costs ~20 µs: not at every step
+
+
+class Ending(StrEnum):
+    """Why a loop ended before its last step."""
+
+    STOP = "stop"  # the learner (Stop, a closed tab, a newer run of theirs)
+    TIME = "time"  # past the server's time budget per run
+    MEMORY = "memory"  # past the server's memory budget per run
+
+
+class Control:
+    """The shared state between a running loop and its runner.
+
+    `stop` is anything with is_set() and set() (threading.Event, or a multiprocessing Event
+    for a worker); `progress` anything indexable with two integers, [steps done, total]
+    (a list, or a multiprocessing RawArray the server reads while the worker trains)."""
+
+    def __init__(self, stop=None, progress=None, seconds=None, memory_bytes=None, rss_start=None):
+        self.stop = stop if stop is not None else threading.Event()
+        self.progress = progress if progress is not None else [0, 0]
+        self.deadline = time.monotonic() + seconds if seconds else None
+        self.memory_bytes = memory_bytes  # growth of this process's resident memory allowed
+        self._rss_start = rss_start if rss_start is not None else resident_bytes() if memory_bytes else 0
+        self._next_memory_check = 0.0
+        self.ending: Ending | None = None
+        self.peak_bytes = 0
+
+    def report(self, done: int, total: int) -> None:
+        self.progress[0], self.progress[1] = done, total
+
+    def should_end(self) -> Ending | None:
+        """Whether the loop must end now, and why (remembered in `ending`)."""
+        if self.ending is None:
+            self.ending = self._why_end()
+        return self.ending
+
+    def _why_end(self) -> Ending | None:
+        if self.stop.is_set():
+            return Ending.STOP
+        now = time.monotonic()
+        if self.deadline is not None and now > self.deadline:
+            return Ending.TIME
+        if self.memory_bytes and now >= self._next_memory_check:
+            self._next_memory_check = now + MEMORY_CHECK_SECONDS
+            self.peak_bytes = max(self.peak_bytes, self.used_bytes())
+            if self.peak_bytes > self.memory_bytes:
+                return Ending.MEMORY
+        return None
+
+    def used_bytes(self) -> int:
+        """Memory this run has taken: growth of the process's resident size since the run
+        began, or, on a GPU, what torch's allocator holds there (the larger)."""
+        used = resident_bytes() - self._rss_start
+        try:
+            import torch
+
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                used = max(used, torch.cuda.memory_reserved())
+        except ImportError:
+            pass
+        return used
+
+
+class _Unlimited(Control):
+    """What a loop sees when nobody installed a Control (a plain `for snap in train(...)`)."""
+
+    def should_end(self) -> Ending | None:
+        return None
+
+
+_current = threading.local()
+
+
+def current() -> Control:
+    control = getattr(_current, "control", None)
+    if control is None:
+        control = _current.control = _Unlimited()
+    return control
+
+
+@contextmanager
+def installed(control: Control) -> Iterator[Control]:
+    """Drive a loop under `control` on this thread (a generator's code runs on the thread that
+    calls next() on it, so the runner installs the control around its whole loop)."""
+    previous = getattr(_current, "control", None)
+    _current.control = control
+    try:
+        yield control
+    finally:
+        _current.control = previous
+
+
+def steps(total: int) -> Iterator[int]:
+    """1, 2, …, total; ends early when the run must end (see `Control.should_end`)."""
+    control = current()
+    for step in range(1, total + 1):
+        control.report(step - 1, total)
+        if control.should_end():
+            return
+        yield step
+    control.report(total, total)
+
+
+def stop_requested() -> bool:
+    """For an inner loop that is not counted in steps (e.g. batches within one measured epoch)."""
+    return current().should_end() is not None
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux /proc; 0 where it cannot be read)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0

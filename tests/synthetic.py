@@ -1,0 +1,52 @@
+"""Training loops that misbehave on purpose, for the runner and worker tests. Module-level, so a
+worker process can import them by name."""
+
+import time
+
+import torch
+
+from labs.core.control import steps
+from labs.core.snapshot import Snapshot
+
+
+def endless(cfg, device):
+    """Quick steps until told to end; then its final snapshot, with 'weights'."""
+    step = 0
+    for step in steps(10**9):
+        time.sleep(0.002)
+        if step % 50 == 1 and (yield Snapshot(step, 10**9, {"loss": 1.0 / step})):
+            break
+    yield Snapshot(step, 10**9, final=True, state_dict={"w": torch.zeros(1)})
+
+
+def one_endless_step(cfg, device):
+    """Reports one snapshot, then its second step never ends (a huge model's single step)."""
+    for step in steps(10):
+        if step == 1:
+            yield Snapshot(1, 10, {"loss": 1.0})
+        else:
+            time.sleep(3600)
+    yield Snapshot(10, 10, final=True, state_dict={})
+
+
+def hoarder(cfg, device):
+    """Keeps `cfg` MB more memory at every step, touching it so that it is really resident."""
+    kept, step = [], 0
+    for step in steps(10**6):
+        kept.append(torch.ones(cfg * 1024**2 // 4))
+        if step == 1 and (yield Snapshot(1, 10**6, {"loss": 1.0})):
+            break
+        time.sleep(0.01)
+    yield Snapshot(step, 10**6, final=True, state_dict={})
+
+
+def one_huge_step(cfg, device):
+    """One snapshot, then a single step that takes `cfg` MB at once and holds it."""
+    for step in steps(10):
+        if step == 1:
+            yield Snapshot(1, 10, {"loss": 1.0})
+        else:
+            held = torch.ones(cfg * 1024**2 // 4)
+            time.sleep(3600)
+            del held
+    yield Snapshot(10, 10, final=True, state_dict={})
