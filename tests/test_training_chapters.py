@@ -121,7 +121,10 @@ def test_side_by_side_variants_start_from_the_same_weights():
     again = mlp.build(normalization.recipe(normalization.Config(seed=3), "plain"))
     torch.manual_seed(3)
     residual = mlp.build(normalization.recipe(normalization.Config(seed=3), "residual"))
-    assert torch.equal(again.blocks[5].linear.weight, residual.blocks[5].linear.weight)
+    # the same draw; a residual branch starts scaled by 1/sqrt(depth), near the identity
+    depth = normalization.Config().depth
+    assert torch.allclose(again.blocks[5].linear.weight * depth**-0.5, residual.blocks[5].linear.weight)
+    assert torch.equal(again.blocks[0].linear.weight, residual.blocks[0].linear.weight)  # not residual
     assert plain.blocks[0].linear.weight.shape == residual.blocks[0].linear.weight.shape
 
 

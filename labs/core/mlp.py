@@ -169,7 +169,20 @@ PROBE = 256  # training images whose activations are measured at each snapshot
 def build(r: Recipe) -> DeepMLP:
     model = DeepMLP(28 * 28, 10, r.width, r.depth, r.activation, r.norm, r.residual)
     initialize(model, r.init, r.activation)
+    if r.residual:
+        start_near_identity(model, r.depth)
     return model
+
+
+def start_near_identity(model: DeepMLP, depth: int) -> None:
+    """Scale each residual branch's weights by 1/√depth (as GPT-2 does its residual
+    projections). Every branch adds its own variance to the skip path, so without it a
+    30-block stack starts with outputs ~10× too large and, for some seeds, blows up in its
+    first steps; with it, the stack starts close to the identity and trains for every seed."""
+    with torch.no_grad():
+        for block in model.blocks:
+            if block.residual:
+                block.linear.weight.mul_(depth**-0.5)
 
 
 DIGITS = 5_000  # the shipped 28×28 digits: 4,000 to train on, 1,000 to test
