@@ -17,7 +17,7 @@ from captum.attr import IntegratedGradients
 from labs.core import budget
 from labs.core.attribution import evaluating
 from labs.core.config import ConfigError, check, knob
-from labs.core.control import steps
+from labs.core.control import log, steps
 from labs.core.device import seed_everything
 from labs.core.mlp import ExplosionWatch
 from labs.core.questions import Question
@@ -202,6 +202,7 @@ def train(cfg: Config, device: torch.device):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        log(step, train_loss=loss)
         watch.see(loss)
         if cadence.due(step):
             watch.check(step)
@@ -316,10 +317,13 @@ def explain(model: TinyTransformer, src: torch.Tensor, written: torch.Tensor) ->
     }
 
 
-def anti_diagonal_share(attention: np.ndarray) -> float:
-    """How much of an (outputs × inputs) attention map sits on the anti-diagonal (reversal)."""
-    n = min(attention.shape)
-    return float(sum(attention[i, n - 1 - i] for i in range(n)) / max(attention[:n].sum(), 1e-12))
+def anti_diagonal_band(weights: np.ndarray) -> float:
+    """Share of a square (outputs × inputs) map's mass where output i meets input n-1-i or a
+    neighbour of it: reversal's pattern. A map with no structure puts (3n-2)/n² there."""
+    m = np.abs(np.asarray(weights, dtype=np.float64))
+    n = len(m)
+    band = np.abs(np.arange(n)[None, :] - (n - 1 - np.arange(n))[:, None]) <= 1  # (outputs, inputs)
+    return float(m[band].sum() / max(m.sum(), 1e-12))
 
 
 # ---- what the runs say ---------------------------------------------------------------------

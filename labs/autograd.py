@@ -18,7 +18,7 @@ import torch
 
 from labs.core import budget
 from labs.core.config import check, knob
-from labs.core.control import steps
+from labs.core.control import log, steps
 from labs.core.device import seed_everything
 from labs.core.graph import autograd_graph
 from labs.core.questions import Question
@@ -137,6 +137,7 @@ def train(cfg: Config, device: torch.device):
             opt.step()
         path[step], grads[step - 1] = c.detach(), grad
         losses[step - 1] = loss = mse(phi, y, c.detach())
+        log(step, loss=loss)
         if not torch.isfinite(loss) or loss > 1e8:
             raise Diverged(f"the loss reached {loss.item():.3g} at step {step}.")
         if cadence.due(step):

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from labs.core import attribution, budget, data
 from labs.core.config import check, knob
-from labs.core.control import steps
+from labs.core.control import log, steps
 from labs.core.device import seed_everything
 from labs.core.hooks import layer_stats, record_activations
 from labs.core.questions import Question
@@ -203,6 +203,7 @@ def train(cfg: Config, device: torch.device):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            log(step, train_loss=loss)
             recent.append(loss.detach())
             if cadence.due(step):
                 train_loss = torch.stack(recent).mean().item()

@@ -19,7 +19,7 @@ from torch import nn
 from labs.core import budget, text
 from labs.core.attribution import evaluating
 from labs.core.config import ConfigError, check, knob
-from labs.core.control import steps
+from labs.core.control import log, steps
 from labs.core.device import seed_everything
 from labs.core.hooks import activation_stats, dead_fraction
 from labs.core.mlp import ExplosionWatch
@@ -184,6 +184,7 @@ def train(cfg: Config, device: torch.device, upload: Corpus | None = None):
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        log(step, train_loss=loss)
         watch.see(loss)
         if cadence.due(step):
             watch.check(step)

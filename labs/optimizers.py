@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from labs import surfaces
 from labs.core import budget, data
 from labs.core.config import check, knob
-from labs.core.control import steps
+from labs.core.control import log, steps
 from labs.core.device import seed_everything
 from labs.core.questions import Question
 from labs.core.runner import Experiment
@@ -94,9 +94,10 @@ def race_on_surface(cfg: SurfaceConfig, device: torch.device):
     for step in steps(cfg.steps):  # ends early on Stop
         for name in cfg.optimizers:
             if name not in diverged:
-                _race_step(
+                loss = _race_step(
                     name, points[name], opts[name], surface, step, paths, reached, diverged, cfg.tolerance
                 )
+                log(step, **{name: loss})
         if cadence.due(step):
             losses = {n: float(surface.f(*points[n].detach())) for n in cfg.optimizers if n not in diverged}
             view = {
@@ -111,16 +112,19 @@ def race_on_surface(cfg: SurfaceConfig, device: torch.device):
     yield Snapshot(step, cfg.steps, final=True, view={"reached": dict(reached), "diverged": dict(diverged)})
 
 
-def _race_step(name, point, opt, surface, step, paths, reached, diverged, tolerance):
+def _race_step(name, point, opt, surface, step, paths, reached, diverged, tolerance) -> float:
+    """One optimizer step on the surface; the height it stepped from."""
     opt.zero_grad()
-    surface.f(point[0], point[1]).backward()
+    height = surface.f(point[0], point[1])
+    height.backward()
     opt.step()
     if not torch.isfinite(point).all() or point.abs().max() > 1e3:
         diverged[name] = step
-        return
+        return float(height.detach())
     paths[name].append(tuple(point.detach().tolist()))
     if name not in reached and surfaces.distance_to_minimum(surface, point.detach()) < tolerance:
         reached[name] = step
+    return float(height.detach())
 
 
 # ---------------------------------------------------------------- race training a real net
@@ -229,6 +233,7 @@ def train(cfg: Config, device: torch.device):
             opts[name].step()
             scheds[name].step()
             recent[name].append(loss.item())
+            log(step, **{f"{name} loss": loss})
         if cadence.due(step):
             metrics = {"lr": lr_now} | _race_metrics(models, recent, X_test, y_test)
             recent = {n: [] for n in models}
@@ -293,6 +298,7 @@ def lr_range_test(cfg: FinderConfig, device: torch.device, race: Config = Config
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        log(step, loss=loss)
         avg = 0.9 * avg + 0.1 * loss.item()
         smoothed = avg / (1 - 0.9**step)  # bias-corrected exponential average
         exploded = not math.isfinite(smoothed) or smoothed > 4 * best

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from labs.core import attribution, budget, data
 from labs.core.config import check, knob
-from labs.core.control import steps
+from labs.core.control import log, steps
 from labs.core.device import seed_everything
 from labs.core.hooks import layer_stats, record_activations
 from labs.core.questions import Question
@@ -211,6 +211,7 @@ def train(cfg: Config, device: torch.device):
             opt.zero_grad(set_to_none=True)
             (loss + weight_penalty(cfg, model)).backward()
             opt.step()
+            log(step, train_loss=loss)
             if cadence.due(step):
                 if not math.isfinite(loss.item()):
                     raise Diverged(f"the loss became {loss.item()} at step {step}.")

@@ -27,7 +27,7 @@ from labs.core import budget
 from labs.core.attribution import integrated_gradients, occlude_steps
 from labs.core.compare import side_by_side
 from labs.core.config import check, knob
-from labs.core.control import steps
+from labs.core.control import log, steps
 from labs.core.device import seed_everything
 from labs.core.mlp import ExplosionWatch
 from labs.core.questions import Question
@@ -206,6 +206,7 @@ def train_cell(cfg: Config, cell: str, device: torch.device):
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        log(step, train_loss=loss)
         watch.see(loss)
         if cadence.due(step):
             watch.check(step)

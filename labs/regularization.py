@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from labs.core import budget, mlp
 from labs.core.compare import side_by_side
 from labs.core.config import check, knob
-from labs.core.control import steps, stop_requested
+from labs.core.control import log, steps, stop_requested
 from labs.core.device import seed_everything
 from labs.core.questions import Question
 from labs.core.runner import Experiment
@@ -149,7 +149,7 @@ def train_one(cfg: Config, device: torch.device):
     view = {"samples": _augmented_samples(X_train, cfg, g)}
     epoch = 0
     for epoch in steps(cfg.epochs):  # ends early on Stop
-        if not one_epoch(model, opt, X_train, y_train, cfg, g):
+        if not one_epoch(model, opt, X_train, y_train, cfg, g, epoch):
             break  # stopped mid-epoch: the final snapshot keeps what was learned
         metrics = evaluate(model, X_train, y_train, X_val, y_val)
         if not math.isfinite(metrics["train_loss"]):
@@ -170,10 +170,11 @@ def train_one(cfg: Config, device: torch.device):
     yield Snapshot(epoch, cfg.epochs, final=True, state_dict=cpu_state_dict(model), view=view)
 
 
-def one_epoch(model, opt, X_train, y_train, cfg: Config, g: torch.Generator) -> bool:
+def one_epoch(model, opt, X_train, y_train, cfg: Config, g: torch.Generator, epoch: int) -> bool:
     """One pass over the shuffled training images; False if Stop came before it ended."""
     order = torch.randperm(len(X_train), generator=g).to(X_train.device)
-    for batch in order.split(cfg.batch_size):
+    batches = order.split(cfg.batch_size)
+    for i, batch in enumerate(batches):
         if stop_requested():
             return False
         x = augment(X_train[batch], cfg.augment, g) if cfg.augment else X_train[batch]
@@ -181,6 +182,7 @@ def one_epoch(model, opt, X_train, y_train, cfg: Config, g: torch.Generator) -> 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        log(epoch - 1 + (i + 1) / len(batches), train_loss=loss)  # x in epochs
     return True
 
 

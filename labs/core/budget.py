@@ -106,10 +106,14 @@ class Speed:
     seconds_per_op: float
 
 
-@lru_cache(maxsize=4)
 def measured_speed(device_type: str = "cpu") -> Speed:
     """~50 ms of measuring, once per process and device kind. The best of three trials: a
     server that is busy for a moment should not make every estimate look slow."""
+    return _measured(device_type)
+
+
+@lru_cache(maxsize=4)
+def _measured(device_type: str) -> Speed:
     import torch
 
     device = torch.device(device_type)
@@ -198,10 +202,14 @@ def _refusal(cfg, over, memory, secs, limits, fitted, changes) -> str:
 LENGTHS = ("steps", "epochs")  # how long a run trains: what to shorten first when time is short
 
 
+FIT_MARGIN = 0.8  # suggested settings aim below the budget: estimates are estimates
+
+
 def fitting(cfg, cost_of, limits: Limits, speed: Speed):
     """Settings near `cfg` that fit the budget, or None. Memory first: halve whichever size
     setting shrinks it most. Then time: shorten the run (steps, epochs) before shrinking the
     model further. The lesson's choices (which model, which task) are never changed."""
+    limits = Limits(limits.memory_mb * FIT_MARGIN, limits.seconds * FIT_MARGIN)
     fitted = _shrink(cfg, cost_of, lambda c: _memory_excess(c, limits), exclude=LENGTHS)
     if fitted is None:
         return None

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from labs.core.control import current, prefixed
 from labs.core.runner import Diverged
 from labs.core.snapshot import Snapshot, Stopwatch, timed_by
 
@@ -74,7 +75,7 @@ def side_by_side(variants: dict[str, Iterator[Snapshot]], device: torch.device) 
 
 def _advance(run: _Variant, message: bool | None, device: torch.device) -> Snapshot:
     """Let one variant train up to its next snapshot (or, with True, wind down)."""
-    with timed_by(run.watch), _own_random_stream(run, device):
+    with timed_by(run.watch), _own_random_stream(run, device), prefixed(run.name + SEPARATOR):
         try:
             snap = run.gen.send(message) if run.started else next(run.gen)
             run.started = True
@@ -88,7 +89,8 @@ def _advance(run: _Variant, message: bool | None, device: torch.device) -> Snaps
     run.view.update(snap.view)
     if snap.final:
         run.done, run.state_dict = True, snap.state_dict
-        run.status = "stopped" if message else run.view.get("ended", "done")
+        stopped = message or current().should_end() is not None  # Stop, or the server's budget
+        run.status = "stopped" if stopped else run.view.get("ended", "done")
     return snap
 
 

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from enum import StrEnum
 
 MEMORY_CHECK_SECONDS = 0.05  # reading our own resident size costs ~20 µs: not at every step
+POINT_STEPS = 10  # a curve point is the mean of at most this many steps' values
+FLUSH_SECONDS = 0.1  # curve points leave the loop at most this often (~10 Hz)
 
 
 class Ending(StrEnum):
@@ -38,7 +40,12 @@ class Control:
     for a worker); `progress` anything indexable with two integers, [steps done, total]
     (a list, or a multiprocessing RawArray the server reads while the worker trains)."""
 
-    def __init__(self, stop=None, progress=None, seconds=None, memory_bytes=None, rss_start=None):
+    def __init__(self, stop=None, progress=None, seconds=None, memory_bytes=None, rss_start=None, sink=None):
+        self.sink = sink  # receives dense curve points (a list of {"step": s, name: value})
+        self.prefix = ""  # a side-by-side variant's "LSTM: " in front of what it logs
+        self._pending: dict[str, list] = {}
+        self._points: list[dict] = []
+        self._flushed_at = 0.0
         self.stop = stop if stop is not None else threading.Event()
         self.progress = progress if progress is not None else [0, 0]
         self.deadline = time.monotonic() + seconds if seconds else None
@@ -50,6 +57,37 @@ class Control:
 
     def report(self, done: int, total: int) -> None:
         self.progress[0], self.progress[1] = done, total
+        if self._points and time.monotonic() - self._flushed_at > FLUSH_SECONDS:
+            self.flush()
+
+    # -- dense curves: every step's value, as means of at most POINT_STEPS steps -------------
+    def log(self, step: int, values: dict) -> None:
+        for name, value in values.items():
+            pending = self._pending.setdefault(self.prefix + name, [])
+            pending.append(value.detach() if hasattr(value, "detach") else float(value))
+            if len(pending) >= POINT_STEPS:
+                self._point(step, self.prefix + name)
+
+    def _point(self, step: int, name: str) -> None:
+        pending = self._pending.pop(name)
+        if hasattr(pending[0], "detach"):  # tensors: one device sync per point, not per step
+            import torch
+
+            mean = torch.stack(pending).float().mean().item()
+        else:
+            mean = sum(pending) / len(pending)
+        self._points.append({"step": step, name: mean})
+
+    def flush(self, step: int | None = None) -> None:
+        """Hand the points made so far to the sink; with `step` (a loop ending), the partial
+        means of what this loop logged too."""
+        if step is not None:
+            for name in [n for n in self._pending if n.startswith(self.prefix)]:
+                self._point(step, name)
+        self._flushed_at = time.monotonic()
+        points, self._points = self._points, []
+        if points and self.sink is not None:
+            self.sink(points)
 
     def should_end(self) -> Ending | None:
         """Whether the loop must end now, and why (remembered in `ending`)."""
@@ -90,6 +128,9 @@ class _Unlimited(Control):
     def should_end(self) -> Ending | None:
         return None
 
+    def log(self, step: int, values: dict) -> None:
+        pass  # nobody draws these curves
+
 
 _current = threading.local()
 
@@ -116,12 +157,34 @@ def installed(control: Control) -> Iterator[Control]:
 def steps(total: int) -> Iterator[int]:
     """1, 2, …, total; ends early when the run must end (see `Control.should_end`)."""
     control = current()
-    for step in range(1, total + 1):
-        control.report(step - 1, total)
-        if control.should_end():
-            return
-        yield step
-    control.report(total, total)
+    done = 0
+    try:
+        for step in range(1, total + 1):
+            control.report(step - 1, total)
+            if control.should_end():
+                return
+            yield step
+            done = step
+        control.report(total, total)
+    finally:
+        control.flush(done)
+
+
+def log(step: int, **values) -> None:
+    """Record this step's values (a loss tensor needs no .item(): it is averaged on the device)
+    for the live curves, which get every step as the mean of at most POINT_STEPS steps."""
+    current().log(step, values)
+
+
+@contextmanager
+def prefixed(prefix: str) -> Iterator[None]:
+    """Log under `prefix` ("LSTM: "): a side-by-side variant's own curves."""
+    control = current()
+    previous, control.prefix = control.prefix, prefix
+    try:
+        yield
+    finally:
+        control.prefix = previous
 
 
 def stop_requested() -> bool:

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from labs.core import budget, data
-from labs.core.control import steps
+from labs.core.control import log, steps
 from labs.core.device import seed_everything
 from labs.core.hooks import layer_stats, record_activations
 from labs.core.runner import Diverged
@@ -256,6 +256,7 @@ def train_digits(r: Recipe, device: torch.device):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        log(step, train_loss=loss)
         watch.see(loss)
         if cadence.due(step):
             watch.check(step)

@@ -28,6 +28,8 @@ from labs.core.budget import Cost, Limits, duration, judge, measured_speed, size
 from labs.core.config import ConfigError, to_params
 from labs.core.control import Control, Ending, installed
 from labs.core.data import DataUnavailable
+from labs.core.frames import FrameMaker
+from labs.core.history import History, Reported
 from labs.core.snapshot import Snapshot
 from labs.core.workers import CutShort, RemoteFailure, RemoteJob, WorkerLost
 
@@ -37,7 +39,6 @@ IN_WORDS = (ConfigError, DataUnavailable, RemoteFailure)
 EXPECTED = (ConfigError, DataUnavailable)  # a learner's setting, not a bug: one log line
 
 log = logging.getLogger("dllab.runner")
-MAX_LAYER_HISTORY = 120  # per-layer stats over time, thinned beyond this (enough to draw)
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ def ending_message(ending: Ending | None, limits: Limits, weights_kept: bool, pe
 
 
 @dataclass
-class RunView:
+class RunView(Reported):
     """A consistent copy of a run's state for one redraw (safe to read without the lock)."""
 
     id: str
@@ -186,16 +187,7 @@ class RunView:
     step: int = 0  # steps done, as the loop reports them between steps (ahead of snapshots)
     total_steps: int = 0
     stopping: bool = False  # Stop was asked; the loop is winding down
-
-    @property
-    def layers(self) -> dict:
-        return self.layer_history[-1][1] if self.layer_history else {}
-
-    def last(self, metric: str, default: float | None = None) -> float | None:
-        """The latest value of a metric; None if no snapshot had it yet. Rows differ: some
-        metrics come only at the end, and a side-by-side variant ("LSTM: test_acc") may have
-        dropped out before its first snapshot."""
-        return next((row[metric] for row in reversed(self.history) if metric in row), default)
+    curve: list[dict] = field(default_factory=list)  # dense per-step points
 
     @property
     def alive(self) -> bool:
@@ -207,9 +199,11 @@ class LocalJob:
     between steps; memory cannot be told apart from the rest of the process, so it is not
     enforced here (the worker processes enforce it)."""
 
-    def __init__(self, train: Callable, cfg, device: torch.device, limits: Limits):
+    def __init__(self, train: Callable, cfg, device: torch.device, limits: Limits, views=None):
         self._gen = train(cfg, device)
-        self.control = Control(seconds=limits.seconds)
+        self._points: list[dict] = []
+        self.control = Control(seconds=limits.seconds, sink=self._points.extend)
+        self.frames = FrameMaker(views, cfg) if views is not None else None
         self.peak_bytes = 0
 
     @property
@@ -226,12 +220,13 @@ class LocalJob:
     def progress(self) -> tuple[int, int]:
         return int(self.control.progress[0]), int(self.control.progress[1])
 
-    def snapshots(self) -> Iterator[Snapshot]:
+    def messages(self) -> Iterator[tuple[str, object]]:
+        """("snap", Snapshot), ("points", [...]) and ("frame", {name: bytes}), as a worker sends them."""
         with installed(self.control):  # the loop's code runs on this thread, inside next()
             try:
                 snap = next(self._gen)
                 while True:
-                    yield snap
+                    yield from self._deliver(snap)
                     if snap.final:
                         return
                     snap = self._gen.send(self.control.should_end() is not None)
@@ -240,9 +235,22 @@ class LocalJob:
             finally:
                 self._gen.close()
 
+    def _deliver(self, snap: Snapshot) -> Iterator[tuple[str, object]]:
+        points, self._points[:] = list(self._points), []
+        if points:
+            yield "points", points
+        yield "snap", snap
+        if self.frames is not None:
+            self.frames.history.add_points(points)
+            self.frames.history.add(snap)
+            frame = self.frames.frame(force=snap.final or len(self.frames.history.history) <= 1)
+            if frame:
+                yield "frame", frame
+
 
 class TrainingRun:
-    """One learner's run of one lab: start it, read `view()`, `stop()` it."""
+    """One learner's run of one lab: start it, read `view()`, `stop()` it; `frames` holds its
+    latest live figures (encoded), and `listeners` hear of every change."""
 
     def __init__(
         self,
@@ -254,11 +262,12 @@ class TrainingRun:
         remote: bool = False,
         cost: Callable[[object], Cost] | None = None,
         limits: Limits | None = None,
+        views: Callable | None = None,
     ):
         self.id = uuid.uuid4().hex[:8]
         self.cfg, self.device, self.label = cfg, device, label
         self.limits = limits or Limits.from_env()
-        self._train, self._remote, self._cost = train, remote, cost
+        self._train, self._remote, self._cost, self._views = train, remote, cost, views
         self._slots = slots or SLOTS[device.type if device.type in SLOTS else "cpu"]
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -266,12 +275,9 @@ class TrainingRun:
         self._job: LocalJob | RemoteJob | None = None
         self.verdict = None  # the budget's estimate, when a cost function was given
         self._state, self._message = RunState.QUEUED, ""
-        self._history: list[dict] = []
-        self._layers: list[tuple[int, dict]] = []
-        self._latest: Snapshot | None = None
-        self._view: dict = {}
-        self._notes: list[str] = []
-        self._state_dict = None
+        self._h = History(cfg)
+        self.frames: dict[str, bytes] = {}  # the latest encoded part of each live figure
+        self.listeners: list[Callable[[TrainingRun], None]] = []  # called on every change
         self._t_start = self._t_running = time.perf_counter()
         self._t_end: float | None = None
         self._thread = threading.Thread(target=self._work, daemon=True, name=f"run-{self.id}")
@@ -303,6 +309,7 @@ class TrainingRun:
         job = self._job
         if job is not None:
             job.request_stop()
+        self._tell()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the run has ended; True if it has."""
@@ -328,20 +335,18 @@ class TrainingRun:
         try:
             with self._lock:
                 self._state, self._t_running = RunState.RUNNING, time.perf_counter()
+            self._tell()
             job_kind = RemoteJob if self._remote else LocalJob
-            self._job = job = job_kind(self._train, self.cfg, self.device, self.limits)
+            self._job = job = job_kind(self._train, self.cfg, self.device, self.limits, self._views)
             if self._stop.is_set():
                 job.request_stop()
-            for snap in job.snapshots():
-                self._record(snap)
+            for kind, payload in job.messages():
+                self._receive(kind, payload)
             self._ended(job.ending, job.peak_bytes)
         except CutShort as cut:
-            log.warning(
-                "run %s: worker ended by the server (%s); settings %s", self.id, cut.detail, self._settings()
-            )
-            self._finish(
-                RunState.STOPPED, ending_message(cut.ending, self.limits, False, self._job.peak_bytes)
-            )
+            log.warning("run %s: worker ended by the server (%s); %s", self.id, cut.detail, self._settings())
+            message = ending_message(cut.ending, self.limits, False, self._job.peak_bytes)
+            self._finish(RunState.STOPPED, message)
         except Exception as err:  # a run must never take the app down: report it in words
             self._log_failure(err)
             self._finish(RunState.FAILED, explain_failure(err))
@@ -349,13 +354,29 @@ class TrainingRun:
             self._slots.release()
             self._first.set()
 
+    def _receive(self, kind: str, payload) -> None:
+        with self._lock:
+            if kind == "snap":
+                self._h.add(payload)
+            elif kind == "points":
+                self._h.add_points(payload)
+            elif kind == "frame":
+                self.frames = {**self.frames, **payload}
+        if kind == "snap":
+            self._first.set()
+        self._tell()
+
+    def _tell(self) -> None:
+        for listener in list(self.listeners):
+            listener(self)
+
     def _ended(self, ending: Ending | None, peak_bytes: float) -> None:
         if ending is None:
             self._finish(RunState.DONE, "")
             return
         if ending != Ending.STOP:
             log.warning("run %s stopped by the budget (%s); settings %s", self.id, ending, self._settings())
-        message = ending_message(ending, self.limits, self._state_dict is not None, peak_bytes)
+        message = ending_message(ending, self.limits, self._h.state_dict is not None, peak_bytes)
         self._finish(RunState.STOPPED, message)
 
     def _log_failure(self, err: Exception) -> None:
@@ -372,37 +393,47 @@ class TrainingRun:
         except TypeError:  # not a Config (tests hand in plain generators)
             return f"{self.label or 'run'} {self.cfg!r}"
 
-    def _record(self, snap: Snapshot) -> None:
-        with self._lock:
-            if snap.metrics:
-                self._history.append({"step": snap.step, **snap.metrics})
-            if snap.layers:
-                self._layers.append((snap.step, snap.layers))
-                if len(self._layers) > MAX_LAYER_HISTORY:
-                    self._layers = self._layers[::2]  # keep the whole time span, half as dense
-            self._notes += [n for n in snap.notes if n not in self._notes]
-            if snap.state_dict is not None:
-                self._state_dict = snap.state_dict
-            self._view = {**self._view, **snap.view}  # the final snapshot adds, never erases
-            self._latest = snap
-        self._first.set()
-
     def _finish(self, state: RunState, message: str) -> None:
         with self._lock:
             self._state, self._message, self._t_end = state, message, time.perf_counter()
+        self._tell()
 
     # -- reading ---------------------------------------------------------------------------
     def _progress(self) -> tuple[int, int]:
         """Steps done and in all: from the loop itself when it is running, else the snapshots."""
-        job, latest = self._job, self._latest
+        job, latest = self._job, self._h.latest
         done, total = job.progress() if job is not None else (0, 0)
         if latest is not None and (total == 0 or latest.step > done):
             done, total = latest.step, latest.total_steps
         return done, total
 
+    def status(self) -> dict:
+        """The run's state for the live panel's progress line: cheap, no history copied."""
+        done, total = self._progress()
+        with self._lock:
+            now = self._t_end or time.perf_counter()
+            running_s = now - self._t_running if self._state != RunState.QUEUED else 0.0
+            progress = 1.0 if self._state == RunState.DONE else done / max(total, 1)
+            eta = running_s * (1 - progress) / progress if 0 < progress < 1 else None
+            return {
+                "run": self.id,
+                "state": self._state.value,
+                "message": self._message,
+                "step": done,
+                "total": total,
+                "progress": progress,
+                "eta": eta if self._state == RunState.RUNNING else None,
+                "elapsed": now - self._t_start,
+                "queue": self._slots.position(self),
+                "busy": sum(s.active for s in SLOTS.values()),
+                "stopping": self._stop.is_set(),
+                "notes": list(self._h.notes),
+            }
+
     def view(self) -> RunView:
         done, total = self._progress()
         with self._lock:
+            h = self._h
             now = self._t_end or time.perf_counter()
             progress = done / max(total, 1)
             running_s = now - self._t_running if self._state != RunState.QUEUED else 0.0
@@ -415,14 +446,15 @@ class TrainingRun:
                 eta_s=eta if self._state == RunState.RUNNING else None,
                 elapsed_s=now - self._t_start,
                 queue_position=self._slots.position(self),
-                history=list(self._history),
-                layer_history=list(self._layers),
-                latest=self._latest,
-                view=self._view,
-                notes=list(self._notes),
-                state_dict=self._state_dict,
+                history=list(h.history),
+                layer_history=list(h.layer_history),
+                latest=h.latest,
+                view=h.view,
+                notes=list(h.notes),
+                state_dict=h.state_dict,
                 cfg=self.cfg,
                 step=done,
                 total_steps=total,
                 stopping=self._stop.is_set(),
+                curve=list(h.curve),
             )

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 
 from labs.core.budget import Limits, size
 from labs.core.control import Control, Ending, installed, resident_bytes
+from labs.core.frames import FrameMaker
 
 log = logging.getLogger("dllab.workers")
 _CTX = mp.get_context("spawn")  # fork after torch has started threads can deadlock the child
@@ -62,11 +63,11 @@ def _serve(jobs, results, stop, progress) -> None:
     baseline = resident_bytes()
     results.put((None, "ready", baseline))
     while True:
-        job, train, cfg, device, limits = jobs.get()
+        job, train, cfg, device, limits, views = jobs.get()
         control = Control(stop, progress, limits.seconds, limits.memory_bytes, rss_start=baseline)
         try:
             with installed(control):
-                _drive(job, train(cfg, device), control, results)
+                _drive(job, train(cfg, device), control, results, FrameMaker(views, cfg) if views else None)
             results.put((job, "end", (control.ending, control.peak_bytes)))
         except Exception as err:  # reported to the learner; the worker lives on
             if isinstance(err, EXPECTED):
@@ -76,13 +77,29 @@ def _serve(jobs, results, stop, progress) -> None:
             results.put((job, "error", explain_failure(err)))
 
 
-def _drive(job, gen, control: Control, results) -> None:
-    """Send every snapshot home; the lab hears "end now" (Stop, time, memory) at its yields,
-    and between steps through `steps()`."""
+def _drive(job, gen, control: Control, results, frames: FrameMaker | None) -> None:
+    """Send every snapshot, the dense curve points and the live figures home. The lab hears
+    "end now" (Stop, time, memory) between steps through `steps()`, and at its yields."""
+
+    def send_frame(force: bool = False) -> None:
+        frame = frames.frame(force) if frames is not None else {}
+        if frame:
+            results.put((job, "frame", frame))
+
+    def sink(points: list[dict]) -> None:  # called from inside the loop, at most ~10 times a second
+        results.put((job, "points", points))
+        if frames is not None:
+            frames.history.add_points(points)
+            send_frame()
+
+    control.sink = sink
     try:
         snap = next(gen)
         while True:
             results.put((job, "snap", snap))
+            if frames is not None:
+                frames.history.add(snap)
+                send_frame(force=snap.final or len(frames.history.history) <= 1)
             if snap.final:
                 return
             snap = gen.send(control.should_end() is not None)
@@ -153,12 +170,12 @@ class Worker:
                 if end is not None and time.monotonic() > end:
                     raise
 
-    def send(self, train: Callable, cfg, device, limits: Limits) -> int:
+    def send(self, train: Callable, cfg, device, limits: Limits, views: Callable | None = None) -> int:
         self.wait_ready()
         self.stop.clear()
         self.progress[0] = self.progress[1] = 0
         self._jobs_sent += 1
-        self.jobs.put((self._jobs_sent, train, cfg, device, limits))
+        self.jobs.put((self._jobs_sent, train, cfg, device, limits, views))
         return self._jobs_sent
 
     def resident(self) -> int:
@@ -182,12 +199,12 @@ class RemoteJob:
     """One run in a borrowed worker, seen from the server: its snapshots, its step count, Stop,
     and a watchdog that kills the worker when it will not end."""
 
-    def __init__(self, train: Callable, cfg, device, limits: Limits):
+    def __init__(self, train: Callable, cfg, device, limits: Limits, views: Callable | None = None):
         self.limits = limits
         self.ending: Ending | None = None
         self.peak_bytes = 0
         self._worker = POOL.borrow()
-        self._job = self._worker.send(train, cfg, device, limits)
+        self._job = self._worker.send(train, cfg, device, limits, views)
         self._started = time.monotonic()
         self._stop_asked: float | None = None
         self._finished = False  # the worker said "end" or "error": it is free again
@@ -204,12 +221,13 @@ class RemoteJob:
     def process_id(self) -> int:
         return self._worker.proc.pid
 
-    def snapshots(self) -> Iterator:
+    def messages(self) -> Iterator[tuple[str, object]]:
+        """("snap", Snapshot), ("points", [...]), ("frame", {name: bytes}) until the run ends."""
         try:
             while True:
                 kind, payload = self._next()
-                if kind == "snap":
-                    yield payload
+                if kind in ("snap", "points", "frame"):
+                    yield kind, payload
                     continue
                 self._finished = True
                 if kind == "error":
