@@ -77,25 +77,32 @@ def test_sinusoidal_encodings_are_distinct_and_bounded():
 
 
 @pytest.fixture(scope="module")
-def reversal():
-    return run_view(lab.Config())  # reverse, length 8, sinusoidal
+def reversal(seed):
+    return run_view(lab.Config(seed=seed))  # reverse, length 8, sinusoidal
 
 
-def test_with_a_positional_encoding_it_learns_to_reverse_and_looks_anti_diagonally(reversal):
+@pytest.mark.lesson
+def test_with_a_positional_encoding_it_learns_to_reverse_and_looks_anti_diagonally(reversal, lesson):
     last = reversal.history[-1]
     assert last["train_loss"] < reversal.history[0]["train_loss"] / 10
-    assert last["greedy_sequence_acc"] > 0.7, last
+    # chance of a whole sequence of 8 digits is 1e-8
+    lesson.expect("reverse: whole sequences written right", last["greedy_sequence_acc"], ">", 0.6)
     cross = reversal.view["attention"]["decoder cross-attention"]
     assert cross.shape == (2, 4, 8, 8)
-    # some head of the last layer reads input n-1-i for most outputs i
-    best = max(lab.anti_diagonal_share(cross[-1, h]) for h in range(4))
-    assert best > 0.5, best
+    # Output i reads input 7-i or a neighbour (after the encoder's self-attention, a neighbour
+    # may carry the digit). Where one head does it alone varies from run to run; the heads'
+    # mean is what is stable. A map with no structure puts 22/64 = 34% of its mass there.
+    band = lab.anti_diagonal_band(cross[-1].mean(0))
+    lesson.expect("reverse: last cross-attention's mass on the anti-diagonal band", band, ">", 0.6)
     by_length = dict(zip(reversal.view["lengths"], reversal.view["greedy_acc_by_length"]))
-    assert by_length[8] > 0.7 and by_length[4] < 0.3  # "output i = input 7-i" is reversal at 8 only
+    # "output i = input 7-i" is reversal at length 8 only
+    lesson.expect("reverse: sequences right at the trained length 8", by_length[8], ">", 0.6)
+    lesson.expect("reverse: sequences right at length 4 (never trained)", by_length[4], "<", 0.3)
 
 
-def test_attribution_and_attention_of_a_typed_example(reversal):
-    cfg = lab.Config()
+@pytest.mark.lesson
+def test_attribution_and_attention_of_a_typed_example(reversal, lesson):
+    cfg = reversal.cfg
     model = lab.load_model(cfg, reversal.state_dict)
     src = lab.parse_input("reverse", "31415926", cfg.max_length)
     written = lab.answer(model, cfg, src)
@@ -106,25 +113,30 @@ def test_attribution_and_attention_of_a_typed_example(reversal):
     # Both maps lie along the anti-diagonal band: output i draws on input 7-i or a neighbour
     # (after the encoder's self-attention, a neighbour may carry the digit). A map with no
     # structure would put 22/64 of its mass there.
-    assert anti_diagonal_band(explained["attribution"]) > 0.55
-    assert anti_diagonal_band(explained["cross_attention"]) > 0.55
+    lesson.expect(
+        "31415926: IG's mass on the anti-diagonal band",
+        lab.anti_diagonal_band(explained["attribution"]),
+        ">",
+        0.55,
+    )
+    lesson.expect(
+        "31415926: attention's mass on the band",
+        lab.anti_diagonal_band(explained["cross_attention"]),
+        ">",
+        0.55,
+    )
 
 
-def anti_diagonal_band(m: np.ndarray) -> float:
-    m = np.abs(m)
-    n = len(m)
-    return sum(m[i, p] for i in range(n) for p in range(n) if abs(p - (n - 1 - i)) <= 1) / m.sum()
-
-
+@pytest.mark.lesson
 @pytest.mark.parametrize(
     "question, expected",
     list(zip(lab.QUESTIONS, ("it cannot", "it learns it", "it learns it"), strict=True)),
     ids=["reverse without positions", "reverse with sinusoidal", "sort without positions"],
 )
-def test_each_question_is_settled_by_its_run_as_the_chapter_teaches(question, expected):
-    view = run_view(dataclasses.replace(lab.Config(), **question.settings))
+def test_each_question_is_settled_by_its_run_as_the_chapter_teaches(question, expected, seed, lesson):
+    view = run_view(dataclasses.replace(lab.Config(), **question.settings, seed=seed))
     answer, evidence = question.outcome(view)
-    assert answer == expected, (question.prompt, evidence)
+    lesson.expect(f"question: {question.prompt[:60]}…", answer, "==", expected, evidence)
 
 
 def test_learned_positions_and_addition_train():

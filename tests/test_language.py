@@ -78,16 +78,18 @@ def test_the_standard_library_corpora_exist_on_this_install():
 
 
 @pytest.fixture(scope="module")
-def default_run():
-    return run_view(lab.train, lab.Config())
+def default_run(seed):
+    return run_view(lab.train, lab.Config(seed=seed))
 
 
-def test_the_default_lstm_learns_python_well_below_letter_frequencies(default_run):
+@pytest.mark.lesson
+def test_the_default_lstm_learns_python_well_below_letter_frequencies(default_run, lesson):
     bits = [r["val_bits_per_char"] for r in default_run.history]
     unigram = default_run.view["unigram_bits"]
     assert 3.5 < unigram < 5.5
     assert bits[0] > unigram - 0.5  # at the start it knows nothing
-    assert bits[-1] < 3.0 and bits[-1] < unigram - 1.2, (bits[-1], unigram)
+    lesson.expect("LSTM on Python: validation bits per char after 600 steps", bits[-1], "<", 2.9)
+    lesson.expect("LSTM on Python: letter frequencies' bits − the model's", unigram - bits[-1], ">", 1.4)
     sample = default_run.view["sample"]
     assert sample["step"] == lab.Config().steps and len(sample["text"]) == lab.SAMPLE_LENGTH
     layers = default_run.layer_history[-1][1]
@@ -106,22 +108,25 @@ def test_the_trained_model_expects_python_and_captum_explains_it(default_run):
     assert explained["delta"] < 0.05  # completeness: the sum matches the score change
 
 
-def test_low_temperature_loops_and_top_1_is_greedy(default_run):
+@pytest.mark.lesson
+def test_low_temperature_loops_and_top_1_is_greedy(default_run, lesson):
     vocab = default_run.view["vocab"]
     model = lab.load_model(lab.Config(), vocab, default_run.state_dict)
     corpus = text.Corpus("", "", vocab)
     cold = lab.generate(model, corpus, "    def ", 48, 200, 0.1, 0, seed=1)
     warm = lab.generate(model, corpus, "    def ", 48, 200, 1.0, 0, seed=1)
-    assert lab.repetition(cold) > lab.repetition(warm) + 0.2
+    more = lab.repetition(cold) - lab.repetition(warm)
+    lesson.expect("samples: repetition at temperature 0.1 minus at 1.0", more, ">", 0.2)
     greedy = [lab.generate(model, corpus, "    def ", 48, 50, 1.0, 1, seed=s) for s in (1, 2)]
     assert greedy[0] == greedy[1]  # top-1 leaves nothing to chance
 
 
-def test_the_transformer_learns_too():
-    cfg = dataclasses.replace(lab.Config(), model="transformer", steps=150, corpus="docs")
+@pytest.mark.lesson
+def test_the_transformer_learns_too(seed, lesson):
+    cfg = lab.Config(model="transformer", steps=150, corpus="docs", seed=seed)
     view = run_view(lab.train, cfg)
     bits = [r["val_bits_per_char"] for r in view.history]
-    assert bits[-1] < bits[0] - 1.5
+    lesson.expect("Transformer on docstrings: bits per char saved in 150 steps", bits[0] - bits[-1], ">", 1.5)
     assert list(view.layer_history[-1][1]) == ["embedding", "layer 1"]
 
 
@@ -134,10 +139,11 @@ def test_an_upload_is_what_the_model_learns():
     assert set(view.view["sample"]["text"]) <= set("\nabcd")
 
 
+@pytest.mark.lesson
 @pytest.mark.parametrize(
     "question, expected", list(zip(lab.QUESTIONS, ("under 3 bits", "it repeats itself"), strict=True))
 )
-def test_each_question_is_settled_by_its_run_as_the_chapter_teaches(question, expected):
-    view = run_view(lab.train, dataclasses.replace(lab.Config(), **question.settings))
+def test_each_question_is_settled_by_its_run_as_the_chapter_teaches(question, expected, seed, lesson):
+    view = run_view(lab.train, dataclasses.replace(lab.Config(), **question.settings, seed=seed))
     answer, evidence = question.outcome(view)
-    assert answer == expected, (question.prompt, evidence)
+    lesson.expect(f"question: {question.prompt[:60]}…", answer, "==", expected, evidence)

@@ -69,14 +69,19 @@ def first_layer_stats(cfg):
     return [s["grad_rms"] for s in snap.layers.values()]
 
 
-def test_sigmoid_with_unit_normal_weights_starves_the_first_layer():
-    rms = first_layer_stats(initialization.Config(depth=20, activation="sigmoid", init="normal1", steps=10))
-    assert rms[0] < rms[-1] / 100  # orders of magnitude
+@pytest.mark.lesson
+def test_sigmoid_with_unit_normal_weights_starves_the_first_layer(seed, lesson):
+    cfg = initialization.Config(depth=20, activation="sigmoid", init="normal1", steps=10, seed=seed)
+    rms = first_layer_stats(cfg)
+    lesson.expect("depth 20, sigmoid, N(0,1): first / last layer's gradient", rms[0] / rms[-1], "<", 0.01)
 
 
-def test_relu_with_kaiming_keeps_every_layer_within_one_order_of_magnitude():
-    rms = first_layer_stats(initialization.Config(depth=20, activation="relu", init="kaiming", steps=10))
-    assert max(rms) / min(rms) < 10
+@pytest.mark.lesson
+def test_relu_with_kaiming_keeps_every_layer_within_one_order_of_magnitude(seed, lesson):
+    rms = first_layer_stats(
+        initialization.Config(depth=20, activation="relu", init="kaiming", steps=10, seed=seed)
+    )
+    lesson.expect("depth 20, ReLU, Kaiming: largest / smallest layer gradient", max(rms) / min(rms), "<", 10)
 
 
 def test_zero_init_leaves_every_unit_of_a_layer_identical():
@@ -88,30 +93,39 @@ def test_zero_init_leaves_every_unit_of_a_layer_identical():
     assert min([s for s in random if s.view.get("distinct_units")][-1].view["distinct_units"]) == 1.0
 
 
-def test_a_healthy_deep_net_learns():
-    cfg = initialization.Config(depth=10, activation="tanh", init="xavier", steps=200)
+@pytest.mark.lesson
+def test_a_healthy_deep_net_learns(seed, lesson):
+    cfg = initialization.Config(depth=10, activation="tanh", init="xavier", steps=200, seed=seed)
     rows = [s.metrics for s in snapshots(initialization.train, cfg) if s.metrics]
-    assert rows[-1]["train_loss"] < rows[0]["train_loss"] and rows[-1]["test_acc"] > 0.6
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    lesson.expect("depth 10, tanh, Xavier: test accuracy (chance 10%)", rows[-1]["test_acc"], ">", 0.7)
 
 
 # ---------------------------------------------------------------- 5. normalization & residuals
 
 
-def test_the_residual_net_trains_where_the_plain_one_cannot():
-    cfg = normalization.Config(variants=("plain", "residual"), depth=30, steps=300)
+@pytest.mark.lesson
+def test_the_residual_net_trains_where_the_plain_one_cannot(seed, lesson):
+    cfg = normalization.Config(variants=("plain", "residual"), depth=30, steps=300, seed=seed)
     view = run_view(normalization.train, cfg)
-    assert normalization.final_accuracy(view, "plain") < 0.2
-    assert normalization.final_accuracy(view, "residual") > 0.5
+    plain, residual = (normalization.final_accuracy(view, v) or 0.0 for v in ("plain", "residual"))
+    lesson.expect("depth 30: plain net's test accuracy (chance 10%)", plain, "<", 0.2)
+    lesson.expect("depth 30: residual net's test accuracy", residual, ">", 0.7)
 
 
-def test_batchnorm_trains_at_a_learning_rate_where_the_plain_net_diverges():
+@pytest.mark.lesson
+def test_batchnorm_trains_at_a_learning_rate_where_the_plain_net_diverges(seed, lesson):
     # Where a net dies or explodes is chaotic (thread count changes the sums' order): at depth 2
     # and lr 1 the plain net blew up for 3 seeds x 1 and 2 threads, BatchNorm reached 77-87%.
-    cfg = normalization.Config(variants=("plain", "batchnorm"), depth=2, learning_rate=1.0, steps=300)
+    cfg = normalization.Config(
+        variants=("plain", "batchnorm"), depth=2, learning_rate=1.0, steps=300, seed=seed
+    )
     view = run_view(normalization.train, cfg)
-    assert view.view["variants"]["plain"]["status"].startswith("diverged")
+    status = view.view["variants"]["plain"]["status"]
+    lesson.expect("lr 1: the plain net", status.split(":")[0], "==", "diverged", status)
     assert normalization.final_accuracy(view, "plain") is None
-    assert normalization.final_accuracy(view, "batchnorm") > 0.5
+    bn = normalization.final_accuracy(view, "batchnorm")
+    lesson.expect("lr 1: BatchNorm net's test accuracy", bn, ">", 0.6)
     assert view.state.value == "done"  # one variant diverging does not fail the comparison
 
 
@@ -135,21 +149,42 @@ def gap(view, variant):
     return regularization.last(view, variant, "gap")
 
 
-def test_a_big_net_on_few_images_overfits_and_weight_decay_narrows_the_gap():
-    cfg = regularization.Config(weight_decay=5e-3, dropout=0.0, augment=(), label_noise=0.0)
+@pytest.mark.lesson
+def test_a_big_net_on_few_images_overfits_and_weight_decay_narrows_the_gap(seed, lesson):
+    cfg = regularization.Config(weight_decay=1e-2, dropout=0.0, augment=(), label_noise=0.0, seed=seed)
     view = run_view(regularization.train, cfg)
     base, reg = regularization.BASELINE, regularization.REGULARIZED
-    assert regularization.last(view, base, "train_acc") > 0.99
-    assert regularization.last(view, base, "val_acc") < 0.9
-    assert gap(view, base) > 0.5
-    assert gap(view, reg) < 0.85 * gap(view, base)
+    lesson.expect(
+        "200 clean digits: training accuracy", regularization.last(view, base, "train_acc"), ">", 0.99
+    )
+    lesson.expect(
+        "200 clean digits: validation accuracy", regularization.last(view, base, "val_acc"), "<", 0.9
+    )
+    lesson.expect("200 clean digits: validation − training loss", gap(view, base), ">", 0.5)
+    lesson.expect(
+        "weight decay 0.01: its gap / the unregularized gap", gap(view, reg) / gap(view, base), "<", 0.85
+    )
 
 
-def test_with_noisy_labels_weight_decay_and_dropout_narrow_the_gap_and_help_validation():
-    view = run_view(regularization.train, regularization.Config(augment=(), label_noise=0.2))
+@pytest.mark.lesson
+def test_with_noisy_labels_the_remedies_refuse_the_lies_and_lower_the_validation_loss(seed, lesson):
+    """The chapter's defaults: a fifth of the labels wrong; decay, dropout and shifts. On 200
+    images the validation *accuracy* moves by a few points either way (-1% to +4% over seeds),
+    so the lesson is the one that holds: the regularized net stops fitting the wrong labels,
+    and is less sure of its wrong answers (lower validation loss)."""
+    view = run_view(regularization.train, regularization.Config(seed=seed))
     base, reg = regularization.BASELINE, regularization.REGULARIZED
-    assert gap(view, reg) < 0.75 * gap(view, base)
-    assert regularization.last(view, reg, "val_acc") > regularization.last(view, base, "val_acc")
+    lesson.expect(
+        "noisy labels: unregularized training accuracy (lies included)",
+        regularization.last(view, base, "train_acc"),
+        ">",
+        0.99,
+    )
+    lesson.expect(
+        "noisy labels: regularized gap / unregularized gap", gap(view, reg) / gap(view, base), "<", 0.5
+    )
+    ratio = regularization.last(view, reg, "val_loss") / regularization.last(view, base, "val_loss")
+    lesson.expect("noisy labels: regularized / unregularized validation loss", ratio, "<", 0.95)
 
 
 def test_early_stopping_stops_and_keeps_the_best_epoch():
@@ -179,6 +214,7 @@ def test_label_noise_replaces_about_the_asked_share():
 # ---------------------------------------------------------------- the pages' questions
 
 
+@pytest.mark.lesson
 @pytest.mark.parametrize(
     "lab, answers",
     [
@@ -189,12 +225,12 @@ def test_label_noise_replaces_about_the_asked_share():
     ],
     ids=["autograd", "initialization", "normalization", "regularization"],
 )
-def test_each_question_is_settled_by_its_run_as_the_chapter_teaches(lab, answers):
+def test_each_question_is_settled_by_its_run_as_the_chapter_teaches(lab, answers, seed, lesson):
     import dataclasses
 
     for question, expected in zip(lab.QUESTIONS, answers, strict=True):
         # A question may be about a run that diverges: its outcome reads the run however it ended.
-        view = run_view(lab.train, dataclasses.replace(lab.Config(), **question.settings), must_finish=False)
-        answer, evidence = question.outcome(view)
-        assert answer == expected, (question.prompt, evidence)
+        cfg = dataclasses.replace(lab.Config(), **question.settings, seed=seed)
+        answer, evidence = question.outcome(run_view(lab.train, cfg, must_finish=False))
         assert answer in question.options
+        lesson.expect(f"question: {question.prompt[:60]}…", answer, "==", expected, evidence)
