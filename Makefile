@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench browser clean
+.PHONY: run test lint format bench bench-budget lessons browser clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ test: $(STAMP) browser lint
 
 bench: $(STAMP)
 	$(PY) -m bench.speed
+
+bench-budget: $(STAMP)
+	$(PY) -m bench.budget
+
+lessons: $(STAMP)
+	$(PY) -m pytest -m lesson --seeds 0,1,2 --lesson-table
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache artifacts

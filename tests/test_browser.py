@@ -142,7 +142,8 @@ def test_live_charts_update_and_stop_keeps_the_partial_curves(browser, server, c
     wait_for_points_beyond(page, first)  # the chart updated while training
     reached = wait_for_beyond(page, LAST_STEP_JS, 1, "last step")
     page.locator(f".st-key-{key}-stop button").click()
-    page.get_by_text("Stopped: the curves and weights so far are kept.").wait_for(timeout=60_000)
+    # Stop lands between two steps; on a loaded machine the page may take a while to show it
+    alert(page, "Stopped").wait_for(timeout=120_000)
     page.wait_for_selector(IDLE, timeout=60_000)
     # Nothing learned so far was lost: the stopped curves still reach that step.
     wait_for_beyond(page, LAST_STEP_JS, reached - 1e-9, "last step after Stop", timeout=15)
@@ -216,3 +217,81 @@ def test_a_text_upload_is_checked_and_a_good_one_trains(browser, server):
 
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 16
+
+
+LONG_PLAYGROUND = "epochs=1000&points=2000&batch_size=4"  # minutes of tiny steps, within the budget
+HEAVY_LINKS = [  # every value within its slider's range; each far past the default budget
+    ("language", "model=transformer&width=512&layers=4&context=256&batch_size=256&steps=20000"),
+    ("attention", "task=add&max_length=16&lengths=all&heads=8&layers=4&width=256&batch_size=512&steps=10000"),
+    ("recurrent", "span=200&hidden=256&batch_size=512&steps=5000&bidirectional=true&cells=rnn,lstm,gru"),
+]
+
+
+def open_link(context, server, slug, query, height=1000):
+    page = context.new_page()
+    page.set_viewport_size({"width": 1400, "height": height})
+    page.goto(f"{server}/{slug}?{query}")
+    page.wait_for_selector(IDLE, timeout=90_000)
+    return page
+
+
+def train_fitted(page, slug):
+    """The budget's warning is on the page before Train; its suggestion is taken; Train."""
+    page.get_by_text("This run would need").first.wait_for(timeout=30_000)
+    page.locator(f".st-key-{slug}-fit button").click()
+    page.get_by_text("This run: about").wait_for(timeout=60_000)  # it fits now
+    page.wait_for_selector(IDLE, timeout=60_000)
+    train_button(page, slug).click()
+    page.get_by_text("Training: step").first.wait_for(timeout=120_000)
+
+
+def alert(page, text):
+    """A status box (info, warning, error) that says `text`."""
+    return page.locator("[data-testid=stAlert]", has_text=text).first
+
+
+def stop_and_wait(page, slug):
+    page.locator(f".st-key-{slug}-stop button").click()
+    alert(page, "Stopped").wait_for(timeout=60_000)
+
+
+def test_heavy_links_are_cut_to_the_budget_and_stop_frees_a_slot_for_a_queued_learner(browser, server):
+    """Two heavy (budget-sized) runs fill both slots; a third learner queues; the first learner's
+    Stop lets the third start. Then every heavy link trains and stops."""
+    contexts = [browser.new_context() for _ in range(3)]
+    (slug_a, query_a), (slug_b, query_b) = HEAVY_LINKS[0], HEAVY_LINKS[1]
+    a = open_link(contexts[0], server, slug_a, query_a)
+    train_fitted(a, slug_a)
+    b = open_link(contexts[1], server, slug_b, query_b)
+    train_fitted(b, slug_b)
+    c = open_link(contexts[2], server, "playground", LONG_PLAYGROUND)
+    train_button(c, "playground").click()
+    alert(c, "Waiting for a free slot").wait_for(timeout=30_000)
+    stop_and_wait(a, slug_a)
+    c.get_by_text("Training: step").first.wait_for(timeout=60_000)  # its turn came
+    stop_and_wait(b, slug_b)
+    stop_and_wait(c, "playground")
+    slug, query = HEAVY_LINKS[2]
+    d = open_link(contexts[0], server, slug, query)
+    train_fitted(d, slug)
+    stop_and_wait(d, slug)
+    for page in (a, b, c, d):
+        assert_no_exception(page)
+    for ctx in contexts:
+        ctx.close()
+
+
+def test_closing_the_tab_stops_its_run_and_frees_its_slot(browser, server):
+    contexts = [browser.new_context() for _ in range(3)]
+    pages = [open_link(ctx, server, "playground", LONG_PLAYGROUND) for ctx in contexts]
+    for page in pages[:2]:
+        train_button(page, "playground").click()
+        page.get_by_text("Training: step").first.wait_for(timeout=60_000)
+    train_button(pages[2], "playground").click()
+    alert(pages[2], "Waiting for a free slot").wait_for(timeout=30_000)
+    contexts[0].close()  # the tab (and its session) goes away: its run must end
+    pages[2].get_by_text("Training: step").first.wait_for(timeout=60_000)
+    for page in pages[1:]:
+        stop_and_wait(page, "playground")
+    for ctx in contexts[1:]:
+        ctx.close()

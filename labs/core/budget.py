@@ -206,16 +206,29 @@ FIT_MARGIN = 0.8  # suggested settings aim below the budget: estimates are estim
 
 
 def fitting(cfg, cost_of, limits: Limits, speed: Speed):
-    """Settings near `cfg` that fit the budget, or None. Memory first: halve whichever size
-    setting shrinks it most. Then time: shorten the run (steps, epochs) before shrinking the
-    model further. The lesson's choices (which model, which task) are never changed."""
+    """Settings near `cfg` that fit the budget, or None. The lesson's choices (which model,
+    which task) are never changed; numeric settings are halved, greedily:
+    1. memory: whichever size setting shrinks it most;
+    2. pace: sizes again, until the chapter's default number of steps would fit in the time;
+    3. length: the steps (or epochs), until the whole run fits.
+    So a link for a huge model trained for hours becomes a smaller model trained for a
+    meaningful while, not the same model for ten steps."""
     limits = Limits(limits.memory_mb * FIT_MARGIN, limits.seconds * FIT_MARGIN)
-    fitted = _shrink(cfg, cost_of, lambda c: _memory_excess(c, limits), exclude=LENGTHS)
-    if fitted is None:
-        return None
-    time_excess = lambda c: _time_excess(c, limits, speed)  # noqa: E731
-    shorter = _shrink(fitted, cost_of, time_excess, only=LENGTHS)
-    return shorter if shorter is not None else _shrink(fitted, cost_of, time_excess)
+    usual = cost_of(type(cfg)()).steps  # the steps of the chapter's default run
+
+    def pace(cost: Cost) -> float:
+        return _time_excess(dataclasses.replace(cost, steps=min(cost.steps, usual)), limits, speed)
+
+    current = cfg
+    for excess, only, exclude in (
+        (lambda c: _memory_excess(c, limits), (), LENGTHS),
+        (pace, (), LENGTHS),
+        (lambda c: _time_excess(c, limits, speed), LENGTHS, ()),
+    ):
+        current = _shrink(current, cost_of, excess, only=only, exclude=exclude)
+        if current is None:
+            return None
+    return current
 
 
 def _shrink(cfg, cost_of, excess, only=(), exclude=(), rounds: int = 30):

@@ -1,0 +1,111 @@
+"""The budget's estimates against what runs really take (printed, never asserted).
+
+    make bench-budget        # or: .venv/bin/python -m bench.budget
+
+For every experiment of every chapter, two configs: the default, and the heaviest one a link
+can ask for within the sliders' ranges (labs/core/budget.heaviest). Each is trained in a fresh
+process for a few seconds (or to its end): peak resident memory above the process's idle
+size, and seconds per step, beside what `cost(cfg)` estimated before it started.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+from labs.core import budget
+from labs.core.config import from_params, to_params
+from labs.core.control import Control, installed
+
+MEASURE_SECONDS = 8.0  # a heavy config is measured over its first steps only
+FIXED = {"language": {"corpus": "python"}}
+
+
+def experiments():
+    from chapters import CHAPTERS
+    from labs.core.runner import Experiment
+
+    for chapter in CHAPTERS:
+        lab = importlib.import_module(f"labs.{chapter.slug}")
+        for name, value in vars(lab).items():
+            if isinstance(value, Experiment):
+                yield chapter.slug, name, value
+
+
+def peak_bytes() -> int:
+    """This process's peak resident memory (VmHWM)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def measure_one(slug: str, name: str, params: dict) -> dict:
+    """In this (fresh) process: train until MEASURE_SECONDS or the end; report peak and pace."""
+    import torch
+
+    from labs.core.device import configure_threads, warm_up
+
+    configure_threads()
+    experiment = getattr(importlib.import_module(f"labs.{slug}"), name)
+    cfg, _ = from_params(experiment.config, params)
+    warm_up()
+    idle = peak_bytes()
+    control = Control(seconds=MEASURE_SECONDS)
+    start = time.perf_counter()
+    with installed(control):
+        gen = experiment.train(cfg, torch.device("cpu"))
+        snap = next(gen)
+        while not snap.final:
+            snap = gen.send(control.should_end() is not None)
+    elapsed = time.perf_counter() - start
+    done = max(control.progress[0], 1)
+    return {"peak": peak_bytes() - idle, "seconds_per_step": elapsed / done, "steps": done}
+
+
+def measure(slug: str, name: str, cfg) -> dict:
+    """`measure_one` in a fresh Python, so each peak is that config's alone."""
+    call = f"b.measure_one({slug!r}, {name!r}, {to_params(cfg)!r})"
+    code = f"import json, bench.budget as b; print(json.dumps({call}))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=os.getcwd(), timeout=900
+    )
+    if out.returncode:
+        return {"error": out.stderr.strip().splitlines()[-1][:80]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    speed = budget.measured_speed("cpu")
+    print(
+        f"measured here: {speed.flops_per_second / 1e9:.0f} GFLOP/s, {speed.seconds_per_op * 1e6:.1f} µs/op"
+    )
+    columns = ("memory est.", "measured", "s/step est.", "measured")
+    print(f"\n{'experiment':28} {'config':8} " + " ".join(f"{c:>11}" for c in columns))
+    for slug, name, experiment in experiments():
+        configs = {
+            "default": experiment.config(),
+            "heaviest": budget.heaviest(experiment.config, experiment.cost, FIXED.get(slug)),
+        }
+        for label, cfg in configs.items():
+            cost = experiment.cost(cfg)
+            per_step = budget.seconds(cost, speed) / cost.steps
+            got = measure(slug, name, cfg)
+            if "error" in got:
+                print(
+                    f"{slug + '.' + name:28} {label:8} {budget.size(cost.memory_bytes()):>11}  {got['error']}"
+                )
+                continue
+            print(
+                f"{slug + '.' + name:28} {label:8} {budget.size(cost.memory_bytes()):>11} "
+                f"{budget.size(got['peak']):>11} {per_step:11.4f} {got['seconds_per_step']:11.4f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
