@@ -20,9 +20,10 @@ from labs.core import budget
 from labs.core.config import check, knob
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
+from labs.core.failures import Diverged
 from labs.core.graph import autograd_graph
 from labs.core.questions import Question
-from labs.core.runner import Diverged, Experiment
+from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot
 
 PREFERS_GPU = False  # a handful of numbers: the CPU is the right place

@@ -21,9 +21,10 @@ from labs.core import attribution, budget, data
 from labs.core.config import check, knob
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
+from labs.core.failures import Diverged
 from labs.core.hooks import layer_stats, record_activations
 from labs.core.questions import Question
-from labs.core.runner import Diverged, Experiment
+from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
 PREFERS_GPU = False  # a 16-unit MLP is overhead-bound: the CPU is as fast as a GPU

@@ -6,7 +6,8 @@ import torch
 
 from labs import regularization
 from labs.core.compare import layer_history_of, metric, side_by_side
-from labs.core.runner import Diverged, TrainingRun
+from labs.core.failures import Diverged
+from labs.core.runner import TrainingRun
 from labs.core.snapshot import Cadence, Snapshot, Stopwatch, timed_by
 
 CPU = torch.device("cpu")

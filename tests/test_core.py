@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from labs import playground
+from labs.core.failures import Diverged, explain_failure
 from labs.core.hooks import hooks_left, layer_stats, record_activations
-from labs.core.runner import Diverged, RunState, Slots, TrainingRun, explain_failure
+from labs.core.runner import RunState, Slots, TrainingRun
 from labs.core.snapshot import Snapshot
 
 CPU = torch.device("cpu")

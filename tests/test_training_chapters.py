@@ -5,7 +5,7 @@ import torch
 
 from labs import autograd, initialization, normalization, regularization
 from labs.core import mlp
-from labs.core.runner import Diverged
+from labs.core.failures import Diverged
 from tests.runs import CPU, run_view
 
 

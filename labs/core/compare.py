@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from labs.core.control import current, prefixed
-from labs.core.runner import Diverged
+from labs.core.failures import Diverged
 from labs.core.snapshot import Snapshot, Stopwatch, timed_by
 
 SEPARATOR = ": "  # metric "plain: train_loss"; layer "plain: layer 3"

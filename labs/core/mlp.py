@@ -18,8 +18,8 @@ from torch.nn import functional as F
 from labs.core import budget, data
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
+from labs.core.failures import Diverged
 from labs.core.hooks import layer_stats, record_activations
-from labs.core.runner import Diverged
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
 
 ACTIVATIONS = {

@@ -24,19 +24,14 @@ from enum import StrEnum
 
 import torch
 
-from labs.core.budget import Cost, Limits, duration, judge, measured_speed, size
+from labs.core.budget import Cost, Limits, judge, measured_speed
 from labs.core.config import ConfigError, to_params
 from labs.core.control import Control, Ending, installed
-from labs.core.data import DataUnavailable
+from labs.core.failures import IN_WORDS, CutShort, Diverged, WorkerLost, ending_message, explain_failure
 from labs.core.frames import FrameMaker
 from labs.core.history import History, Reported
 from labs.core.snapshot import Snapshot
-from labs.core.workers import CutShort, RemoteFailure, RemoteJob, WorkerLost
-
-# Failures whose message is already in a learner's words (a worker's failure was explained,
-# and logged, inside the worker).
-IN_WORDS = (ConfigError, DataUnavailable, RemoteFailure)
-EXPECTED = (ConfigError, DataUnavailable)  # a learner's setting, not a bug: one log line
+from labs.core.workers import RemoteJob
 
 log = logging.getLogger("dllab.runner")
 
@@ -58,10 +53,6 @@ class RunState(StrEnum):
     DONE = "done"
     STOPPED = "stopped"
     FAILED = "failed"
-
-
-class Diverged(RuntimeError):
-    """The loss became NaN or infinite: a lesson about the learning rate, not a crash."""
 
 
 class Slots:
@@ -115,55 +106,6 @@ SLOTS = {
     "cuda": Slots(_env_int("DLLAB_GPU_RUNS", 4)),
     "cpu": Slots(_env_int("DLLAB_CPU_RUNS", max(2, (os.cpu_count() or 2) // 2))),
 }
-
-
-def explain_failure(err: BaseException) -> str:
-    """A message a learner can act on, for anything a run may raise."""
-    text = str(err)
-    if isinstance(err, torch.cuda.OutOfMemoryError) or "cuda out of memory" in text.lower():
-        return (
-            "Out of GPU memory: the server's GPU is full. Try a smaller model or batch "
-            "size, or train again when other runs have finished."
-        )
-    if "can't allocate memory" in text.lower() or isinstance(err, MemoryError):
-        return (
-            "Out of memory: the server could not give this run the memory it asked for. Try a "
-            "smaller model or batch size."
-        )
-    if isinstance(err, WorkerLost):
-        return (
-            "The run's training process ended unexpectedly (it was killed, or the server ran out "
-            "of memory). The curves so far are kept; try a smaller model or batch size."
-        )
-    if isinstance(err, Diverged):
-        return f"Training diverged: {text} Try a smaller learning rate."
-    if isinstance(err, IN_WORDS):
-        return text
-    return (
-        f"The run failed ({type(err).__name__}: {text}). The app is fine; change a setting and train again."
-    )
-
-
-def ending_message(ending: Ending | None, limits: Limits, weights_kept: bool, peak_bytes: float = 0) -> str:
-    """How a run that ended early ended, in the learner's words."""
-    kept = "the curves and weights so far are kept" if weights_kept else "the curves so far are kept"
-    if ending == Ending.TIME:
-        return (
-            f"Stopped at this server's time limit of {duration(limits.seconds)} per run: {kept}. "
-            "Fewer steps or a smaller model fit in it."
-        )
-    if ending == Ending.MEMORY:
-        used = f"about {size(peak_bytes)}" if peak_bytes else "more"
-        return (
-            f"Stopped: the run took {used} of memory, past this server's {size(limits.memory_bytes)} "
-            f"per run; {kept}. Try a smaller model or batch size."
-        )
-    if weights_kept:
-        return "Stopped: the curves and weights so far are kept."
-    return (
-        "Stopped: the run was in the middle of a long step, so its process was ended. The curves "
-        "so far are kept, but not the weights of that moment."
-    )
 
 
 @dataclass
@@ -278,6 +220,7 @@ class TrainingRun:
         self._h = History(cfg)
         self.frames: dict[str, bytes] = {}  # the latest encoded part of each live figure
         self.listeners: list[Callable[[TrainingRun], None]] = []  # called on every change
+        self.channel = None  # the live channel the page opened for it (server/channel.py)
         self._t_start = self._t_running = time.perf_counter()
         self._t_end: float | None = None
         self._thread = threading.Thread(target=self._work, daemon=True, name=f"run-{self.id}")

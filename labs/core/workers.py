@@ -27,6 +27,7 @@ from contextlib import contextmanager
 
 from labs.core.budget import Limits, size
 from labs.core.control import Control, Ending, installed, resident_bytes
+from labs.core.failures import EXPECTED, CutShort, RemoteFailure, WorkerLost, explain_failure
 from labs.core.frames import FrameMaker
 
 log = logging.getLogger("dllab.workers")
@@ -36,26 +37,9 @@ HARD_MEMORY_FACTOR = 1.5  # past this share of its budget a worker is killed, no
 POLL_SECONDS = 0.2
 
 
-class WorkerLost(RuntimeError):
-    """The worker process died mid-run and nobody here killed it (the kernel's OOM killer, a crash)."""
-
-
-class RemoteFailure(RuntimeError):
-    """The run failed inside the worker; the message is already in the learner's words."""
-
-
-class CutShort(RuntimeError):
-    """The server ended a worker that did not stop in time; `ending` says why."""
-
-    def __init__(self, ending: Ending, detail: str = ""):
-        super().__init__(detail)
-        self.ending, self.detail = ending, detail
-
-
 def _serve(jobs, results, stop, progress) -> None:
     """The worker's main loop: run one job at a time, stream its snapshots back."""
     from labs.core.device import configure_threads, warm_up
-    from labs.core.runner import EXPECTED, explain_failure
 
     configure_threads()
     _import_labs()  # a first job should not wait for a chapter's imports (sklearn: seconds)
@@ -289,6 +273,7 @@ class WorkerPool:
         self._idle: list[Worker] = []
         self._lock = threading.Lock()
         self.size = 0  # how many workers the server wants warm
+        self._closed = False
 
     def prestart(self, n: int) -> None:
         """Start n workers now (each imports torch: seconds), so first runs need not wait."""
@@ -320,8 +305,17 @@ class WorkerPool:
             worker.kill()  # memory a finished run left behind goes back to the system
         self._replace()
 
+    def close(self) -> None:
+        """At server shutdown: end every idle worker (busy ones end with their runs' Stop)."""
+        with self._lock:
+            self._closed, idle, self._idle = True, self._idle, []
+        for worker in idle:
+            worker.kill()
+
     def _replace(self) -> None:
         with self._lock:
+            if self._closed:
+                return
             short = self.size - len([w for w in self._idle if w.alive])
         if short > 0:
             threading.Thread(target=self._add_one, daemon=True, name="worker-replacement").start()
