@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench bench-budget lessons browser clean
+.PHONY: run test lint format bench bench-budget bench-live gpu-check lessons browser clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ bench: $(STAMP)
 
 bench-budget: $(STAMP)
 	$(PY) -m bench.budget
+
+bench-live: $(STAMP) browser
+	$(PY) -m bench.live
+
+# On a machine with an NVIDIA GPU: every chapter on CUDA through the workers, a real CUDA
+# out-of-memory error, and the speed bench on the GPU (a few minutes).
+gpu-check: $(STAMP)
+	DLLAB_DEVICE=cuda $(PY) -m bench.gpu_check
 
 lessons: $(STAMP)
 	$(PY) -m pytest -m lesson --seeds 0,1,2 --lesson-table

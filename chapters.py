@@ -4,6 +4,10 @@ the README's chapter list, so none of them can drift from the app."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+
+PAGES = Path(__file__).resolve().parent / "pages"  # one Streamlit page per chapter
+HOME = str(PAGES / "home.py")
 
 PARTS = (
     "Foundations",
@@ -18,7 +22,7 @@ PARTS = (
 @dataclass(frozen=True)
 class Chapter:
     number: int
-    slug: str  # chapter_pages/<slug>.py, labs/<slug>.py, content/<slug>.md, and the URL path
+    slug: str  # pages/<slug>.py, labs/<slug>.py, content/<slug>.md, and the URL path
     title: str
     part: str
     summary: str
@@ -33,7 +37,9 @@ class Chapter:
 
     @property
     def page(self) -> str:
-        return f"chapter_pages/{self.slug}.py"
+        """The page's file, as an absolute path: the navigation script lives in server/, not
+        beside pages/ (see server/navigation.py)."""
+        return str(PAGES / f"{self.slug}.py")
 
     @property
     def label(self) -> str:
@@ -100,7 +106,7 @@ CHAPTERS = (
         "A big net memorizes few digits; weight decay, dropout, augmentation, early stopping.",
         "🛡️",
         {"epochs": "5"},
-        long_run={"epochs": "500", "train_size": "2000"},
+        long_run={"epochs": "200", "train_size": "2000"},
     ),
     Chapter(
         7,
@@ -120,7 +126,7 @@ CHAPTERS = (
         "RNN, LSTM and GRU hold a symbol for 40 steps, or fail to; forecasts; gradients through time.",
         "🔁",
         {"steps": "20", "span": "8"},
-        long_run={"steps": "5000", "span": "100"},
+        long_run={"steps": "1500", "span": "60"},
     ),
     Chapter(
         13,
@@ -130,7 +136,7 @@ CHAPTERS = (
         "A character model learns Python from its own standard library; bits per char, samples, Captum.",
         "✍️",
         {"steps": "20"},
-        long_run={"steps": "3000"},
+        long_run={"steps": "1500"},
     ),
     Chapter(
         14,

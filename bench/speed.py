@@ -5,17 +5,13 @@
 Per experiment: time to the first snapshot (what a learner waits for after Train), time to
 finish, and the final metric, run in a thread and through a warm worker process (how the app
 runs it). For the CNN, the same model, data and epochs trained by a textbook DataLoader loop,
-as ratios: the lab's loop without live views (its data path) and with them. Last, the server
-CPU one rerun of each page costs while a run trains (each polling tick) and after it ended:
-it bounds how many learners one server process can keep live.
+as ratios: the lab's loop without live views (its data path) and with them. What the browser
+sees of a run, and what it costs the server, is measured by bench/live.py.
 """
 
 from __future__ import annotations
 
-import math
-import os
 import time
-from pathlib import Path
 
 import torch
 from torch.nn import functional as F
@@ -39,7 +35,6 @@ from labs.core.runner import TrainingRun
 from labs.core.snapshot import Cadence
 from labs.core.workers import POOL
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
 EXPERIMENTS = [
     ("autograd", autograd.train, autograd.Config(), "loss", autograd.PREFERS_GPU),
     ("playground", playground.train, playground.Config(), "test_acc", playground.PREFERS_GPU),
@@ -159,43 +154,6 @@ def lab_loop_without_live_views(cfg: convnets.Config, device) -> float:
         convnets.Cadence = real
 
 
-def redraw_seconds() -> dict[str, tuple[float, float]]:
-    """Server CPU of one page rerun, (while a long run trains, after it finished), per page.
-
-    While training, each polling tick redraws the live views; afterwards a rerun happens on
-    each widget change and also draws what needs the weights (attributions, memoized)."""
-    os.environ["DLLAB_EXECUTOR"] = "process"  # as the app runs: training off this process
-    from streamlit.testing.v1 import AppTest
-
-    from chapters import CHAPTERS
-
-    out = {}
-    for chapter in CHAPTERS:
-        at = AppTest.from_file(str(APP), default_timeout=120)
-        at.run()
-        at.switch_page(chapter.page)
-        for k, v in chapter.long_run.items():
-            at.query_params[k] = v
-        at.run()
-        at.button(key=f"{chapter.run_keys[0]}-train").click().run()
-        time.sleep(1.0)
-        during = _mean_rerun(at)
-        at.button(key=f"{chapter.run_keys[0]}-stop").click().run()
-        while not (any("Stopped" in w.value for w in at.warning) or at.success):
-            time.sleep(0.2)
-            at.run()
-        at.run()  # the first rerun after the end computes the attributions once
-        out[chapter.slug] = (during, _mean_rerun(at))
-    return out
-
-
-def _mean_rerun(at, n: int = 5) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        at.run()
-    return (time.perf_counter() - start) / n
-
-
 def main() -> None:
     threads = configure_threads()
     warm_up()
@@ -252,15 +210,7 @@ def main() -> None:
         f"lab loop without live views {bare:.2f} s (ratio {bare / textbook:.2f}); "
         f"with live views {ours:.2f} s (ratio {ours / textbook:.2f})"
     )
-    print(
-        "\nServer CPU per full page rerun (AppTest, training in a worker). A polling tick "
-        "redraws only the live fragment, so these are upper bounds:"
-    )
-    for slug, (during, after) in redraw_seconds().items():
-        print(
-            f"  {slug:12} while training {during * 1000:5.0f} ms (one core keeps >= "
-            f"~{max(1, math.floor(0.5 / during))} learners live at 2 Hz), after {after * 1000:5.0f} ms"
-        )
+    print("\nHow the live views reach the browser (states per second, server CPU per frame): make bench-live")
 
 
 if __name__ == "__main__":

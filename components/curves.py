@@ -1,110 +1,70 @@
-"""Loss and metric curves over training steps."""
+"""Loss and metric curves over training steps, a lab's per-step records, and chapter 1's fit."""
 
 from __future__ import annotations
 
 import numpy as np
-import plotly.graph_objects as go
-import streamlit as st
 
-MAX_POINTS = 400  # downsample long histories: a redraw should stay small
-
-
-def thin(rows: list[dict], max_points: int = MAX_POINTS) -> list[dict]:
-    """Every k-th row, always keeping the last, so long runs redraw as fast as short ones."""
-    if len(rows) <= max_points:
-        return rows
-    stride = -(-len(rows) // max_points)
-    return rows[::stride] + ([rows[-1]] if (len(rows) - 1) % stride else [])
+from components import plot
 
 
 def curves_figure(
-    history: list[dict],
-    keys: list[str],
+    lines: dict[str, tuple],
     title: str = "",
     y_title: str = "",
     log_y: bool = False,
     height: int = 300,
-) -> go.Figure:
-    rows = thin(history)
-    fig = go.Figure()
-    for key in keys:
-        points = [(r["step"], r[key]) for r in rows if key in r]
-        if points:
-            xs, ys = zip(*points)
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=key))
-    fig.update_layout(
-        title=title,
-        height=height,
-        margin=dict(l=10, r=10, t=40, b=10),
-        xaxis_title="step",
-        yaxis_title=y_title,
-        legend=dict(orientation="h"),
-    )
-    if log_y:
-        fig.update_yaxes(type="log")
-    return fig
+    x_title: str = "step",
+    styles: dict[str, dict] | None = None,
+) -> dict:
+    """One line per name: {name: (steps, values)} (a run's `series(metric)`)."""
+    data = []
+    for i, (name, (xs, ys)) in enumerate(lines.items()):
+        xs, ys = plot.thin(xs, ys)
+        style = (styles or {}).get(name, {})
+        data.append(
+            plot.line(xs, ys, name, color=style.get("color", plot.colour(i)), dash=style.get("dash", "solid"))
+        )
+    yaxis = plot.log_axis(*(t["y"] for t in data), title=y_title) if log_y else {"title": y_title}
+    return plot.figure(data, title, height, xaxis={"title": x_title}, yaxis=yaxis)
 
 
 def series_figure(
-    values: np.ndarray, names: list[str], title: str = "", log_y: bool = False, height: int = 280, steps=None
-) -> go.Figure:
-    """Columns of a (rows, k) array as k lines over `steps` (default 1..rows): a lab's
-    per-step record."""
+    values, names: list[str], title: str = "", log_y: bool = False, height: int = 280, steps=None
+):
+    """Columns of a (rows, k) array as k lines over `steps` (default 1..rows): a lab's per-step record."""
     values = np.asarray(values).reshape(len(values), -1)
-    stride = max(1, len(values) // MAX_POINTS)
-    xs = (np.arange(1, len(values) + 1) if steps is None else np.asarray(steps))[::stride]
-    fig = go.Figure(
-        [go.Scatter(x=xs, y=values[::stride, i], mode="lines", name=n) for i, n in enumerate(names)]
-    )
-    fig.update_layout(
-        title=dict(text=title, font_size=13),
-        height=height,
-        margin=dict(l=10, r=10, t=40, b=10),
-        xaxis_title="step",
-        legend=dict(orientation="h"),
-    )
-    if log_y:
-        fig.update_yaxes(type="log")
-    return fig
+    xs = np.arange(1, len(values) + 1) if steps is None else np.asarray(steps)
+    stride = max(1, len(values) // plot.MAX_POINTS)
+    data = [plot.line(xs[::stride], values[::stride, i], name) for i, name in enumerate(names)]
+    yaxis = plot.log_axis(*(t["y"] for t in data)) if log_y else {}
+    return plot.figure(data, title, height, legend=len(names) > 1, xaxis={"title": "step"}, yaxis=yaxis)
 
 
-def derivative_figure(x, f, autograd, numeric, height: int = 320) -> go.Figure:
+def derivative_figure(x, f, autograd, numeric, height: int = 320) -> dict:
     """f, and its derivative two ways: autograd (solid) under a finite difference (dotted)."""
-    fig = go.Figure(
-        [
-            go.Scatter(x=x, y=f, name="f(x)", line=dict(color="#4c78a8", width=3)),
-            go.Scatter(x=x, y=autograd, name="f′ by autograd", line=dict(color="#e45756", width=5)),
-            go.Scatter(
-                x=x, y=numeric, name="f′ by (f(x+h) − f(x−h)) / 2h", line=dict(color="#222", dash="dot")
-            ),
-        ]
-    )
-    fig.update_layout(
-        height=height, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"), xaxis_title="x"
-    )
-    return fig
+    data = [
+        plot.line(x, f, "f(x)", color="#4c78a8", width=3),
+        plot.line(x, autograd, "f′ by autograd", color="#e45756", width=5),
+        plot.line(x, numeric, "f′ by (f(x+h) − f(x−h)) / 2h", color="#222222", dash="dot"),
+    ]
+    return plot.figure(data, "", height, xaxis={"title": "x"})
 
 
-def fit_figure(x, y, grid, fit, title: str = "", height: int = 340) -> go.Figure:
+def fit_figure(x, y, grid, fit, title: str = "", height: int = 340) -> dict:
     """Data points and the fitted curve."""
-    fig = go.Figure(go.Scatter(x=x, y=y, mode="markers", name="data", marker=dict(color="#4c78a8", size=7)))
-    fig.add_trace(go.Scatter(x=grid, y=fit, mode="lines", name="fit", line=dict(color="#e45756", width=3)))
     lo, hi = float(np.nanmin(y)), float(np.nanmax(y))
     pad = 0.3 * (hi - lo + 1e-6)
-    fig.update_layout(
-        title=dict(text=title, font_size=13),
-        height=height,
-        margin=dict(l=10, r=10, t=40, b=10),
-        yaxis_range=[lo - pad, hi + pad],  # a diverging fit should not squash the data flat
-        legend=dict(orientation="h"),
+    data = [
+        plot.markers(x, y, "data", marker={"color": "#4c78a8", "size": 7}),
+        plot.line(grid, fit, "fit", color="#e45756", width=3),
+    ]
+    # a diverging fit should not squash the data flat
+    return plot.figure(data, title, height, yaxis={"range": [lo - pad, hi + pad]})
+
+
+def example() -> dict:
+    steps = list(range(1, 50))
+    return curves_figure(
+        {"train_loss": (steps, [1 / s for s in steps]), "test_loss": (steps, [1.2 / s for s in steps])},
+        "loss",
     )
-    return fig
-
-
-def show_curves(history: list[dict], keys: list[str], key: str, **kw) -> None:
-    st.plotly_chart(curves_figure(history, keys, **kw), key=key)
-
-
-def example() -> go.Figure:
-    history = [{"step": s, "train_loss": 1 / s, "test_loss": 1.2 / s} for s in range(1, 50)]
-    return curves_figure(history, ["train_loss", "test_loss"], "Loss")

@@ -3,15 +3,13 @@ the leaves to the output, with the size of the gradient that flowed back along e
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
+from components import plot
 
 
-def graph_figure(graph: dict, height: int = 260) -> go.Figure:
+def graph_figure(graph: dict, height: int = 260) -> dict:
     nodes, edges = graph["nodes"], graph["edges"]
-    fig = go.Figure()
     if not nodes:
-        fig.add_annotation(text="a constant: nothing for autograd to record", showarrow=False)
-        return fig.update_layout(height=120, xaxis_visible=False, yaxis_visible=False)
+        return plot.empty("a constant: nothing for autograd to record")
     deepest = max(n["depth"] for n in nodes)
     rows: dict[int, int] = {}
     where = {}
@@ -47,37 +45,34 @@ def graph_figure(graph: dict, height: int = 260) -> go.Figure:
                 font=dict(size=11, color="#e45756"),
             )
         )
-    fig.update_layout(annotations=notes)
     xs, ys = zip(*(where[n["id"]] for n in nodes))
-    fig.add_trace(
-        go.Scatter(
-            x=xs,
-            y=ys,
-            mode="markers+text",
-            text=[n["label"] for n in nodes],
-            textposition="bottom center",
-            marker=dict(
-                size=26, color=["#54a24b" if n["op"] == "AccumulateGrad" else "#4c78a8" for n in nodes]
-            ),
-            hovertext=[n["op"] for n in nodes],
-            hoverinfo="text",
-            showlegend=False,
-        )
+    nodes_trace = {
+        "type": "scatter",
+        "x": list(xs),
+        "y": list(ys),
+        "mode": "markers+text",
+        "text": [n["label"] for n in nodes],
+        "textposition": "bottom center",
+        "marker": {
+            "size": 26,
+            "color": ["#54a24b" if n["op"] == "AccumulateGrad" else "#4c78a8" for n in nodes],
+        },
+        "hovertext": [n["op"] for n in nodes],
+        "hoverinfo": "text",
+        "showlegend": False,
+    }
+    return plot.figure(
+        [nodes_trace],
+        "backward: gradients flow right to left (green: leaves that get a .grad)",
+        height,
+        legend=False,
+        annotations=notes,
+        xaxis={"visible": False, "range": [-0.5, deepest + 0.5]},
+        yaxis={"visible": False, "range": [min(ys) - 0.8, 0.6]},
     )
-    low = min(ys)
-    fig.update_layout(
-        height=height,
-        margin=dict(l=10, r=10, t=30, b=10),
-        title=dict(
-            text="backward: gradients flow right to left (green: leaves that get a .grad)", font_size=13
-        ),
-        xaxis=dict(visible=False, range=[-0.5, deepest + 0.5]),
-        yaxis=dict(visible=False, range=[low - 0.8, 0.6]),
-    )
-    return fig
 
 
-def example() -> go.Figure:
+def example() -> dict:
     graph = {
         "nodes": [
             {"id": 0, "op": "MeanBackward0", "label": "mean", "depth": 0},

@@ -1,9 +1,11 @@
-"""Figures for the optimizers chapter: trajectories on contours, the LR range test, schedules."""
+"""Figures for the optimizers chapter (and chapter 1's loss surface): trajectories on
+contours, the LR range test, schedules."""
 
 from __future__ import annotations
 
 import numpy as np
-import plotly.graph_objects as go
+
+from components import plot
 
 MAX_PATH_POINTS = 500
 COLORS = {
@@ -16,98 +18,79 @@ COLORS = {
 }
 
 
-def trajectories_figure(contours: dict, paths: dict[str, np.ndarray], minima) -> go.Figure:
+def trajectories_figure(
+    contours: dict, paths: dict[str, np.ndarray], minima, title: str = "", height: int = 460
+):
     """Each optimizer's path from the shared start, over log-spaced contours of the surface."""
-    z = contours["z"]
-    fig = go.Figure(
-        go.Contour(
-            x=contours["x"],
-            y=contours["y"],
-            z=np.log1p(z - z.min()),
-            colorscale="Greys",
-            ncontours=30,
-            showscale=False,
-            contours=dict(coloring="lines"),
-            hoverinfo="skip",
-        )
-    )
-    for name, path in paths.items():
+    z = np.asarray(contours["z"])
+    data = [
+        {
+            "type": "contour",
+            "x": np.asarray(contours["x"], dtype=np.float32),
+            "y": np.asarray(contours["y"], dtype=np.float32),
+            "z": np.log1p(z - z.min()).astype(np.float32),
+            "colorscale": plot.scale("Greys"),
+            "ncontours": 30,
+            "showscale": False,
+            "contours": {"coloring": "lines"},
+            "hoverinfo": "skip",
+            "showlegend": False,
+        }
+    ]
+    for i, (name, path) in enumerate(paths.items()):
+        path = np.asarray(path)
         if len(path) > MAX_PATH_POINTS:  # long races stay light to draw; keep where it ended
             path = np.concatenate([path[:: len(path) // MAX_PATH_POINTS], path[-1:]])
-        fig.add_trace(
-            go.Scatter(
-                x=path[:, 0],
-                y=path[:, 1],
+        color = COLORS.get(name, plot.colour(i))
+        data.append(
+            plot.line(
+                path[:, 0],
+                path[:, 1],
+                name,
+                color=color,
                 mode="lines+markers",
-                name=name,
-                marker=dict(size=3),
-                line=dict(color=COLORS.get(name), width=2),
+                marker={"size": 3, "color": color},
             )
         )
     mx, my = zip(*minima)
-    fig.add_trace(
-        go.Scatter(
-            x=mx,
-            y=my,
-            mode="markers",
-            name="minimum",
-            marker=dict(symbol="star", size=16, color="gold", line=dict(width=1, color="black")),
-        )
+    star = {"symbol": "star", "size": 16, "color": "gold", "line": {"width": 1, "color": "black"}}
+    data.append(plot.markers(list(mx), list(my), "minimum", marker=star))
+    return plot.figure(
+        data,
+        title,
+        height,
+        xaxis={"range": [float(contours["x"][0]), float(contours["x"][-1])]},
+        yaxis={"range": [float(contours["y"][0]), float(contours["y"][-1])]},
     )
-    fig.update_layout(
-        height=460,
-        margin=dict(l=10, r=10, t=10, b=10),
-        legend=dict(orientation="h"),
-        xaxis=dict(range=[contours["x"][0], contours["x"][-1]]),
-        yaxis=dict(range=[contours["y"][0], contours["y"][-1]]),
-    )
-    return fig
 
 
-def lr_finder_figure(lrs: np.ndarray, losses: np.ndarray, suggested: float | None) -> go.Figure:
+def lr_finder_figure(lrs: np.ndarray, losses: np.ndarray, suggested: float | None) -> dict:
     """Smoothed loss against learning rate (log x); click a point to pick that rate."""
-    fig = go.Figure(
-        go.Scatter(x=lrs, y=losses, mode="lines+markers", marker=dict(size=5), name="smoothed loss")
+    data = [plot.line(lrs, losses, "smoothed loss", mode="lines+markers", marker={"size": 5})]
+    fig = plot.figure(
+        data,
+        "LR range test: smoothed loss as the learning rate grows",
+        340,
+        legend=False,
+        xaxis=plot.log_axis(lrs, title="learning rate"),
+        yaxis={"title": "loss"},
     )
     if suggested:
-        fig.add_vline(
-            x=suggested, line_dash="dash", line_color="#54a24b", annotation_text=f"suggested {suggested:.2g}"
+        fig = plot.with_marks(
+            fig, plot.vline(suggested, f"suggested {suggested:.2g}", color="#54a24b", dash="dash")
         )
-    fig.update_layout(
-        height=340,
-        xaxis_type="log",
-        xaxis_title="learning rate",
-        yaxis_title="loss",
-        margin=dict(l=10, r=10, t=30, b=10),
-    )
     return fig
 
 
-def schedule_figure(lrs: np.ndarray, live: list[dict] | None = None) -> go.Figure:
+def schedule_figure(lrs: np.ndarray, used: tuple[list, list] | None = None) -> dict:
     """The planned learning rate per step, and the rate actually used so far."""
-    fig = go.Figure(
-        go.Scatter(x=np.arange(1, len(lrs) + 1), y=lrs, name="planned", line=dict(color="#bbbbbb", width=3))
-    )
-    if live:
-        fig.add_trace(
-            go.Scatter(
-                x=[r["step"] for r in live],
-                y=[r["lr"] for r in live],
-                name="used",
-                line=dict(color="#4c78a8"),
-            )
-        )
-    fig.update_layout(
-        height=300,
-        title="learning rate",
-        xaxis_title="step",
-        margin=dict(l=10, r=10, t=40, b=10),
-        legend=dict(orientation="h"),
-    )
-    return fig
+    data = [plot.line(np.arange(1, len(lrs) + 1), lrs, "planned", color="#bbbbbb", width=3)]
+    if used and used[0]:
+        data.append(plot.line(used[0], used[1], "used", color="#4c78a8"))
+    return plot.figure(data, "learning rate", 300, xaxis={"title": "step"})
 
 
-def example() -> go.Figure:
+def example() -> dict:
     xs = np.linspace(-2, 2, 30)
     gx, gy = np.meshgrid(xs, xs)
     path = np.array([[-1.5, 1.5], [-1, 1], [0, 0]])

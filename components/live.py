@@ -1,5 +1,10 @@
-"""The live-run panel: Train and Stop, status with queue position, progress and ETA, and a
-fragment that redraws the charts a few times a second while (and only while) a run is alive.
+"""A page's runs: Train and Stop, the budget's estimate, the live panel while a run trains, and
+its final state once it has ended.
+
+While a run trains the page does not rerun: one components-v2 element, the live panel
+(panel.js), receives the frames the worker draws over the run's WebSocket (server/channel.py)
+and redraws its charts in place. When the run ends, the panel asks for one rerun, and the page
+draws the final state with the same figure functions, plus what needs the weights.
 
 Runs belong to the browser session through a session-scoped resource: closing the tab releases
 it, which stops the session's runs and frees their slots for other learners.
@@ -7,18 +12,26 @@ it, which stops the session's runs and frees their slots for other learners.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
 
 import streamlit as st
 
 from components import controls
+from components.views import NUMBERS, Views, cells
 from labs.core.budget import Limits, duration, judge, measured_speed, size
 from labs.core.device import pick_device
-from labs.core.runner import SLOTS, Experiment, RunState, RunView, TrainingRun
+from labs.core.runner import Experiment, RunState, RunView, TrainingRun
 from labs.core.workers import executor
+from server.channel import HUB, owner_of
+from server.routes import XSRF_COOKIE, live_path, plotly_url
 
-REDRAW_SECONDS = 0.5  # 2 Hz: live enough; each tick costs ~50-180 ms of server CPU (bench)
-FIRST_UPDATE_WAIT = 0.3  # the Train click's own rerun shows the first snapshot if it is quick
+HERE = Path(__file__).resolve().parent
+PANEL = st.components.v2.component(
+    "dllab_live_panel",
+    js=(HERE / "panel.js").read_text(encoding="utf-8"),
+    css=(HERE / "panel.css").read_text(encoding="utf-8"),
+    isolate_styles=False,  # plotly.js styles its charts from the document's head
+)
 
 
 def _stop_all(runs: dict[str, TrainingRun]) -> None:
@@ -36,7 +49,7 @@ def current_run(key: str) -> TrainingRun | None:
     return session_runs().get(key)
 
 
-def start_run(key: str, experiment: Experiment, cfg) -> TrainingRun:
+def start_run(key: str, experiment: Experiment, cfg, views: Views) -> TrainingRun:
     """Start a run; a learner has one live run per page, so any other one on the page stops.
     A run past the server's budget is refused at once, with what to lower."""
     runs = session_runs()
@@ -51,13 +64,15 @@ def start_run(key: str, experiment: Experiment, cfg) -> TrainingRun:
         label=key,
         remote=executor() == "process",  # off the server's GIL, and killable
         cost=experiment.cost,
-    ).start()
-    runs[key] = run
-    run.wait_for_first_snapshot(FIRST_UPDATE_WAIT)
+        views=views.draw,
+    )
+    run.channel = HUB.open(run, owner_of(st.context.cookies.get(XSRF_COOKIE)))
+    runs[key] = run.start()
+    st.session_state[f"{page}.__live"] = key  # the page's one live panel follows this run
     return run
 
 
-def run_buttons(key: str, experiment: Experiment, cfg, label: str = "Train") -> None:
+def run_buttons(key: str, experiment: Experiment, cfg, views: Views) -> None:
     """Train / Stop buttons for one experiment, and what the run will cost on this server.
 
     Both act in on_click callbacks, which run before the script: the buttons are then drawn
@@ -65,12 +80,12 @@ def run_buttons(key: str, experiment: Experiment, cfg, label: str = "Train") -> 
     """
     left, right = st.columns(2)
     left.button(
-        label,
+        views.button,
         type="primary",
         key=f"{key}-train",
         width="stretch",
         on_click=start_run,
-        args=(key, experiment, cfg),
+        args=(key, experiment, cfg, views),
     )
     run = current_run(key)
     right.button(
@@ -84,6 +99,12 @@ def run_buttons(key: str, experiment: Experiment, cfg, label: str = "Train") -> 
     _estimate(key, experiment, cfg)
 
 
+def _stop(key: str) -> None:
+    run = current_run(key)
+    if run is not None:
+        run.stop()
+
+
 def _estimate(key: str, experiment: Experiment, cfg) -> None:
     """The run's estimated time and memory, and, past the budget, settings that fit."""
     device = pick_device(experiment.prefers_gpu)
@@ -91,7 +112,7 @@ def _estimate(key: str, experiment: Experiment, cfg) -> None:
     if verdict.fits:
         st.caption(
             f"This run: about {duration(verdict.seconds)} and {size(verdict.memory_bytes)} "
-            f"on this server's {device.type.upper()}."
+            f"on this server's {device.type.upper()}. {verdict.message}"
         )
         return
     st.warning(verdict.message, icon="🧮")
@@ -109,54 +130,84 @@ def _use_settings(cls, key: str, settings: dict) -> None:
         controls.set_control(cls, key, name, value)
 
 
-def _stop(key: str) -> None:
+def show(key: str, views: Views, selectable: tuple = (), replace=None) -> RunView | None:
+    """The run of `key`: the live panel while it trains; once it has ended, how it ended and
+    its final figures. Returns the ended run's view (for what needs its weights), else None.
+
+    `selectable`: final figures a click selects points on; `replace(view) -> {name: part}`:
+    final parts the page draws its own way (a picked point marked, a replay step)."""
     run = current_run(key)
-    if run is not None:
-        run.stop()
+    if run is None:
+        st.caption(f"Press **{views.button}** to start a run. Sliders stay usable while it trains.")
+        return None
+    view = run.view()
+    if view.alive:
+        if st.session_state.get(f"{key.split('--')[0]}.__live", key) == key:
+            panel(key, run, views)
+        else:  # another experiment of this page took over its one live panel
+            st.caption("Stopping: another experiment on this page is training.")
+        return None
+    status(view)
+    final(key, views, view, selectable, replace(view) if replace and view.history else {})
+    return view
 
 
-def status(view: RunView | None) -> None:
-    """One line for the run's state: queue position, progress with ETA, or how it ended."""
-    if view is None:
-        st.caption("Press **Train** to start a run. Sliders stay usable while it trains.")
-    elif view.state == RunState.QUEUED:
-        busy = sum(s.active for s in SLOTS.values())
-        st.info(
-            f"Waiting for a free slot: position {view.queue_position or 1} in the queue "
-            f"({busy} runs training now).",
-            icon="⏳",
-        )
-    elif view.state == RunState.RUNNING:
-        eta = f" · about {view.eta_s:.0f} s left" if view.eta_s is not None else ""
-        step = f"step {view.step:,} of {view.total_steps:,}" if view.total_steps else "starting"
-        doing = "Stopping" if view.stopping else "Training"
-        st.progress(min(view.progress, 1.0), text=f"{doing}: {step}{eta}")
-    elif view.state == RunState.DONE:
+def panel(key: str, run: TrainingRun, views: Views) -> None:
+    """The live panel (one per page): it streams the run until it ends, then asks for one rerun."""
+    data = {
+        "token": run.channel.token,
+        "run": run.id,
+        "path": live_path(run.channel.token),
+        "plotly": plotly_url(),
+        "layout": views.layout,
+    }
+    PANEL(key=f"{key.split('--')[0]}-live", data=data, on_ended_change=lambda: None)
+
+
+def status(view: RunView) -> None:
+    """How an ended run ended, in one line, and what the learner should know about it."""
+    if view.state == RunState.DONE:
         st.success(f"Done in {view.elapsed_s:.1f} s.", icon="✅")
     elif view.state == RunState.STOPPED:
         st.warning(view.message or "Stopped.", icon="⏹️")
-    else:
+    elif view.state == RunState.FAILED:
         st.error(view.message, icon="⚠️")
-    for note in view.notes if view else []:
+    for note in view.notes:
         st.info(note, icon="ℹ️")
 
 
-def live(key: str, draw: Callable[[RunView | None], None]) -> None:
-    """Draw `draw(view)` now and, while the run is alive, again every REDRAW_SECONDS.
+def final_parts(key: str, views: Views, view: RunView) -> dict:
+    """The ended run's parts, drawn once (a rerun after each widget change reuses them)."""
+    memo = st.session_state.get(f"{key}.__final")
+    if memo is None or memo[0] != view.id:
+        memo = (view.id, views.draw(view))
+        st.session_state[f"{key}.__final"] = memo
+    return memo[1]
 
-    When the run ends, one full rerun turns the polling off (and lets the page show what needs
-    the final weights: downloads, attributions).
-    """
-    run = current_run(key)
-    polling = run is not None and run.view().alive
 
-    @st.fragment(run_every=REDRAW_SECONDS if polling else None)
-    def redraw():
-        current = current_run(key)
-        view = current.view() if current else None
-        status(view)
-        draw(view)
-        if polling and (view is None or not view.alive):
-            st.rerun()
+def final(key: str, views: Views, view: RunView, selectable: tuple = (), replace: dict | None = None) -> None:
+    """The same parts the live panel showed, in the same layout, drawn by Streamlit."""
+    parts = {**final_parts(key, views, view), **(replace or {})}
+    numbers = parts.get(NUMBERS)
+    if numbers:
+        for col, (label, value) in zip(st.columns(len(numbers)), numbers):
+            col.metric(label, value)
+    for row in cells(views.layout, [n for n in parts if n != NUMBERS]):
+        columns = st.columns([width for _, width in row])
+        for column, (names, _) in zip(columns, row):
+            for name in names:
+                _part(column, key, name, parts[name], name in selectable)
 
-    redraw()
+
+def _part(column, key: str, name: str, part: dict, selectable: bool) -> None:
+    if "text" in part:
+        column.markdown(f"**{part.get('title', '')}**")
+        column.code(part["text"], language=None, wrap_lines=True)
+        return
+    options = {"on_select": "rerun", "selection_mode": "points"} if selectable else {}
+    column.plotly_chart(part, key=chart_key(key, name), theme=None, **options)
+
+
+def chart_key(key: str, name: str) -> str:
+    """The widget key of a final chart (its selection is in st.session_state under it)."""
+    return f"{key}-chart-{name}"

@@ -13,6 +13,7 @@ import streamlit as st
 
 import chapters
 from components import controls, live
+from components.views import Views
 from labs.core.questions import Question
 from labs.core.runner import Experiment, RunView
 from labs.core.snapshot import weights_bytes
@@ -20,7 +21,7 @@ from labs.core.snapshot import weights_bytes
 CONTENT = Path(__file__).resolve().parents[1] / "content"
 
 
-def chapter(slug: str, lab):
+def chapter(slug: str, lab, views: Views):
     """The top of a one-experiment chapter page: explanation, controls generated from the
     lab's Config (read from a shared link, with notices), share link, Train and Stop.
     Returns the Config the controls describe."""
@@ -28,8 +29,20 @@ def chapter(slug: str, lab):
     cfg = controls.config_controls(lab.Config, slug)
     controls.share_link((cfg, ""))
     controls.link_notices(slug)
-    live.run_buttons(slug, lab.EXPERIMENT, cfg)
+    live.run_buttons(slug, lab.EXPERIMENT, cfg, views)
     return cfg
+
+
+def results(key: str, lab, views: Views, after=None, **show_options) -> RunView | None:
+    """Below the controls of a one-experiment page: the run (live, or how it ended), `after(view)`
+    for what needs its weights, its downloads, then the "predict, then run" questions."""
+    view = live.show(key, views, **show_options)
+    if view is not None and view.state_dict is not None and after is not None:
+        after(view)
+    if view is not None:
+        downloads(view, key)
+    questions(lab.QUESTIONS, key, lab.EXPERIMENT, views)
+    return view
 
 
 def intro(stem: str, title: str) -> None:
@@ -90,7 +103,7 @@ def downloads(view: RunView | None, stem: str) -> None:
     )
 
 
-def questions(items: list[Question], key: str, experiment: Experiment) -> None:
+def questions(items: list[Question], key: str, experiment: Experiment, views: Views) -> None:
     """Each question: pick a prediction, run the experiment that settles it, see who was right."""
     st.subheader("Predict, then run")
     for i, q in enumerate(items):
@@ -102,16 +115,16 @@ def questions(items: list[Question], key: str, experiment: Experiment) -> None:
                 key=f"{qkey}-run",
                 disabled=guess is None,
                 on_click=_run_question,
-                args=(q, qkey, key, experiment),
+                args=(q, qkey, key, experiment, views),
             )
             _verdict(q, qkey, key, guess)
 
 
-def _run_question(q: Question, qkey: str, key: str, experiment: Experiment) -> None:
+def _run_question(q: Question, qkey: str, key: str, experiment: Experiment, views: Views) -> None:
     cfg = dataclasses.replace(controls.saved_config(key), **q.settings)
     for name, value in q.settings.items():  # the sidebar shows the settings that answer it
         controls.set_control(type(cfg), key, name, value)
-    st.session_state[f"{qkey}.run_id"] = live.start_run(key, experiment, cfg).id
+    st.session_state[f"{qkey}.run_id"] = live.start_run(key, experiment, cfg, views).id
 
 
 def _verdict(q: Question, qkey: str, key: str, guess: str | None) -> None:

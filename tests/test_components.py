@@ -1,31 +1,58 @@
-"""Components draw from plain arrays: each module's example() builds a real figure."""
+"""Components draw from plain arrays into plain figure dicts; each chapter's live views turn a
+real run's history into parts the browser can draw, without Streamlit and without a model."""
 
 import importlib
+import json
 import pkgutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
-import plotly.graph_objects as go
+import pytest
+import torch
 
 import components
-from components.curves import thin
+import components.views
+from chapters import CHAPTERS
+from components import plot
 from components.images import mosaic
+from components.views import NUMBERS, Views, cells
+from labs.core.frames import to_json
+from labs.core.history import History
+from labs.core.runner import Experiment
+from tests.runs import run_view
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
 
 
-def test_every_component_example_builds_a_figure_with_data():
+def assert_plain_figure(fig, where):
+    assert isinstance(fig, dict) and set(fig) == {"data", "layout"}, where
+    assert fig["data"] and fig["layout"]["template"] is plot.TEMPLATE, where
+    json.loads(to_json(fig))  # the browser can read it
+
+
+def test_every_component_example_builds_a_plain_figure_with_data():
     found = 0
     for module in pkgutil.iter_modules(components.__path__):
         mod = importlib.import_module(f"components.{module.name}")
         if hasattr(mod, "example"):
-            fig = mod.example()
-            assert isinstance(fig, go.Figure) and len(fig.data) > 0, module.name
+            assert_plain_figure(mod.example(), module.name)
             found += 1
-    assert found >= 4
+    assert found >= 6
 
 
 def test_thinning_keeps_the_span_of_a_long_history():
-    rows = [{"step": s} for s in range(1, 1001)]
-    kept = thin(rows, 100)
-    assert len(kept) <= 101 and kept[0]["step"] == 1 and kept[-1]["step"] == 1000
+    xs = list(range(1, 1001))
+    kept, _ = plot.thin(xs, xs, 100)
+    assert len(kept) <= 101 and kept[0] == 1 and kept[-1] == 1000
+
+
+def test_log_axes_tick_every_decade_when_the_values_span_decades():
+    assert plot.log_axis([1e-6, 1.0])["dtick"] == 1
+    assert "dtick" not in plot.log_axis([2e-3, 3e-3])  # within one decade: plotly picks the ticks
+    assert plot.log_axis([1e-3, 1.0])["exponentformat"] == "power"
 
 
 def test_mosaic_separates_tiles_with_gaps_and_scales_each_tile():
@@ -33,3 +60,63 @@ def test_mosaic_separates_tiles_with_gaps_and_scales_each_tile():
     out = mosaic(tiles, cols=2)
     assert out.shape == (3, 7) and np.isnan(out[:, 3]).all()
     assert out[0, 0] == 1.0 and out[0, 4] == -1.0
+
+
+def test_layouts_resolve_wildcards_and_skip_parts_not_drawn():
+    layout = (((("a", "b"), 1),), (("c", 2), "missing"), ("heat: *",))
+    rows = cells(layout, ["a", "c", "heat: x", "heat: y", "heat: z", "heat: w"])
+    assert rows[0] == [(("a",), 1.0)] and rows[1] == [(("c",), 2)]
+    assert [len(r) for r in rows[2:]] == [3, 1]
+    with pytest.raises(ValueError, match="a name, or"):
+        Views(dict, ((("a", "b"),),))  # two names side by side need no tuple; stacked need a width
+
+
+def _views_for(experiment, module):
+    """The views of one experiment: VIEWS, or the optimizers' RACE, FINDER and NET."""
+    own = {"SurfaceConfig": "RACE", "FinderConfig": "FINDER"}.get(experiment.config.__name__)
+    return getattr(module, own) if own else getattr(module, "VIEWS", None) or module.NET
+
+
+def every_experiment():
+    for chapter in CHAPTERS:
+        lab = importlib.import_module(f"labs.{chapter.slug}")
+        module = importlib.import_module(f"components.views.{chapter.slug}")
+        for name, experiment in vars(lab).items():
+            if isinstance(experiment, Experiment):
+                yield pytest.param(
+                    chapter, experiment, _views_for(experiment, module), id=f"{chapter.slug}.{name}"
+                )
+
+
+@pytest.mark.parametrize("chapter, experiment, views", list(every_experiment()))
+def test_every_chapters_live_views_draw_a_short_run(chapter, experiment, views):
+    prefix = {"SurfaceConfig": "surface.", "FinderConfig": "finder.", "Config": "net."}
+    from labs.core.config import from_params
+
+    pre = prefix[experiment.config.__name__] if chapter.slug == "optimizers" else ""
+    cfg, _ = from_params(experiment.config, chapter.smoke, pre)
+    view = run_view(experiment.train, cfg)
+    parts = views.draw(view)
+    assert parts, "nothing drawn for a finished run"
+    for name, part in parts.items():
+        if name == NUMBERS:
+            assert all(isinstance(label, str) and isinstance(value, str) for label, value in part)
+        elif "text" in part:
+            assert isinstance(part["text"], str)
+        else:
+            assert_plain_figure(part, f"{chapter.slug}: {name}")
+    assert cells(views.layout, list(parts)), "the layout places none of the parts"
+    placed = {n for row in cells(views.layout, list(parts)) for names, _ in row for n in names}
+    assert placed == set(parts) - {NUMBERS}, "a part is drawn that the layout never shows"
+    assert views.draw(History(cfg)) == {}  # before the first snapshot: nothing, and no error
+
+
+def test_figures_and_live_views_import_neither_streamlit_nor_plotly_graph_objects():
+    modules = [f"components.{m.name}" for m in pkgutil.iter_modules(components.__path__) if not m.ispkg]
+    drawing = [m for m in modules if m not in ("components.live", "components.page", "components.controls")]
+    views = [f"components.views.{m.name}" for m in pkgutil.iter_modules(components.views.__path__)]
+    code = (
+        f"import sys; import {', '.join(drawing + views)}; "
+        "sys.exit(('streamlit' in sys.modules) * 1 + ('plotly.graph_objects' in sys.modules) * 2)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from chapters import CHAPTERS
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP = str(Path(__file__).resolve().parents[1] / "server" / "navigation.py")
 os.environ["DLLAB_EXECUTOR"] = "thread"
 
 
@@ -28,7 +28,7 @@ def open_page(chapter, params=None) -> AppTest:
     return at
 
 
-def wait_until_ended(at: AppTest, timeout: float = 90) -> None:
+def wait_until_ended(at: AppTest, timeout: float = 240) -> None:
     """Rerun (as the fragment's timer would) until the status shows how the run ended."""
     end = time.time() + timeout
     while time.time() < end:

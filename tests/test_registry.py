@@ -7,9 +7,9 @@ from chapters import CHAPTERS, readme_table
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_chapter_has_a_page_a_lab_and_an_explanation():
+def test_every_chapter_has_a_page_a_lab_its_live_views_and_an_explanation():
     for c in CHAPTERS:
-        for path in (c.page, f"labs/{c.slug}.py", f"content/{c.slug}.md"):
+        for path in (c.page, f"labs/{c.slug}.py", f"components/views/{c.slug}.py", f"content/{c.slug}.md"):
             assert (ROOT / path).exists(), path
 
 
@@ -19,5 +19,9 @@ def test_the_readme_lists_exactly_the_registered_chapters():
     assert section.strip() == readme_table()
 
 
-def test_no_legacy_pages_folder_next_to_the_entry_script():
-    assert not (ROOT / "pages").exists(), "Streamlit would bypass app.py's navigation"
+def test_the_navigation_script_is_not_beside_the_pages_folder():
+    """Streamlit treats a pages/ folder beside the main script as a legacy multipage app, and
+    would run a page's file directly for a deep link that is a fresh server's first request."""
+    app = (ROOT / "app.py").read_text()
+    assert 'st.App("server/navigation.py"' in app
+    assert (ROOT / "pages").is_dir() and not (ROOT / "server" / "pages").exists()

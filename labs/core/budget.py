@@ -164,13 +164,25 @@ class Verdict:
     suggestion: dict | None = None  # {knob name: value} that makes it fit, when one was found
 
 
+TIME_TOLERANCE = 2.0  # a time estimate rests on a speed measured on a busy server: refuse only far past
+
+
 def judge(cfg, cost_of, limits: Limits, speed: Speed) -> Verdict:
-    """Compare a config's estimated memory and time with the budget."""
+    """Compare a config's estimated memory and time with the budget. Memory is counted, so it
+    is refused as soon as it is over; time rests on measured speed, so a run is refused only
+    when its estimate is TIME_TOLERANCE times the limit, and between the two it is told it may
+    be stopped at the limit (keeping what it learned by then)."""
     cost = cost_of(cfg)
     memory, secs = cost.memory_bytes(), seconds(cost, speed)
-    over = _over(memory, secs, limits)
+    over = _over(memory, secs / TIME_TOLERANCE, limits)
     if not over:
-        return Verdict(True, memory, secs)
+        warning = ""
+        if secs > limits.seconds:
+            warning = (
+                f"This run may take about {duration(secs)}; this server stops runs at "
+                f"{duration(limits.seconds)}, keeping what they learned by then."
+            )
+        return Verdict(True, memory, secs, warning)
     fitted = fitting(cfg, cost_of, limits, speed)
     changes = {k: getattr(fitted, k) for k in _changed(cfg, fitted)} if fitted is not None else None
     return Verdict(False, memory, secs, _refusal(cfg, over, memory, secs, limits, fitted, changes), changes)

@@ -6,12 +6,15 @@ import functools
 
 import streamlit as st
 
-from components import controls, curves, layers, live, page, sequences
+from components import controls, live, page, sequences
+from components.views import language as views
 from labs import language as lab
 from labs.core import text
 
 KEY = "language"
-UPLOAD_CAP_MB = 25  # past this the browser refuses the file itself; below, the lab says why
+# Past this the browser itself refuses a file, with only a mark on its chip; below it the lab
+# reads the file and says why it will not train on it (2 MB is the real limit).
+UPLOAD_CAP_MB = 50
 page.intro(KEY, "13. Language models")
 cfg = controls.config_controls(lab.Config, KEY)
 controls.share_link((cfg, ""))
@@ -47,37 +50,11 @@ upload = read_upload() if cfg.corpus == "upload" else None
 experiment = lab.EXPERIMENT
 if upload is not None:  # the checked text travels with the run, never through a shared cache
     experiment = dataclasses.replace(experiment, train=functools.partial(lab.train, upload=upload))
-live.run_buttons(KEY, experiment, cfg)
+live.run_buttons(KEY, experiment, cfg, views.VIEWS)
 
 
-def draw(view):
-    if view is None or not view.history:
-        return
-    last, v = view.history[-1], view.view
-    cols = st.columns(3)
-    cols[0].metric("validation bits / char", f"{last['val_bits_per_char']:.2f}")
-    cols[1].metric("only letter frequencies", f"{v.get('unigram_bits', 0):.2f} bits")
-    cols[2].metric("characters", len(v.get("vocab", "")))
-    left, right = st.columns(2)
-    figure = curves.curves_figure(
-        view.history, ["train_bits_per_char", "val_bits_per_char"], "bits per character"
-    )
-    figure.add_hline(v.get("unigram_bits", 0), line_dash="dot", annotation_text="letter frequencies only")
-    left.plotly_chart(figure, key=f"{KEY}-fig-bits")
-    with right:
-        sample = v.get("sample")
-        if sample:
-            st.markdown(f"**Sample at step {sample['step']:,}** (temperature {view.cfg.temperature}), after")
-            st.code(sample["prompt"] + "│" + sample["text"], language=None, wrap_lines=True)
-    st.subheader("Inside the layers")
-    layers.show_layers(view.layer_history, (-3.0, 3.0), f"{KEY}-fig", grad_key="grad_rms")
-    if view.state_dict is not None and "vocab" in v:
-        _after_training(view, v["vocab"])
-    page.downloads(view, KEY)
-
-
-def _after_training(view, vocab):
-    c = view.cfg
+def _after_training(view):
+    c, vocab = view.cfg, view.view["vocab"]
     st.subheader("Ask the trained model")
     model = page.memo(("model", view.id), lambda: lab.load_model(c, vocab, view.state_dict))
     left, right = st.columns([2, 1])
@@ -93,7 +70,7 @@ def _after_training(view, vocab):
     if notice:
         left.caption(notice)
     probs = page.memo(("probs", view.id, prompt), lambda: lab.next_char_probs(model, vocab, prompt)).numpy()
-    left.plotly_chart(sequences.next_char_figure(vocab, probs), key=f"{KEY}-fig-next")
+    left.plotly_chart(sequences.next_char_figure(vocab, probs), key=f"{KEY}-fig-next", theme=None)
     corpus = text.Corpus("", "", vocab)
     seed = right.number_input("Sample seed", 0, 9999, 0, key=f"{KEY}-sample-seed")
     written = page.memo(
@@ -105,7 +82,7 @@ def _after_training(view, vocab):
     explained = page.memo(("lig", view.id, prompt, target), lambda: lab.explain(model, vocab, prompt, target))
     labels = [sequences.visible(ch) for ch in prompt]
     rows = {f"→ {sequences.visible(vocab[target])}": explained["by_char"]}
-    st.plotly_chart(sequences.attribution_over_time_figure(rows, labels), key=f"{KEY}-fig-lig")
+    st.plotly_chart(sequences.attribution_over_time_figure(rows, labels), key=f"{KEY}-fig-lig", theme=None)
     st.caption(
         f"LayerIntegratedGradients on the embedding: how much each character of the prompt pushed the "
         f"likeliest next character, **{sequences.visible(vocab[target])}** ({probs[target]:.0%}), "
@@ -113,6 +90,5 @@ def _after_training(view, vocab):
     )
 
 
-live.live(KEY, draw)
-page.questions(lab.QUESTIONS, KEY, lab.EXPERIMENT)
+page.results(KEY, lab, views.VIEWS, after=_after_training)
 page.show_code(lab.train, lab.CharLSTM, lab.Block, lab.generate)

@@ -2,36 +2,12 @@
 
 import streamlit as st
 
-from components import curves, images, layers, live, page
+from components import images, page
+from components.views import convnets as views
 from labs import convnets as lab
 
 KEY = "convnets"
-cfg = page.chapter(KEY, lab)
-
-
-def draw(view):
-    if view is None or not view.history:
-        return
-    last, v = view.history[-1], view.view
-    cols = st.columns(3)
-    cols[0].metric("test accuracy", f"{last['test_acc']:.1%}")
-    cols[1].metric("test loss", f"{last['test_loss']:.3f}")
-    cols[2].metric("epoch", f"{last['epoch']:.1f}")
-    left, right = st.columns(2)
-    with left:
-        curves.show_curves(view.history, ["train_loss", "test_loss"], f"{KEY}-loss", title="loss")
-        curves.show_curves(view.history, ["test_acc"], f"{KEY}-acc", title="test accuracy")
-    with right:
-        st.plotly_chart(images.confusion_figure(v["confusion"], v["classes"]), key=f"{KEY}-cm")
-        title = "first-layer filters" if view.cfg.model == "cnn" else "first-layer weights (16 units)"
-        st.plotly_chart(
-            images.mosaic_figure(v["filters"], cols=8, title=title, height=200), key=f"{KEY}-filters"
-        )
-    st.subheader("Inside the layers")
-    layers.show_layers(view.layer_history, (-0.5, 4.0), KEY)
-    if view.state_dict is not None:
-        _after_training(view)
-    page.downloads(view, KEY)
+cfg = page.chapter(KEY, lab, views.VIEWS)
 
 
 def _after_training(view):
@@ -62,10 +38,13 @@ def _after_training(view):
                 fmap, cols=16, title=f"conv {i + 1} feature maps", height=140 + 60 * (len(fmap) // 16)
             ),
             key=f"{KEY}-fmap{i}",
+            theme=None,
         )
     explained = page.memo(("captum", view.id, index, target), lambda: lab.explain(model, image, target))
     st.plotly_chart(
-        images.attribution_grid_figure(image[0, 0].numpy(), explained["maps"]), key=f"{KEY}-captum"
+        images.attribution_grid_figure(image[0, 0].numpy(), explained["maps"]),
+        key=f"{KEY}-captum",
+        theme=None,
     )
     st.caption(
         f"Integrated Gradients convergence delta: {explained['ig_delta']:.1e} "
@@ -78,9 +57,8 @@ def _after_training(view):
             f"#{i}: {ds.classes[t]}→{ds.classes[p]} {c:.0%}"
             for i, t, p, c in zip(m["index"], m["true"], m["pred"], m["confidence"])
         ]
-        st.plotly_chart(images.labelled_images_figure(m["images"], titles), key=f"{KEY}-mistakes")
+        st.plotly_chart(images.labelled_images_figure(m["images"], titles), key=f"{KEY}-mistakes", theme=None)
 
 
-live.live(KEY, draw)
-page.questions(lab.QUESTIONS, KEY, lab.EXPERIMENT)
+page.results(KEY, lab, views.VIEWS, after=_after_training)
 page.show_code(lab.train, lab.SmallCNN)

@@ -1,0 +1,114 @@
+"""The CUDA path, checked in one command on a machine with an NVIDIA GPU (under 5 minutes).
+
+    make gpu-check        # or: DLLAB_DEVICE=cuda .venv/bin/python -m bench.gpu_check
+
+1. Every experiment of every chapter trains its smoke config on CUDA through the worker pool,
+   as the app runs it, and ends DONE with its weights back on the CPU.
+2. A real CUDA out-of-memory error, raised inside a worker, reaches the learner in words
+   ("Out of GPU memory…"), and the worker trains the next run.
+3. The speed bench of every chapter's default run, on the GPU.
+
+On a machine without CUDA it says so and exits with status 2: nothing was checked.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+
+import torch
+
+from labs.core.config import from_params
+from labs.core.runner import Experiment, RunState, TrainingRun
+from labs.core.snapshot import Snapshot
+from labs.core.workers import POOL
+
+CUDA = torch.device("cuda")
+
+
+def allocate_too_much(cfg, device):
+    """One snapshot, then a step that asks the GPU for far more than it has."""
+    yield Snapshot(1, 2, {"loss": 1.0})
+    free, _ = torch.cuda.mem_get_info(device)
+    torch.empty(int(free * 4), dtype=torch.uint8, device=device)  # raises OutOfMemoryError
+    yield Snapshot(2, 2, final=True)
+
+
+def smoke_runs() -> bool:
+    from chapters import CHAPTERS
+
+    ok = True
+    prefixes = {"SurfaceConfig": "surface.", "FinderConfig": "finder.", "Config": "net."}
+    for chapter in CHAPTERS:
+        lab = importlib.import_module(f"labs.{chapter.slug}")
+        for name, experiment in vars(lab).items():
+            if not isinstance(experiment, Experiment):
+                continue
+            prefix = prefixes[experiment.config.__name__] if chapter.slug == "optimizers" else ""
+            cfg, _ = from_params(experiment.config, chapter.smoke, prefix)
+            start = time.perf_counter()
+            run = TrainingRun(experiment.train, cfg, CUDA, remote=True, cost=experiment.cost).start()
+            run.wait(300)
+            view = run.view()
+            weights_on_cpu = _all_on_cpu(view.state_dict)
+            good = view.state == RunState.DONE and weights_on_cpu
+            ok &= good
+            took = time.perf_counter() - start
+            mark = "ok " if good else "BAD"
+            print(f"  {mark} {chapter.slug}.{name:10} {view.state:8} {took:6.2f} s  {view.message}")
+    return ok
+
+
+def _all_on_cpu(state_dict) -> bool:
+    if state_dict is None:
+        return False
+    values = state_dict.values() if isinstance(state_dict, dict) else []
+    return all(
+        _all_on_cpu(v) if isinstance(v, dict) else (not torch.is_tensor(v) or v.device.type == "cpu")
+        for v in values
+    )
+
+
+def out_of_memory() -> bool:
+    run = TrainingRun(allocate_too_much, None, CUDA, remote=True).start()
+    run.wait(120)
+    view = run.view()
+    said = view.message
+    good = view.state == RunState.FAILED and said.startswith("Out of GPU memory")
+    print(f"  {'ok ' if good else 'BAD'} a real CUDA out-of-memory error reads: {said!r}")
+    after = TrainingRun(_tiny, None, CUDA, remote=True).start()
+    after.wait(120)
+    recovered = after.view().state == RunState.DONE
+    print(f"  {'ok ' if recovered else 'BAD'} the same worker trains the next run")
+    return good and recovered
+
+
+def _tiny(cfg, device):
+    x = torch.randn(64, 64, device=device)
+    yield Snapshot(1, 1, {"loss": float(x.square().mean())}, final=True, state_dict={"x": x.cpu()})
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        print("No CUDA device here: nothing was checked. Run `make gpu-check` on a GPU machine.")
+        return 2
+    os.environ.setdefault("DLLAB_DEVICE", "cuda")
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name(0)}")
+    POOL.prestart(1)
+    POOL.wait_ready()
+    print("1. every chapter's smoke config on CUDA, through a worker:")
+    smoke = smoke_runs()
+    print("2. a real CUDA out-of-memory error:")
+    oom = out_of_memory()
+    print("3. the speed bench on the GPU:")
+    from bench import speed
+
+    speed.main()
+    print("\nGPU check:", "passed" if smoke and oom else "FAILED")
+    return 0 if smoke and oom else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

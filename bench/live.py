@@ -1,0 +1,139 @@
+"""How a run reaches the screen, measured in a real browser (printed, never asserted).
+
+    make bench-live        # or: .venv/bin/python -m bench.live
+
+A real `streamlit run app.py` and headless Chromium. For the playground with a long run
+(?epochs=1000) and the CNN chapter, K = 1, 4 and 8 learners in separate browser contexts press
+Train together. Per learner: click → first number, click → first chart, and the distinct
+training states the browser drew per second (frames whose step count moved). For the server
+process (not its workers): CPU seconds per frame delivered, read from /proc while they train.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+
+from playwright.sync_api import sync_playwright
+
+from tests.test_browser import ARGS, CHROMIUM, IDLE, lab_server
+
+WINDOW_SECONDS = 8.0  # frames are counted over this long, once every learner is streaming
+PAGES = [("playground", "epochs=1000"), ("convnets", "epochs=30")]
+LEARNERS = (1, 4, 8)
+
+# Counts, in the page, the frames that carried a new step (a distinct training state), and
+# notes when the first number and the first chart appeared.
+PROBE_JS = """() => {
+  window.__bench = {states: 0, lastStatus: '', firstNumber: null, firstChart: null};
+  const b = window.__bench;
+  new MutationObserver(() => {
+    const status = document.querySelector('.dl-status span')?.textContent || '';
+    if (status !== b.lastStatus && /step [0-9]/.test(status)) { b.states += 1; b.lastStatus = status; }
+    if (b.firstNumber === null && document.querySelector('.dl-number b')?.textContent)
+      b.firstNumber = performance.now();
+    if (b.firstChart === null && document.querySelector('.dl-panel .js-plotly-plot'))
+      b.firstChart = performance.now();
+  }).observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
+}"""
+
+
+def server_cpu_seconds(port: int) -> float:
+    """utime + stime of the process listening on `port` (the Streamlit server, not a worker)."""
+    pid = _listener(port)
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _listener(port: int) -> int:
+    inode = None
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            parts = line.split()
+            if int(parts[1].split(":")[1], 16) == port and parts[3] == "0A":  # LISTEN
+                inode = parts[9]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                    return int(pid)
+        except OSError:
+            continue
+    raise RuntimeError(f"nobody listens on {port}")
+
+
+def frames(page) -> int:
+    return page.evaluate("() => Number(document.querySelector('.dl-panel')?.dataset.frames || 0)")
+
+
+def measure(browser, url: str, slug: str, query: str, k: int) -> dict:
+    contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(k)]
+    pages = []
+    for ctx in contexts:
+        page = ctx.new_page()
+        page.goto(f"{url}/{slug}?{query}")
+        page.wait_for_selector(IDLE, timeout=120_000)
+        page.evaluate(PROBE_JS)
+        pages.append(page)
+    clicked = []
+    for page in pages:  # "together": one after the other, as fast as the browser takes clicks
+        clicked.append(page.evaluate("() => performance.now()"))
+        page.locator(f".st-key-{slug}-train button").click()
+    for page in pages:
+        page.wait_for_function("() => window.__bench.firstChart !== null", timeout=120_000)
+    port = int(url.rsplit(":", 1)[1])
+    before_frames, before_cpu = sum(frames(p) for p in pages), server_cpu_seconds(port)
+    before_states = [p.evaluate("() => window.__bench.states") for p in pages]
+    time.sleep(WINDOW_SECONDS)
+    after_states = [p.evaluate("() => window.__bench.states") for p in pages]
+    delivered = sum(frames(p) for p in pages) - before_frames
+    cpu = server_cpu_seconds(port) - before_cpu
+    marks = [p.evaluate("() => window.__bench") for p in pages]
+    for page in pages:
+        page.locator(f".st-key-{slug}-stop button").click()
+    for ctx in contexts:
+        ctx.close()
+    rates = sorted((a - b) / WINDOW_SECONDS for a, b in zip(after_states, before_states))
+    first_chart = sorted((m["firstChart"] - c) / 1000 for m, c in zip(marks, clicked))
+    first_number = sorted((m["firstNumber"] - c) / 1000 for m, c in zip(marks, clicked) if m["firstNumber"])
+    return {
+        "k": k,
+        "states_p50": statistics.median(rates),
+        "states_p5": rates[max(0, int(0.05 * len(rates)) - 1)] if len(rates) > 1 else rates[0],
+        "first_number_p50": statistics.median(first_number) if first_number else float("nan"),
+        "first_chart_p50": statistics.median(first_chart),
+        "first_chart_p95": first_chart[min(len(first_chart) - 1, int(0.95 * len(first_chart)))],
+        "cpu_ms_per_frame": 1000 * cpu / max(delivered, 1),
+        "frames": delivered,
+    }
+
+
+def main() -> None:
+    cpus = os.cpu_count()
+    print(f"{cpus} cores; server with DLLAB_CPU_RUNS=8 so that every learner trains at once")
+    with lab_server(DLLAB_CPU_RUNS="8") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        warm = browser.new_page()  # the first page load starts the workers: not measured
+        warm.goto(f"{url}/playground")
+        warm.wait_for_selector(IDLE, timeout=120_000)
+        time.sleep(15)
+        warm.close()
+        head = "page        K  states/s p50  p5   click→number  click→chart p50  p95   server ms/frame"
+        print(head)
+        for slug, query in PAGES:
+            for k in LEARNERS:
+                r = measure(browser, url, slug, query, k)
+                print(
+                    f"{slug:10} {k:2} {r['states_p50']:9.1f} {r['states_p5']:5.1f} "
+                    f"{r['first_number_p50']:12.2f} {r['first_chart_p50']:15.2f} {r['first_chart_p95']:5.2f}"
+                    f" {r['cpu_ms_per_frame']:15.2f}   ({r['frames']} frames)",
+                    flush=True,
+                )
+        browser.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Chapter 2 — Neural network playground. UI only: the model and loop are labs/playground.py,
+what a run shows while it trains components/views/playground.py."""
+
+import streamlit as st
+
+from components import images, live, page
+from components.views import playground as views
+from labs import playground as lab
+
+KEY = "playground"
+cfg = page.chapter(KEY, lab, views.VIEWS)
+
+
+def picked_point(view):
+    """The point clicked on the boundary chart, else the test point picked by number."""
+    selection = st.session_state.get(live.chart_key(KEY, "boundary"))
+    points = selection.selection.points if selection else []
+    if points:
+        return float(points[0]["x"]), float(points[0]["y"])
+    X_test = view.view["X_test"]
+    i = min(st.session_state.get(f"{KEY}-point", 0), len(X_test) - 1)
+    return float(X_test[i, 0]), float(X_test[i, 1])
+
+
+def explain(view):
+    st.subheader("Why this prediction? Integrated Gradients")
+    st.caption("Click a point on the boundary chart to explain it (the gold ×), or pick a test point:")
+    st.number_input("Test point #", 0, len(view.view["X_test"]) - 1, key=f"{KEY}-point")
+    point = picked_point(view)
+    model = page.memo(("model", view.id), lambda: lab.load_model(view.cfg, view.state_dict))
+    e = page.memo(("ig", view.id, point), lambda: lab.explain_point(model, view.cfg, point))
+    left, right = st.columns([2, 1])
+    title = "attribution of the logit to each input feature"
+    left.plotly_chart(
+        images.feature_bar_figure(e["features"], e["attributions"], title), key=f"{KEY}-ig", theme=None
+    )
+    right.metric("P(blue) at this point", f"{e['probability']:.1%}")
+    right.write(
+        f"Logit {e['logit']:.3f} − logit at the centre {e['baseline_logit']:.3f} = "
+        f"{e['logit'] - e['baseline_logit']:.3f}; attributions sum to "
+        f"{e['attributions'].sum():.3f} (convergence delta {e['delta']:.1e})."
+    )
+
+
+def marked(view):
+    return {"boundary": views.boundary(view, picked_point(view))} if view.state_dict is not None else {}
+
+
+page.results(KEY, lab, views.VIEWS, after=explain, selectable=("boundary",), replace=marked)
+page.show_code(lab.train, lab.PlaygroundNet)

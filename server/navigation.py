@@ -1,0 +1,18 @@
+"""The script Streamlit runs for every page view: the navigation, built from the chapter registry.
+
+It lives in server/, not beside pages/: Streamlit still treats a `pages/` folder beside the
+main script as a legacy multipage app, and would then run a page's file directly when a deep
+link is a fresh server's first request, bypassing this navigation.
+"""
+
+import streamlit as st
+
+from chapters import HOME, by_part
+
+st.set_page_config(page_title="Deep Learning Lab", page_icon="🧪", layout="wide")
+home = st.Page(HOME, title="Home", icon="🏠", default=True)
+pages = {"Start": [home]} | {
+    part: [st.Page(c.page, title=c.label, icon=c.icon, url_path=c.slug) for c in chapters]
+    for part, chapters in by_part().items()
+}
+st.navigation(pages).run()

@@ -1,0 +1,162 @@
+"""The live channel: frames are plain JSON built in the worker; the hub hands each viewer only
+what changed, newest first, never builds a lag, and forgets a run shortly after it ended."""
+
+import asyncio
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from labs import playground
+from labs.core.frames import FrameMaker, to_json
+from labs.core.runner import TrainingRun
+from server import channel as live
+from server.channel import Hub
+
+CPU = torch.device("cpu")
+
+
+class FakeRun:
+    """What the hub needs of a TrainingRun: frames, a status and listeners."""
+
+    def __init__(self):
+        self.frames: dict[str, bytes] = {}
+        self.listeners = []
+        self.state = "running"
+        self.step = 0
+
+    def status(self) -> dict:
+        return {"state": self.state, "step": self.step}
+
+    def publish(self, **parts) -> None:
+        self.frames = {**self.frames, **{k: to_json(v) for k, v in parts.items()}}
+        for listener in self.listeners:
+            listener(self)
+
+
+def decode(frame: bytes) -> dict:
+    return json.loads(frame)["parts"]
+
+
+def test_numpy_arrays_travel_as_typed_arrays_and_nan_never_breaks_json():
+    z = np.arange(6, dtype=np.float64).reshape(2, 3)
+    data = json.loads(to_json({"z": z, "x": np.int64(3), "bad": float("nan"), "m": np.float32("inf")}))
+    assert data["z"] == {"dtype": "f8", "bdata": data["z"]["bdata"], "shape": "2, 3"}
+    assert np.frombuffer(__import__("base64").b64decode(data["z"]["bdata"])).tolist() == [0, 1, 2, 3, 4, 5]
+    assert data["x"] == 3 and data["bad"] is None and data["m"] is None
+
+
+def test_a_frame_holds_only_what_changed_since_the_last_one():
+    run = FakeRun()
+    hub = Hub()
+    ch = hub.open(run, owner=None)
+
+    async def scenario():
+        viewer = ch.join(asyncio.get_running_loop())
+        run.publish(loss={"data": [1]}, boundary={"data": [2]})
+        first = decode(await viewer.next_frame())
+        assert set(first) == {"loss", "boundary", "status"}
+        run.publish(loss={"data": [3]})  # only the loss moved
+        second = decode(await viewer.next_frame())
+        assert set(second) <= {"loss", "status"} and second["loss"] == {"data": [3]}
+        ch.leave(viewer)
+        assert ch.viewers == 0
+
+    asyncio.run(scenario())
+
+
+def test_latest_wins_a_viewer_that_was_busy_gets_only_the_newest_part():
+    run = FakeRun()
+    ch = Hub().open(run, owner=None)
+
+    async def scenario():
+        viewer = ch.join(asyncio.get_running_loop())
+        await viewer.next_frame()
+        for i in range(100):  # a hundred frames arrive while the browser is still drawing
+            run.publish(loss={"data": [i]})
+        newest = decode(await viewer.next_frame())
+        assert newest["loss"] == {"data": [99]}
+
+    asyncio.run(scenario())
+
+
+def test_a_viewer_that_never_reads_costs_nothing():
+    run = FakeRun()
+    ch = Hub().open(run, owner=None)
+
+    async def scenario():
+        ch.join(asyncio.get_running_loop())  # joined, never asks for a frame
+        for i in range(2000):
+            run.publish(curve={"data": list(range(i % 50))})
+        # nothing queued anywhere: the channel holds one part of each kind
+        assert set(run.frames) == {"curve"} and ch.viewers == 1
+
+    asyncio.run(scenario())
+
+
+def test_with_nothing_new_a_viewer_still_gets_the_progress_line_a_few_times_a_second():
+    run = FakeRun()
+    ch = Hub().open(run, owner=None)
+
+    async def scenario():
+        viewer = ch.join(asyncio.get_running_loop())
+        await viewer.next_frame()
+        run.step = 5  # the step count moved, no figure did
+        start = time.monotonic()
+        parts = decode(await asyncio.wait_for(viewer.next_frame(), 2))
+        assert parts == {"status": {"state": "running", "step": 5}}
+        assert time.monotonic() - start < 1.0
+
+    asyncio.run(scenario())
+
+
+def test_a_token_expires_shortly_after_its_run_ends_and_unknown_ones_are_not_found(monkeypatch):
+    monkeypatch.setattr(live, "EXPIRE_SECONDS", 0.2)
+    hub = Hub()
+    run = FakeRun()
+    ch = hub.open(run, owner="me")
+    assert hub.find(ch.token) is ch and hub.find("guess") is None
+    assert len(ch.token) >= 32  # unguessable: 24 random bytes
+    run.state = "done"
+    run.publish(loss={"data": [0]})
+    assert hub.find(ch.token) is ch  # the final frame is still served for a moment
+    time.sleep(0.3)
+    assert hub.find(ch.token) is None
+
+
+def test_a_real_run_publishes_its_worker_drawn_frames_through_the_channel():
+    from components.views import playground as views
+
+    run = TrainingRun(playground.train, playground.Config(epochs=20), CPU, views=views.VIEWS.draw)
+    ch = Hub().open(run, owner=None)
+
+    async def scenario():
+        viewer = ch.join(asyncio.get_running_loop())
+        run.start()
+        seen = set()
+        while run.view().alive or not seen:
+            parts = decode(await asyncio.wait_for(viewer.next_frame(), 60))
+            seen |= set(parts)
+            if parts.get("status", {}).get("state") == "done":
+                break
+        assert {"boundary", "loss", "neurons", "numbers", "status"} <= seen
+
+    asyncio.run(scenario())
+
+
+def test_the_frame_maker_sends_figures_only_when_they_change_and_keeps_its_pace():
+    views = lambda run: {"fixed": {"data": [1]}, "steps": {"data": [len(run.history)]}}  # noqa: E731
+    maker = FrameMaker(views, cfg=None)
+    first = maker.frame(force=True)
+    assert set(first) == {"fixed", "steps"}
+    assert maker.frame() == {}  # too soon after the last
+    maker.history.history.append({"step": 1})
+    assert set(maker.frame(force=True)) == {"steps"}  # "fixed" did not change
+
+
+@pytest.mark.parametrize("size", [0, 1, 3])
+def test_frames_concatenate_parts_into_valid_json(size):
+    parts = {f"p{i}": to_json({"data": [i]}) for i in range(size)}
+    assert decode(live.frame(parts)) == {f"p{i}": {"data": [i]} for i in range(size)}
