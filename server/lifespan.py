@@ -28,7 +28,7 @@ def prepare() -> None:
         measured_speed("cuda")
     if executor() == "process":  # one worker per run that may train at once
         gpu_runs = SLOTS["cuda"].limit if torch.cuda.is_available() else 0
-        POOL.prestart(SLOTS["cpu"].limit + gpu_runs)
+        POOL.prestart(SLOTS["cpu"].limit + gpu_runs, preload=("components.views",))
     data.mnist_subset()  # writes the .npz cache that workers then read in milliseconds
     warm_up()
 

@@ -24,6 +24,8 @@ from labs.core.history import History
 
 MIN_FRAME_SECONDS = 0.1  # ≤10 frames a second: more than a browser shows of a training run
 FRAME_SHARE = 9  # wait 9× a frame's cost before the next: drawing stays ≤ ~10% of the run
+HEAVY_BYTES = 16_384  # a part this large (a mosaic of every unit, attention maps) …
+HEAVY_SECONDS = 0.5  # … is resent at most twice a second: the curves move at the full rate
 
 DTYPES = {"float32": "f4", "float64": "f8", "int8": "i1", "int16": "i2", "int32": "i4", "uint8": "u1"}
 
@@ -75,18 +77,28 @@ class FrameMaker:
         self.views = views
         self.history = History(cfg)
         self._sent: dict[str, bytes] = {}
+        self._sent_at: dict[str, float] = {}
         self._next_at = 0.0
 
     def frame(self, force: bool = False) -> dict[str, bytes]:
         """{name: JSON bytes} of every part that changed since the last frame; {} when it is too
-        soon for another (unless forced: the first and the final snapshot always draw)."""
+        soon for another (unless forced: the first and the final snapshot always draw). A heavy
+        part waits HEAVY_SECONDS between sends, so a browser's drawing keeps up with the curves."""
         now = time.monotonic()
         if not force and now < self._next_at:
             return {}
         start = time.perf_counter()
         parts = {name: to_json(part) for name, part in self.views(self.history).items()}
-        changed = {name: data for name, data in parts.items() if self._sent.get(name) != data}
+        changed = {
+            name: data
+            for name, data in parts.items()
+            if self._sent.get(name) != data and (force or not self._too_soon(name, data, now))
+        }
         self._sent.update(changed)
+        self._sent_at.update(dict.fromkeys(changed, now))
         cost = time.perf_counter() - start
         self._next_at = now + max(MIN_FRAME_SECONDS, FRAME_SHARE * cost)
         return changed
+
+    def _too_soon(self, name: str, data: bytes, now: float) -> bool:
+        return len(data) > HEAVY_BYTES and now - self._sent_at.get(name, -1e9) < HEAVY_SECONDS

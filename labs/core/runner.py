@@ -93,6 +93,11 @@ class Slots:
     def active(self) -> int:
         return self._active
 
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._waiting)
+
 
 def _env_int(name: str, default: int) -> int:
     try:

@@ -37,12 +37,14 @@ HARD_MEMORY_FACTOR = 1.5  # past this share of its budget a worker is killed, no
 POLL_SECONDS = 0.2
 
 
-def _serve(jobs, results, stop, progress) -> None:
+def _serve(jobs, results, stop, progress, preload: tuple[str, ...] = ()) -> None:
     """The worker's main loop: run one job at a time, stream its snapshots back."""
     from labs.core.device import configure_threads, warm_up
 
     configure_threads()
-    _import_labs()  # a first job should not wait for a chapter's imports (sklearn: seconds)
+    # A first job should not wait for a chapter's imports (sklearn, plotly's figure helpers:
+    # seconds); `preload` names the packages the server will send functions from (live views).
+    _import_packages(("labs", *preload))
     warm_up()
     baseline = resident_bytes()
     results.put((None, "ready", baseline))
@@ -110,23 +112,24 @@ def _bare_main():
             sys.modules["__main__"] = real
 
 
-def _import_labs() -> None:
+def _import_packages(names: tuple[str, ...]) -> None:
+    """Import each package and every module directly in it."""
     import importlib
     import pkgutil
 
-    import labs
-
-    for module in pkgutil.iter_modules(labs.__path__):
-        importlib.import_module(f"labs.{module.name}")
+    for name in names:
+        package = importlib.import_module(name)
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{name}.{module.name}")
 
 
 class Worker:
-    def __init__(self):
+    def __init__(self, preload: tuple[str, ...] = ()):
         self.jobs, self.results, self.stop = _CTX.Queue(), _CTX.Queue(), _CTX.Event()
         self.progress = _CTX.RawArray("q", 2)  # [steps done, total], written by the worker
         self.proc = _CTX.Process(
             target=_serve,
-            args=(self.jobs, self.results, self.stop, self.progress),
+            args=(self.jobs, self.results, self.stop, self.progress, preload),
             daemon=True,
             name="dllab-worker",
         )
@@ -135,11 +138,27 @@ class Worker:
         self.ready = False
         self.baseline = 0  # resident bytes once torch and the labs are imported
         self._jobs_sent = 0
+        self._handshake = threading.Lock()  # one reader of the "ready" message
 
     def wait_ready(self) -> None:
-        if not self.ready:
-            _, _, self.baseline = self.get()  # the "ready" message: torch imported and warmed up
-            self.ready = True
+        with self._handshake:
+            if not self.ready:
+                _, _, self.baseline = self.get()  # the "ready" message: torch imported, warmed up
+                self.ready = True
+
+    def poll_ready(self) -> bool:
+        """Whether the worker has said it is ready, without waiting for it."""
+        if self.ready or not self._handshake.acquire(blocking=False):
+            return self.ready  # someone is already waiting for the message
+        try:
+            if not self.ready:
+                _, _, self.baseline = self.results.get_nowait()
+                self.ready = True
+        except queue.Empty:
+            pass
+        finally:
+            self._handshake.release()
+        return self.ready
 
     def get(self, timeout: float | None = None):
         """The next message, waiting at most `timeout` (None: until one comes); raises
@@ -273,11 +292,14 @@ class WorkerPool:
         self._idle: list[Worker] = []
         self._lock = threading.Lock()
         self.size = 0  # how many workers the server wants warm
+        self.preload: tuple[str, ...] = ()  # packages every worker imports before its first job
         self._closed = False
 
-    def prestart(self, n: int) -> None:
-        """Start n workers now (each imports torch: seconds), so first runs need not wait."""
-        workers = [Worker() for _ in range(n)]
+    def prestart(self, n: int, preload: tuple[str, ...] = ()) -> None:
+        """Start n workers now (each imports torch: seconds), so first runs need not wait;
+        they and their replacements also import `preload` (the server's live-view modules)."""
+        self.preload = preload
+        workers = [Worker(preload) for _ in range(n)]
         with self._lock:
             self._idle += workers
             self.size += n
@@ -289,11 +311,17 @@ class WorkerPool:
         for worker in idle:
             worker.wait_ready()
 
+    def readiness(self) -> tuple[int, int]:
+        """(idle workers ready to train, idle workers)."""
+        with self._lock:
+            idle = list(self._idle)
+        return sum(w.alive and w.poll_ready() for w in idle), len(idle)
+
     def borrow(self) -> Worker:
         with self._lock:
             alive = [w for w in self._idle if w.alive]
             self._idle = alive[1:]
-            return alive[0] if alive else Worker()
+            return alive[0] if alive else Worker(self.preload)
 
     def give_back(self, worker: Worker) -> None:
         bloated = worker.ready and worker.resident() - worker.baseline > Limits.from_env().memory_bytes / 2
@@ -321,7 +349,7 @@ class WorkerPool:
             threading.Thread(target=self._add_one, daemon=True, name="worker-replacement").start()
 
     def _add_one(self) -> None:
-        worker = Worker()
+        worker = Worker(self.preload)
         with self._lock:
             self._idle.append(worker)
 
