@@ -11,10 +11,12 @@ process (not its workers): CPU seconds per frame delivered, read from /proc whil
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import sys
 import time
+import urllib.request
 
 from playwright.sync_api import sync_playwright
 
@@ -30,9 +32,9 @@ PROBE_JS = """() => {
   window.__bench = {states: 0, lastStatus: '', firstNumber: null, firstChart: null};
   const b = window.__bench;
   new MutationObserver(() => {
-    const status = document.querySelector('.dl-status span')?.textContent || '';
+    const status = document.querySelector('.dl-panel.dl-live .dl-status span')?.textContent || '';
     if (status !== b.lastStatus && /step [0-9]/.test(status)) { b.states += 1; b.lastStatus = status; }
-    if (b.firstNumber === null && document.querySelector('.dl-number b')?.textContent)
+    if (b.firstNumber === null && document.querySelector('.dl-live .dl-number b')?.textContent)
       b.firstNumber = performance.now();
     if (b.firstChart === null && document.querySelector('.dl-panel .js-plotly-plot'))
       b.firstChart = performance.now();
@@ -65,8 +67,20 @@ def _listener(port: int) -> int:
     raise RuntimeError(f"nobody listens on {port}")
 
 
+def wait_for_workers(url: str, timeout: float = 300) -> None:
+    """Until every worker the server started has imported torch and warmed up ("warm workers")."""
+    end = time.time() + timeout
+    while time.time() < end:
+        workers = json.loads(urllib.request.urlopen(f"{url}/_lab/status", timeout=5).read())["workers"]
+        if workers["idle"] and workers["ready"] == workers["idle"]:
+            time.sleep(2)  # let the last one's warm-up settle
+            return
+        time.sleep(1)
+    raise RuntimeError("the workers did not get ready")
+
+
 def frames(page) -> int:
-    return page.evaluate("() => Number(document.querySelector('.dl-panel')?.dataset.frames || 0)")
+    return page.evaluate("() => Number(document.querySelector('.dl-panel.dl-live')?.dataset.frames || 0)")
 
 
 def measure(browser, url: str, slug: str, query: str, k: int) -> dict:
@@ -76,6 +90,8 @@ def measure(browser, url: str, slug: str, query: str, k: int) -> dict:
         page = ctx.new_page()
         page.goto(f"{url}/{slug}?{query}")
         page.wait_for_selector(IDLE, timeout=120_000)
+        # a learner reads the page before Train: by then plotly.js is loaded, the panel connected
+        page.wait_for_selector(f".st-key-{slug}-live .dl-panel[data-connected='1']", state="attached")
         page.evaluate(PROBE_JS)
         pages.append(page)
     clicked = []
@@ -116,11 +132,11 @@ def main() -> None:
     print(f"{cpus} cores; server with DLLAB_CPU_RUNS=8 so that every learner trains at once")
     with lab_server(DLLAB_CPU_RUNS="8") as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        warm = browser.new_page()  # the first page load starts the workers: not measured
+        warm = browser.new_page()  # the first page load is not measured
         warm.goto(f"{url}/playground")
         warm.wait_for_selector(IDLE, timeout=120_000)
-        time.sleep(15)
         warm.close()
+        wait_for_workers(url)
         head = "page        K  states/s p50  p5   click→number  click→chart p50  p95   server ms/frame"
         print(head)
         for slug, query in PAGES:

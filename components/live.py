@@ -1,10 +1,12 @@
 """A page's runs: Train and Stop, the budget's estimate, the live panel while a run trains, and
 its final state once it has ended.
 
-While a run trains the page does not rerun: one components-v2 element, the live panel
-(panel.js), receives the frames the worker draws over the run's WebSocket (server/channel.py)
-and redraws its charts in place. When the run ends, the panel asks for one rerun, and the page
-draws the final state with the same figure functions, plus what needs the weights.
+While a run trains the page does not rerun: one components-v2 element per experiment, the
+live panel (panel.js), receives the frames the worker draws over a WebSocket (server/channel.py)
+and redraws its charts in place. The panel is on the page before any run, connected to its
+channel, so a run's first frame reaches it without waiting for the rerun that Train causes.
+When the run ends, the panel asks for one rerun, and the page draws the final state with the
+same figure functions, plus what needs the weights.
 
 Runs belong to the browser session through a session-scoped resource: closing the tab releases
 it, which stops the session's runs and frees their slots for other learners.
@@ -22,7 +24,7 @@ from labs.core.budget import Limits, duration, judge, measured_speed, size
 from labs.core.device import pick_device
 from labs.core.runner import Experiment, RunState, RunView, TrainingRun
 from labs.core.workers import executor
-from server.channel import HUB, owner_of
+from server.channel import HUB, Channel, owner_of
 from server.routes import XSRF_COOKIE, live_path, plotly_url
 
 HERE = Path(__file__).resolve().parent
@@ -43,6 +45,27 @@ def _stop_all(runs: dict[str, TrainingRun]) -> None:
 def session_runs() -> dict[str, TrainingRun]:
     """This browser session's runs, by key ("page" or "page--experiment")."""
     return {}
+
+
+def _close_all(channels: dict[str, Channel]) -> None:
+    for channel in channels.values():
+        channel.close()
+
+
+@st.cache_resource(scope="session", on_release=_close_all, show_spinner=False)
+def session_channels() -> dict[str, Channel]:
+    """This browser session's live channels, one per experiment key."""
+    return {}
+
+
+def channel_for(key: str) -> Channel:
+    """The experiment's channel for its next run (or its live one). Once a run on it has ended,
+    a fresh token replaces it: the old one lapses shortly after, with its run."""
+    channels = session_channels()
+    channel = channels.get(key)
+    if channel is None or channel.expired or channel.ended:
+        channel = channels[key] = HUB.open(None, owner_of(st.context.cookies.get(XSRF_COOKIE)))
+    return channel
 
 
 def current_run(key: str) -> TrainingRun | None:
@@ -66,18 +89,25 @@ def start_run(key: str, experiment: Experiment, cfg, views: Views) -> TrainingRu
         cost=experiment.cost,
         views=views.draw,
     )
-    run.channel = HUB.open(run, owner_of(st.context.cookies.get(XSRF_COOKIE)))
-    runs[key] = run.start()
-    st.session_state[f"{page}.__live"] = key  # the page's one live panel follows this run
-    return run
+    runs[key] = run
+    run.channel = channel_for(key)
+    run.channel.attach(run)  # before it starts: the panel already listens on this channel
+    return run.start()
 
 
 def run_buttons(key: str, experiment: Experiment, cfg, views: Views) -> None:
     """Train / Stop buttons for one experiment, and what the run will cost on this server.
 
     Both act in on_click callbacks, which run before the script: the buttons are then drawn
-    knowing whether a run is alive (Stop enabled during the run, not one click later).
+    knowing whether a run is alive (Stop enabled during the run, not one click later). They
+    live in a fragment: a click reruns only them, so the browser is free to draw the run's
+    first frame at once; the panel then asks for the page's rerun (components/panel.js).
     """
+    _buttons(key, experiment, cfg, views)
+
+
+@st.fragment
+def _buttons(key: str, experiment: Experiment, cfg, views: Views) -> None:
     left, right = st.columns(2)
     left.button(
         views.button,
@@ -94,7 +124,7 @@ def run_buttons(key: str, experiment: Experiment, cfg, views: Views) -> None:
         width="stretch",
         on_click=_stop,
         args=(key,),
-        disabled=run is None or not run.view().alive,
+        disabled=run is None or run.status()["state"] not in ("queued", "running"),
     )
     _estimate(key, experiment, cfg)
 
@@ -116,13 +146,13 @@ def _estimate(key: str, experiment: Experiment, cfg) -> None:
         )
         return
     st.warning(verdict.message, icon="🧮")
-    if verdict.suggestion:
-        st.button(
-            "Use settings that fit",
-            key=f"{key}-fit",
-            on_click=_use_settings,
-            args=(type(cfg), key, verdict.suggestion),
-        )
+    if verdict.suggestion and st.button(
+        "Use settings that fit",
+        key=f"{key}-fit",
+        on_click=_use_settings,
+        args=(type(cfg), key, verdict.suggestion),
+    ):
+        st.rerun()  # the whole page: its sliders show the new settings
 
 
 def _use_settings(cls, key: str, settings: dict) -> None:
@@ -137,31 +167,37 @@ def show(key: str, views: Views, selectable: tuple = (), replace=None) -> RunVie
     `selectable`: final figures a click selects points on; `replace(view) -> {name: part}`:
     final parts the page draws its own way (a picked point marked, a replay step)."""
     run = current_run(key)
-    if run is None:
+    view = run.view() if run is not None else None
+    panel(key, views, view)  # always first: the same element, idle, live or hidden, never remounted
+    if view is None:
         st.caption(f"Press **{views.button}** to start a run. Sliders stay usable while it trains.")
         return None
-    view = run.view()
     if view.alive:
-        if st.session_state.get(f"{key.split('--')[0]}.__live", key) == key:
-            panel(key, run, views)
-        else:  # another experiment of this page took over its one live panel
-            st.caption("Stopping: another experiment on this page is training.")
         return None
     status(view)
     final(key, views, view, selectable, replace(view) if replace and view.history else {})
     return view
 
 
-def panel(key: str, run: TrainingRun, views: Views) -> None:
-    """The live panel (one per page): it streams the run until it ends, then asks for one rerun."""
+def panel(key: str, views: Views, view: RunView | None) -> None:
+    """The experiment's live panel. It shows a run's frames from the first one on (before this
+    page's rerun arrives) and hides once the page draws that run's final state itself."""
+    channel = channel_for(key)
     data = {
-        "token": run.channel.token,
-        "run": run.id,
-        "path": live_path(run.channel.token),
+        "token": channel.token,
+        "path": live_path(channel.token),
         "plotly": plotly_url(),
         "layout": views.layout,
+        "final": view.id if view is not None and not view.alive else None,
+        "live": view.id if view is not None and view.alive else None,
     }
-    PANEL(key=f"{key.split('--')[0]}-live", data=data, on_ended_change=lambda: None)
+    PANEL(key=f"{key}-live", data=data, on_started_change=lambda: None, on_ended_change=lambda: None)
+
+
+def preload() -> None:
+    """On every page, hidden: the browser loads plotly.js before the first Train click, so the
+    first live chart waits for nothing but the run's first frame."""
+    PANEL(key="dllab-plotly-preload", data={"preload": True, "plotly": plotly_url()})
 
 
 def status(view: RunView) -> None:

@@ -65,6 +65,15 @@ function statusText(s) {
   }
 }
 
+// Waits until the browser has painted: each chart of a run's first frame shows as it is drawn.
+const nextPaint = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+// Curves draw in milliseconds, maps and contours in hundreds: on a first frame, curves go first.
+const isCurve = (part) => part && part.data && part.data.every((t) => !t.type || t.type === "scatter");
+// Curves are drawn with every frame. Other parts (a mosaic of every unit, a contour, a map)
+// are redrawn only as often as keeps their drawing under SLOW_SHARE of the browser's time: on
+// a slow machine the curves and the progress line keep their pace, and a map its newest state.
+const SLOW_SHARE = 0.4;
+
 class Panel {
   constructor(parent) {
     // A child of our own: the parent also holds the <style> Streamlit put there for us.
@@ -84,38 +93,61 @@ class Panel {
     this.placed = ""; // the names the grid was last laid out for
     this.token = null;
     this.socket = null;
-    this.frames = 0;
+    this.run = null; // the run whose frames are drawn (null: none yet)
+    this.unannounced = null; // a run the page does not know is live yet (started by a fragment)
   }
 
+  // Called on every rerun of the page: a new token after a run ended, and which run the
+  // page itself now draws as final (the panel then steps aside).
   show(data, trigger) {
     this.trigger = trigger;
-    if (data.token === this.token) return;
-    this.close();
-    this.token = data.token;
     this.data = data;
+    if (data.token !== this.token) {
+      this.close();
+      this.token = data.token;
+      this.retries = 0;
+      this.root.dataset.path = data.path; // the channel's address (tests read it)
+      this.reset(null);
+      const token = data.token;
+      loadPlotly(data.plotly).then(
+        () => this.connect(token),
+        (err) => this.say({ state: "failed", message: String(err) }),
+      );
+    }
+    this.root.classList.toggle("dl-live", this.run !== null && this.run !== data.final);
+  }
+
+  reset(run) {
+    this.run = run;
     this.ended = false;
     this.frames = 0;
-    this.retries = 0;
     this.grid.textContent = "";
+    this.numbers.textContent = "";
+    this.notes.textContent = "";
     this.boxes.clear();
     this.placed = "";
-    this.root.dataset.run = data.run;
-    this.root.dataset.path = data.path; // the channel's address (tests read it)
-    loadPlotly(data.plotly).then(() => this.connect(data.token), (err) => this.say({ state: "failed", message: String(err) }));
+    this.pending = {}; // parts received, not drawn yet (a slow one waits for its turn)
+    this.slowUntil = 0; // no slow part is drawn before this time
+    this.revision = 0; // every drawing of a part is a new datarevision
+    this.root.dataset.run = run || "";
+    this.root.dataset.frames = "0";
+    this.root.classList.toggle("dl-live", run !== null && run !== this.data.final);
   }
 
   connect(token) {
-    if (token !== this.token || this.ended) return;
+    if (token !== this.token) return;
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}${this.data.path}`);
     socket.binaryType = "arraybuffer";
     this.socket = socket;
     socket.onopen = () => {
       this.retries = 0;
+      this.root.dataset.connected = "1"; // benchmarks press Train once the page is ready
       socket.send("ready");
     };
     socket.onmessage = (event) => this.receive(socket, event.data);
-    socket.onclose = (event) => {
+    socket.onclose = () => {
+      if (socket === this.socket) this.root.dataset.connected = "";
       if (socket !== this.socket || this.ended || token !== this.token) return;
       if (this.retries >= MAX_RETRIES) {
         return this.say({ state: "lost", message: "The live view lost its connection: reload the page." });
@@ -128,26 +160,61 @@ class Panel {
   async receive(socket, raw) {
     const text = typeof raw === "string" ? raw : new TextDecoder().decode(raw);
     const { parts } = JSON.parse(text);
-    const drawing = [];
-    const names = Object.keys(parts).filter((n) => n !== "status" && n !== "numbers");
-    this.layOut(names);
-    for (const name of names) {
-      const part = parts[name];
-      const box = this.boxes.get(name);
-      if (!box) continue;
-      if (part && part.data) drawing.push(window.Plotly.react(box, part.data, part.layout, CONFIG));
-      else if (part && part.text !== undefined) this.drawText(box, part);
+    const status = parts.status;
+    if (status && status.run !== this.run) {
+      this.reset(status.run); // the next run, from its first frame
+      // Train reran only its buttons (a fragment): now that the first frame is here, the page
+      // reruns to show the run as live (the last run's final charts go, the questions know).
+      const known = [this.data.live, this.data.final];
+      this.unannounced = status.run !== null && !known.includes(status.run) ? status.run : null;
     }
+    // The progress line and the numbers first: they cost nothing to draw.
     if (parts.numbers) this.drawNumbers(parts.numbers);
-    if (parts.status) this.say(parts.status);
-    await Promise.all(drawing);
+    if (status) this.say(status);
+    for (const name of Object.keys(parts)) if (name !== "status" && name !== "numbers") this.pending[name] = parts[name];
+    const names = Object.keys(this.pending);
+    this.layOut(names);
+    if (names.some((n) => !this.boxes.get(n)?.dataset.drawn)) names.sort((a, b) => isCurve(this.pending[b]) - isCurve(this.pending[a]));
+    const slowTurn = performance.now() >= this.slowUntil || this.ended;
+    let slowSpent = 0;
+    let drew = false;
+    for (const name of names) {
+      const part = this.pending[name];
+      const box = this.boxes.get(name);
+      if (!box || socket !== this.socket) continue;
+      const curve = isCurve(part);
+      if (!slowTurn && box.dataset.drawn && !curve) continue; // its turn comes
+      delete this.pending[name];
+      drew = true;
+      const start = performance.now();
+      if (part && part.data) {
+        // Only parts that changed are drawn, so each drawing is a new datarevision: Plotly.react
+        // then redraws every trace instead of diffing the typed arrays ({dtype, bdata}), and a
+        // live heatmap was seen keeping its first picture on the screen without it.
+        const layout = { ...part.layout, datarevision: ++this.revision };
+        await window.Plotly.react(box, part.data, layout, CONFIG);
+      }
+      else if (part && part.text !== undefined) this.drawText(box, part);
+      if (!curve) slowSpent += performance.now() - start;
+      if (!box.dataset.drawn) {
+        box.dataset.drawn = "1";
+        await nextPaint();
+      }
+    }
+    if (slowSpent) this.slowUntil = performance.now() + (slowSpent * (1 - SLOW_SHARE)) / SLOW_SHARE;
+    if (drew && this.unannounced) {
+      this.trigger("started", this.unannounced); // after its first charts are on the screen
+      this.unannounced = null;
+    }
     this.frames += 1;
     this.root.dataset.frames = String(this.frames);
     if (this.ended) {
       socket.close();
       return;
     }
-    requestAnimationFrame(() => socket.readyState === WebSocket.OPEN && socket.send("ready"));
+    const ready = () => socket.readyState === WebSocket.OPEN && socket.send("ready");
+    if (drew) requestAnimationFrame(ready); // let the browser paint what it drew first
+    else ready(); // only the progress line moved: ask at once
   }
 
   layOut(names) {
@@ -203,8 +270,10 @@ class Panel {
     this.status.lastChild.textContent = statusText(s);
     this.status.firstChild.firstChild.style.width = `${Math.round(100 * Math.min(s.progress || 0, 1))}%`;
     this.notes.textContent = (s.notes || []).join("\n");
-    if (["done", "stopped", "failed", "lost"].includes(s.state) && !this.ended) {
+    const over = ["done", "stopped", "failed", "lost"].includes(s.state);
+    if (over && !this.ended && this.run !== null && this.run !== this.data.final) {
       this.ended = true;
+      this.unannounced = null; // the "ended" rerun shows it
       this.trigger("ended", s.run); // one rerun: the page draws the final state and what needs weights
     }
   }
@@ -223,6 +292,12 @@ class Panel {
 
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
+  if (data.preload) {
+    // Mounted hidden on every page (components/live.py: preload): plotly.js (4.8 MB) is
+    // fetched and parsed while the learner reads, not after Train.
+    loadPlotly(data.plotly).catch(() => {});
+    return () => {};
+  }
   let panel = PANELS.get(parentElement);
   if (!panel) {
     panel = new Panel(parentElement);

@@ -1,13 +1,18 @@
 """The live channel: how a run's frames reach the browsers that show it.
 
-A page that starts a run opens a `Channel` for it, under an unguessable token that only its
-own browser session is given. The run's thread tells the channel whenever something arrived
-(a snapshot, curve points, a frame of figures drawn in the worker); the channel keeps nothing
-but the run's newest part of each kind. Each browser tab that shows the run is a `Viewer`: it
-asks for the next frame when it has drawn the last one, and gets every part that changed since
-then, so a slow browser skips frames instead of building a lag, and a viewer that never asks
-costs nothing. After the run ends the token serves its final frame for EXPIRE_SECONDS, then
-answers "not found".
+Each experiment on a page has a `Channel` for this browser session, opened when the page is
+drawn, under an unguessable token only that session is given. The live panel connects to it
+before any run exists, so when the learner presses Train the run is attached to a socket that
+is already open: its first frame leaves as soon as the worker has drawn it, without waiting
+for Streamlit's rerun to reach the browser. A channel serves one page view's runs; once its
+run has ended, the next page draw opens a fresh token, and the old one serves the final frame
+for EXPIRE_SECONDS, then answers "not found".
+
+The run's thread tells the channel whenever something arrived (a snapshot, curve points, a
+frame of figures drawn in the worker); the channel keeps nothing but the run's newest part of
+each kind. Each browser tab that shows the run is a `Viewer`: it asks for the next frame when
+it has drawn the last one, and gets every part that changed since then, so a slow browser
+skips frames instead of building a lag, and a viewer that never asks costs nothing.
 
 No figure is built here: the parts arrive as JSON bytes, and a frame is their concatenation.
 """
@@ -23,31 +28,66 @@ import time
 from labs.core.frames import to_json
 
 EXPIRE_SECONDS = 30.0  # after its run ends, a token still serves the final frame this long
+IDLE_EXPIRE_SECONDS = 6 * 3600.0  # a page left open this long without a run: its token lapses
 STATUS_SECONDS = 0.25  # with no new figure, a viewer still gets a fresh progress line this often
+IDLE_STATUS = to_json({"state": "idle", "run": None})
+ENDED = ("done", "stopped", "failed")
 
 
 class Channel:
-    def __init__(self, run, owner: str | None):
+    def __init__(self, run=None, owner: str | None = None):
         self.token = secrets.token_urlsafe(24)
-        self.run, self.owner = run, owner
+        self.owner = owner
+        self.run = None
+        self.opened_at = time.monotonic()
         self.ended_at: float | None = None
+        self.closed = False
         self._viewers: set[Viewer] = set()
         self._lock = threading.Lock()
+        if run is not None:
+            self.attach(run)
+
+    def attach(self, run) -> None:
+        """Show `run` from now on (the page's new run; the previous one, if any, is stopping):
+        viewers already connected get its first frame as soon as it is there."""
+        with self._lock:
+            previous, self.run, self.ended_at = self.run, run, None
+        if previous is not None and self._changed in previous.listeners:
+            previous.listeners.remove(self._changed)
         run.listeners.append(self._changed)
         self._changed(run)
 
     def _changed(self, run) -> None:
         """Called on the run's thread (or the server's, for Stop) whenever the run moved on."""
-        if self.ended_at is None and run.status()["state"] in ("done", "stopped", "failed"):
+        if run is not self.run:
+            return
+        if self.ended_at is None and run.status()["state"] in ENDED:
             self.ended_at = time.monotonic()
+        self._wake()
+
+    def _wake(self) -> None:
         with self._lock:
             viewers = list(self._viewers)
         for viewer in viewers:
             viewer.wake()
 
+    def close(self) -> None:
+        """The browser session has gone: the token stops working now."""
+        self.closed = True
+        self._wake()
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None
+
     @property
     def expired(self) -> bool:
-        return self.ended_at is not None and time.monotonic() - self.ended_at > EXPIRE_SECONDS
+        now = time.monotonic()
+        if self.closed:
+            return True
+        if self.run is None:
+            return now - self.opened_at > IDLE_EXPIRE_SECONDS
+        return self.ended_at is not None and now - self.ended_at > EXPIRE_SECONDS
 
     def join(self, loop: asyncio.AbstractEventLoop) -> Viewer:
         viewer = Viewer(self, loop)
@@ -64,9 +104,13 @@ class Channel:
         with self._lock:
             return len(self._viewers)
 
-    def parts(self) -> dict[str, bytes]:
-        """The newest part of each kind: the worker's figures (already bytes) and the status."""
-        return {**self.run.frames, "status": to_json(self.run.status())}
+    def parts(self) -> tuple[object, dict[str, bytes]]:
+        """(the run shown, the newest part of each kind): the worker's figures (already bytes)
+        and the status; only an idle status before the first run."""
+        run = self.run
+        if run is None:
+            return None, {"status": IDLE_STATUS}
+        return run, {**run.frames, "status": to_json(run.status())}
 
 
 class Viewer:
@@ -74,6 +118,7 @@ class Viewer:
 
     def __init__(self, channel: Channel, loop: asyncio.AbstractEventLoop):
         self.channel, self.loop = channel, loop
+        self.run = None  # the run whose parts `sent` holds
         self.sent: dict[str, bytes] = {}
         self.last_sent = -1e9
         self._event = asyncio.Event()
@@ -85,23 +130,30 @@ class Viewer:
         except RuntimeError:  # the server's loop has closed: nobody is listening any more
             pass
 
-    async def next_frame(self) -> bytes:
+    async def next_frame(self) -> bytes | None:
         """The parts that changed since this viewer's last frame, as soon as a figure changed,
-        or STATUS_SECONDS after the last frame when only the progress line moved."""
-        while True:
+        or STATUS_SECONDS after the last frame when only the progress line moved. A new run
+        on the channel starts afresh: every part of it is new. None once the channel closed."""
+        while not self.channel.closed:
             self._event.clear()
-            parts = self.channel.parts()
+            run, parts = self.channel.parts()
+            if run is not self.run:
+                self.run, self.sent = run, {}
             changed = {name: data for name, data in parts.items() if self.sent.get(name) != data}
             waited = self.loop.time() - self.last_sent
             figures_changed = any(name != "status" for name in changed)
-            if changed and (figures_changed or waited >= STATUS_SECONDS or self.channel.ended_at):
+            if changed and (figures_changed or waited >= STATUS_SECONDS or run is None or self.channel.ended):
                 self.sent.update(changed)
                 self.last_sent = self.loop.time()
                 return frame(changed)
+            if run is None:  # nothing will move until a run is attached: wait for it
+                await self._event.wait()
+                continue
             try:
                 await asyncio.wait_for(self._event.wait(), max(0.01, STATUS_SECONDS - waited))
             except TimeoutError:
                 pass
+        return None
 
 
 def frame(parts: dict[str, bytes]) -> bytes:
@@ -117,7 +169,8 @@ class Hub:
         self._channels: dict[str, Channel] = {}
         self._lock = threading.Lock()
 
-    def open(self, run, owner: str | None) -> Channel:
+    def open(self, run=None, owner: str | None = None) -> Channel:
+        """A new channel, for `run` or (None) for the page's next run."""
         channel = Channel(run, owner)
         with self._lock:
             for token in [t for t, c in self._channels.items() if c.expired]:

@@ -8,6 +8,7 @@ link is a fresh server's first request, bypassing this navigation.
 import streamlit as st
 
 from chapters import HOME, by_part
+from components.live import preload
 
 st.set_page_config(page_title="Deep Learning Lab", page_icon="🧪", layout="wide")
 home = st.Page(HOME, title="Home", icon="🏠", default=True)
@@ -15,4 +16,7 @@ pages = {"Start": [home]} | {
     part: [st.Page(c.page, title=c.label, icon=c.icon, url_path=c.slug) for c in chapters]
     for part, chapters in by_part().items()
 }
-st.navigation(pages).run()
+page = st.navigation(pages)
+with st.sidebar:  # hidden; placed where an empty element takes no room from the page
+    preload()
+page.run()

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import plotly
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from streamlit import config
@@ -81,19 +81,57 @@ async def live_socket(ws: WebSocket) -> None:
     await ws.accept()
     viewer = channel.join(asyncio.get_running_loop())
     try:
-        while True:  # the browser says "ready" when it has drawn the last frame
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            await ws.send_bytes(await viewer.next_frame())
+        await _serve(ws, viewer)
     except (WebSocketDisconnect, RuntimeError):
         return
     finally:
         channel.leave(viewer)
 
 
+async def _serve(ws: WebSocket, viewer) -> None:
+    """Send a frame each time the browser says "ready" (it has drawn the last one). While a
+    frame is awaited (an idle page can wait for hours), a closed tab is still heard at once."""
+    incoming = asyncio.ensure_future(ws.receive())
+    try:
+        while True:
+            if (await incoming)["type"] == "websocket.disconnect":
+                return
+            incoming = asyncio.ensure_future(ws.receive())
+            pending = asyncio.ensure_future(viewer.next_frame())
+            while not pending.done():
+                await asyncio.wait({incoming, pending}, return_when=asyncio.FIRST_COMPLETED)
+                if incoming.done() and not pending.done():
+                    if incoming.result()["type"] == "websocket.disconnect":
+                        pending.cancel()
+                        return
+                    incoming = asyncio.ensure_future(ws.receive())  # a repeated "ready"
+            frame = pending.result()
+            if frame is None:  # the browser session that owned the channel has gone
+                await ws.close(code=1000)
+                return
+            await ws.send_bytes(frame)
+    finally:
+        incoming.cancel()
+
+
+async def status(request: Request) -> Response:
+    """For operators and benchmarks: workers ready, runs training and waiting (no learner data)."""
+    if not _right_prefix(request.path_params.get("prefix")):
+        return PlainTextResponse("Not found", status_code=404)
+    from labs.core.runner import SLOTS
+    from labs.core.workers import POOL
+
+    ready, idle = POOL.readiness()
+    slots = {
+        kind: {"training": s.active, "limit": s.limit, "waiting": s.waiting} for kind, s in SLOTS.items()
+    }
+    return JSONResponse({"workers": {"ready": ready, "idle": idle}, "runs": slots, "channels": len(HUB)})
+
+
 def routes() -> list:
     return [
+        Route("/_lab/status", status),
+        Route("/{prefix:path}/_lab/status", status),
         Route("/_lab/plotly.min.js", plotly_js),
         Route("/{prefix:path}/_lab/plotly.min.js", plotly_js),
         WebSocketRoute("/_lab/live/{token}", live_socket),

@@ -37,9 +37,9 @@ ARGS = [
     "--no-first-run",
 ]
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
-PANEL = ".dl-panel"
-FRAMES_JS = "() => Number(document.querySelector('.dl-panel')?.dataset.frames || 0)"
-STATUS_JS = "() => document.querySelector('.dl-status span')?.textContent || ''"
+PANEL = ".dl-panel.dl-live"  # a panel showing a run (idle ones wait hidden on every page)
+FRAMES_JS = "() => Number(document.querySelector('.dl-panel.dl-live')?.dataset.frames || 0)"
+STATUS_JS = "() => document.querySelector('.dl-panel.dl-live .dl-status span')?.textContent || ''"
 # The furthest step any chart's curve reaches (the final charts are Streamlit's, the live ones
 # the panel's; both are plotly, whose decoded traces hold the x values).
 LAST_STEP_JS = """() => Math.max(0, ...Array.from(document.querySelectorAll('.js-plotly-plot'))
@@ -159,9 +159,16 @@ def test_frames_stream_into_the_same_charts_and_stop_keeps_the_partial_curves(br
     page = open_page(browser, server, chapter.slug, chapter.long_run)
     assert_no_exception(page)
     key = chapter.run_keys[0]
+    # the panel waits, hidden and connected, before any run: Train needs no new connection
+    waiting = page.locator(f".st-key-{key}-live .dl-panel")
+    waiting.wait_for(state="attached", timeout=30_000)
+    path = waiting.evaluate("e => e.dataset.path")
     train_button(page, key).click()
     page.wait_for_selector(f"{PANEL} .js-plotly-plot", timeout=90_000)
     first = frames_beyond(page, 0)
+    assert page.evaluate(f"() => document.querySelector('{PANEL}').dataset.path") == path
+    # Train reran only its buttons; after the first frame the page reruns to its live state
+    page.get_by_text("to start a run").wait_for(state="detached", timeout=60_000)
     # mark every live chart's element; after several more frames the same elements are there
     marked = page.evaluate(
         "() => { const c = document.querySelectorAll('.dl-part'); "
@@ -215,7 +222,7 @@ def test_two_learners_train_at_once_each_seeing_only_their_own_run(browser, serv
     train_button(pages[1], "playground").click()
     for page in pages:  # both train at once, each in its own panel
         status_says(page, "Training: step")
-    runs = [p.evaluate("() => document.querySelector('.dl-panel').dataset.run") for p in pages]
+    runs = [p.evaluate("() => document.querySelector('.dl-panel.dl-live').dataset.run") for p in pages]
     assert runs[0] != runs[1]
     for page in pages:
         page.locator(".st-key-playground-stop button").click()
@@ -229,8 +236,25 @@ def test_a_dropped_connection_is_picked_up_again(browser, server):
     page = open_page(browser, server, "playground", LONG_PLAYGROUND)
     train_button(page, "playground").click()
     before = frames_beyond(page, 2)
-    page.evaluate("() => document.querySelector('.dl-panel').__panel.socket.close()")  # the network blips
+    page.evaluate(f"() => document.querySelector('{PANEL}').__panel.socket.close()")  # the network blips
     frames_beyond(page, before + 3)  # the panel reconnected and the frames flow again
+    page.locator(".st-key-playground-stop button").click()
+    alert(page, "Stopped").wait_for(timeout=120_000)
+    page.close()
+
+
+def test_the_decision_boundary_changes_on_the_screen_as_the_net_learns(browser, server):
+    """The boundary is a heatmap whose colours alone change (its range stays 0 to 1): what the
+    learner sees must change, not only the numbers behind the picture."""
+    page = open_page(browser, server, "playground", LONG_PLAYGROUND)
+    train_button(page, "playground").click()
+    chart = page.locator(f"{PANEL} [data-part=boundary]")
+    chart.locator(".hm image").wait_for(timeout=90_000)
+    first = chart.screenshot()
+    end = time.time() + 60
+    while chart.screenshot() == first:
+        assert time.time() < end, "the live boundary kept its first picture"
+        page.wait_for_timeout(500)
     page.locator(".st-key-playground-stop button").click()
     alert(page, "Stopped").wait_for(timeout=120_000)
     page.close()
@@ -250,7 +274,7 @@ def test_another_browser_cannot_open_a_runs_stream(browser, server):
     page = open_page(owner, server, "playground", LONG_PLAYGROUND)
     train_button(page, "playground").click()
     frames_beyond(page, 0)
-    path = page.evaluate("() => document.querySelector('.dl-panel').dataset.path")
+    path = page.evaluate("() => document.querySelector('.dl-panel.dl-live').dataset.path")
     assert page.evaluate(OPEN_JS, path) == "frame"  # the owner's own browser may open it twice
     stranger = open_page(other, server, "home", {})
     assert stranger.evaluate(OPEN_JS, path) == "refused"  # another browser session: 403
@@ -363,7 +387,7 @@ def test_under_a_base_url_path_pages_stream_and_a_deep_link_can_be_the_first_req
         assert page.evaluate("() => location.pathname") == "/lab/convnets"
         train_button(page, "convnets").click()
         frames_beyond(page, 2)
-        assert page.evaluate("() => document.querySelector('.dl-panel').dataset.path").startswith(
+        assert page.evaluate("() => document.querySelector('.dl-panel.dl-live').dataset.path").startswith(
             "/lab/_lab/live/"
         )
         page.locator(".st-key-convnets-stop button").click()

@@ -126,6 +126,59 @@ def test_a_token_expires_shortly_after_its_run_ends_and_unknown_ones_are_not_fou
     assert hub.find(ch.token) is None
 
 
+def test_a_panel_connected_before_any_run_gets_the_runs_first_frame_as_soon_as_it_is_attached():
+    hub = Hub()
+    ch = hub.open(None, owner="me")  # drawn with the page, before Train
+
+    async def scenario():
+        viewer = ch.join(asyncio.get_running_loop())
+        assert decode(await viewer.next_frame()) == {"status": {"state": "idle", "run": None}}
+        waiting = asyncio.ensure_future(viewer.next_frame())
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # an idle page is sent nothing, not even a progress line
+        run = FakeRun()
+        run.frames = {"loss": to_json({"data": [1]})}
+        ch.attach(run)  # Train pressed: the viewer is woken at once
+        parts = decode(await asyncio.wait_for(waiting, 2))
+        assert parts == {"loss": {"data": [1]}, "status": {"state": "running", "step": 0}}
+
+    asyncio.run(scenario())
+
+
+def test_the_next_run_on_a_channel_is_sent_whole_even_where_its_parts_equal_the_last_runs():
+    ch = Hub().open(None, owner=None)
+    first, second = FakeRun(), FakeRun()
+    for run in (first, second):
+        run.frames = {"fixed": to_json({"data": [0]})}
+
+    async def scenario():
+        viewer = ch.join(asyncio.get_running_loop())
+        ch.attach(first)
+        assert "fixed" in decode(await viewer.next_frame())
+        ch.attach(second)  # a new run replaces the stopping one
+        assert "fixed" in decode(await asyncio.wait_for(viewer.next_frame(), 2))
+        first.publish(loss={"data": [9]})  # the old run is no longer heard
+        assert first.listeners == []
+
+    asyncio.run(scenario())
+
+
+def test_when_the_browser_session_ends_its_channels_close_and_their_viewers_are_let_go():
+    hub = Hub()
+    ch = hub.open(None, owner="me")
+
+    async def scenario():
+        viewer = ch.join(asyncio.get_running_loop())
+        await viewer.next_frame()
+        waiting = asyncio.ensure_future(viewer.next_frame())
+        await asyncio.sleep(0.05)
+        ch.close()
+        assert await asyncio.wait_for(waiting, 2) is None
+
+    asyncio.run(scenario())
+    assert hub.find(ch.token) is None
+
+
 def test_a_real_run_publishes_its_worker_drawn_frames_through_the_channel():
     from components.views import playground as views
 
