@@ -69,10 +69,13 @@ function statusText(s) {
 const nextPaint = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
 // Curves draw in milliseconds, maps and contours in hundreds: on a first frame, curves go first.
 const isCurve = (part) => part && part.data && part.data.every((t) => !t.type || t.type === "scatter");
-// Curves are drawn with every frame. Other parts (a mosaic of every unit, a contour, a map)
-// are redrawn only as often as keeps their drawing under SLOW_SHARE of the browser's time: on
-// a slow machine the curves and the progress line keep their pace, and a map its newest state.
-const SLOW_SHARE = 0.4;
+// The progress line and the numbers change with every frame and cost nothing to draw. Charts
+// cost tens to hundreds of milliseconds each on a slow machine, so they take turns: curves
+// at most CURVE_SHARE of the browser's time, maps and contours (a mosaic of every unit, a
+// decision boundary) at most SLOW_SHARE. A chart whose turn has not come keeps only its newest
+// part, drawn at its turn: the page stays responsive and always shows the latest state.
+const CURVE_SHARE = 0.4;
+const SLOW_SHARE = 0.3;
 
 class Panel {
   constructor(parent) {
@@ -127,7 +130,8 @@ class Panel {
     this.boxes.clear();
     this.placed = "";
     this.pending = {}; // parts received, not drawn yet (a slow one waits for its turn)
-    this.slowUntil = 0; // no slow part is drawn before this time
+    this.curveUntil = 0; // no curve is redrawn before this time
+    this.slowUntil = 0; // no map is redrawn before this time
     this.revision = 0; // every drawing of a part is a new datarevision
     this.root.dataset.run = run || "";
     this.root.dataset.frames = "0";
@@ -168,40 +172,12 @@ class Panel {
       const known = [this.data.live, this.data.final];
       this.unannounced = status.run !== null && !known.includes(status.run) ? status.run : null;
     }
-    // The progress line and the numbers first: they cost nothing to draw.
     if (parts.numbers) this.drawNumbers(parts.numbers);
     if (status) this.say(status);
+    const firstCharts = ![...this.boxes.values()].some((box) => box.dataset.drawn);
+    if (parts.numbers && firstCharts) await nextPaint(); // a run's first numbers show before its charts
     for (const name of Object.keys(parts)) if (name !== "status" && name !== "numbers") this.pending[name] = parts[name];
-    const names = Object.keys(this.pending);
-    this.layOut(names);
-    if (names.some((n) => !this.boxes.get(n)?.dataset.drawn)) names.sort((a, b) => isCurve(this.pending[b]) - isCurve(this.pending[a]));
-    const slowTurn = performance.now() >= this.slowUntil || this.ended;
-    let slowSpent = 0;
-    let drew = false;
-    for (const name of names) {
-      const part = this.pending[name];
-      const box = this.boxes.get(name);
-      if (!box || socket !== this.socket) continue;
-      const curve = isCurve(part);
-      if (!slowTurn && box.dataset.drawn && !curve) continue; // its turn comes
-      delete this.pending[name];
-      drew = true;
-      const start = performance.now();
-      if (part && part.data) {
-        // Only parts that changed are drawn, so each drawing is a new datarevision: Plotly.react
-        // then redraws every trace instead of diffing the typed arrays ({dtype, bdata}), and a
-        // live heatmap was seen keeping its first picture on the screen without it.
-        const layout = { ...part.layout, datarevision: ++this.revision };
-        await window.Plotly.react(box, part.data, layout, CONFIG);
-      }
-      else if (part && part.text !== undefined) this.drawText(box, part);
-      if (!curve) slowSpent += performance.now() - start;
-      if (!box.dataset.drawn) {
-        box.dataset.drawn = "1";
-        await nextPaint();
-      }
-    }
-    if (slowSpent) this.slowUntil = performance.now() + (slowSpent * (1 - SLOW_SHARE)) / SLOW_SHARE;
+    const drew = await this.drawDue(socket);
     if (drew && this.unannounced) {
       this.trigger("started", this.unannounced); // after its first charts are on the screen
       this.unannounced = null;
@@ -215,6 +191,43 @@ class Panel {
     const ready = () => socket.readyState === WebSocket.OPEN && socket.send("ready");
     if (drew) requestAnimationFrame(ready); // let the browser paint what it drew first
     else ready(); // only the progress line moved: ask at once
+  }
+
+  // Draw the pending parts whose turn it is: every part never drawn yet (curves first, the
+  // screen updated after each), curves at their turn, maps at theirs, all once the run ended.
+  async drawDue(socket) {
+    const names = Object.keys(this.pending);
+    this.layOut(names);
+    const fresh = names.filter((n) => !this.boxes.get(n)?.dataset.drawn);
+    fresh.sort((a, b) => isCurve(this.pending[b]) - isCurve(this.pending[a]));
+    const now = performance.now();
+    const curveTurn = now >= this.curveUntil || this.ended;
+    const slowTurn = now >= this.slowUntil || this.ended;
+    const due = names.filter((n) => !fresh.includes(n) && (isCurve(this.pending[n]) ? curveTurn : slowTurn));
+    const spent = { curve: 0, slow: 0 };
+    for (const name of [...fresh, ...due]) {
+      const part = this.pending[name];
+      const box = this.boxes.get(name);
+      if (!box || socket !== this.socket) continue;
+      delete this.pending[name];
+      const start = performance.now();
+      if (part && part.data) {
+        // Only parts that changed are drawn, so each drawing is a new datarevision: Plotly.react
+        // then redraws every trace instead of diffing the typed arrays ({dtype, bdata}), and a
+        // live heatmap was seen keeping its first picture on the screen without it.
+        const layout = { ...part.layout, datarevision: ++this.revision };
+        await window.Plotly.react(box, part.data, layout, CONFIG);
+      } else if (part && part.text !== undefined) this.drawText(box, part);
+      spent[isCurve(part) ? "curve" : "slow"] += performance.now() - start;
+      if (!box.dataset.drawn) {
+        box.dataset.drawn = "1";
+        await nextPaint();
+      }
+    }
+    const end = performance.now();
+    if (spent.curve) this.curveUntil = end + (spent.curve * (1 - CURVE_SHARE)) / CURVE_SHARE;
+    if (spent.slow) this.slowUntil = end + (spent.slow * (1 - SLOW_SHARE)) / SLOW_SHARE;
+    return fresh.length + due.length > 0;
   }
 
   layOut(names) {
