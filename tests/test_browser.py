@@ -45,6 +45,8 @@ STATUS_JS = "() => document.querySelector('.dl-panel.dl-live .dl-status span')?.
 LAST_STEP_JS = """() => Math.max(0, ...Array.from(document.querySelectorAll('.js-plotly-plot'))
   .flatMap(p => (p._fullData || []).filter(t => t.type === 'scatter' && t.x && t.x.length)
     .map(t => Math.max(...Array.from(t.x).filter(v => typeof v === 'number')))))"""
+IDLE_CAPTIONS_JS = """() => Array.from(document.querySelectorAll('p'))
+  .filter(p => p.textContent.includes('to start a run')).length"""
 LONG_PLAYGROUND = "epochs=1000&points=2000&batch_size=4"  # minutes of tiny steps, within the budget
 
 
@@ -163,12 +165,13 @@ def test_frames_stream_into_the_same_charts_and_stop_keeps_the_partial_curves(br
     waiting = page.locator(f".st-key-{key}-live .dl-panel")
     waiting.wait_for(state="attached", timeout=30_000)
     path = waiting.evaluate("e => e.dataset.path")
+    idle_captions = page.evaluate(IDLE_CAPTIONS_JS)  # one per experiment not run yet
     train_button(page, key).click()
     page.wait_for_selector(f"{PANEL} .js-plotly-plot", timeout=90_000)
     first = frames_beyond(page, 0)
     assert page.evaluate(f"() => document.querySelector('{PANEL}').dataset.path") == path
     # Train reran only its buttons; after the first frame the page reruns to its live state
-    page.get_by_text("to start a run").wait_for(state="detached", timeout=60_000)
+    wait_until(page, IDLE_CAPTIONS_JS, lambda n: n < idle_captions, "the page's live state", 60)
     # mark every live chart's element; after several more frames the same elements are there
     marked = page.evaluate(
         "() => { const c = document.querySelectorAll('.dl-part'); "

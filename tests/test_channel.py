@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from labs import playground
-from labs.core.frames import FrameMaker, to_json
+from labs.core.frames import HEAVY_BYTES, FrameMaker, light_first, to_json
 from labs.core.runner import TrainingRun
 from server import channel as live
 from server.channel import Hub
@@ -207,6 +207,13 @@ def test_the_frame_maker_sends_figures_only_when_they_change_and_keeps_its_pace(
     assert maker.frame() == {}  # too soon after the last
     maker.history.history.append({"step": 1})
     assert set(maker.frame(force=True)) == {"steps"}  # "fixed" did not change
+
+
+def test_light_parts_travel_ahead_of_heavy_ones():
+    frame = {"numbers": b"[1]", "mosaic": b"0" * (HEAVY_BYTES + 1), "loss": b"{}"}
+    first, second = light_first(frame)
+    assert set(first) == {"numbers", "loss"} and set(second) == {"mosaic"}
+    assert light_first({"loss": b"{}"}) == [{"loss": b"{}"}] and light_first({}) == []
 
 
 @pytest.mark.parametrize("size", [0, 1, 3])

@@ -102,3 +102,12 @@ class FrameMaker:
 
     def _too_soon(self, name: str, data: bytes, now: float) -> bool:
         return len(data) > HEAVY_BYTES and now - self._sent_at.get(name, -1e9) < HEAVY_SECONDS
+
+
+def light_first(frame: dict[str, bytes]) -> list[dict[str, bytes]]:
+    """A frame as the messages to send, light parts (numbers, curves) ahead of heavy ones (a
+    mosaic of every unit): a browser waiting for its next frame draws them while the heavy
+    part is still on its way."""
+    light = {name: data for name, data in frame.items() if len(data) <= HEAVY_BYTES}
+    heavy = {name: data for name, data in frame.items() if name not in light}
+    return [part for part in (light, heavy) if part]

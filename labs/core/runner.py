@@ -28,7 +28,7 @@ from labs.core.budget import Cost, Limits, judge, measured_speed
 from labs.core.config import ConfigError, to_params
 from labs.core.control import Control, Ending, installed
 from labs.core.failures import IN_WORDS, CutShort, Diverged, WorkerLost, ending_message, explain_failure
-from labs.core.frames import FrameMaker
+from labs.core.frames import FrameMaker, light_first
 from labs.core.history import History, Reported
 from labs.core.snapshot import Snapshot
 from labs.core.workers import RemoteJob
@@ -191,8 +191,8 @@ class LocalJob:
             self.frames.history.add_points(points)
             self.frames.history.add(snap)
             frame = self.frames.frame(force=snap.final or len(self.frames.history.history) <= 1)
-            if frame:
-                yield "frame", frame
+            for part in light_first(frame):
+                yield "frame", part
 
 
 class TrainingRun:

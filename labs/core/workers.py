@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from labs.core.budget import Limits, size
 from labs.core.control import Control, Ending, installed, resident_bytes
 from labs.core.failures import EXPECTED, CutShort, RemoteFailure, WorkerLost, explain_failure
-from labs.core.frames import FrameMaker
+from labs.core.frames import FrameMaker, light_first
 
 log = logging.getLogger("dllab.workers")
 _CTX = mp.get_context("spawn")  # fork after torch has started threads can deadlock the child
@@ -69,8 +69,8 @@ def _drive(job, gen, control: Control, results, frames: FrameMaker | None) -> No
 
     def send_frame(force: bool = False) -> None:
         frame = frames.frame(force) if frames is not None else {}
-        if frame:
-            results.put((job, "frame", frame))
+        for part in light_first(frame):
+            results.put((job, "frame", part))
 
     def sink(points: list[dict]) -> None:  # called from inside the loop, at most ~10 times a second
         results.put((job, "points", points))
