@@ -28,6 +28,7 @@ from labs import (
     playground,
     recurrent,
     regularization,
+    transfer,
 )
 from labs.core import mlp
 from labs.core.device import configure_threads, pick_device, warm_up
@@ -55,6 +56,9 @@ EXPERIMENTS = [
         True,
     ),
     ("attention (reverse)", attention.train, attention.Config(), "greedy_sequence_acc", False),
+    ("transfer (3 ways)", transfer.train, transfer.Config(), "fine-tuned: test_acc", True),
+    ("transfer sweep", transfer.sweep, transfer.SweepConfig(), "fine-tuned: test_acc", True),
+    ("transfer blocks", transfer.train_blocks, transfer.BlocksConfig(), "residual: test_acc", True),
 ]
 
 
