@@ -138,6 +138,18 @@ CHAPTERS = (
         long_run={"adapt.steps": "3000", "adapt.labels_per_class": "500"},
     ),
     Chapter(
+        16,
+        "gans",
+        "GANs",
+        "Generative models",
+        "A GAN on the plane, as in GAN Lab: D's verdict, G's push on each point, mode collapse; "
+        "a DCGAN draws digits.",
+        "🎭",
+        {"toy.steps": "100", "digits.steps": "50"},
+        ("gans--toy", "gans--digits"),
+        long_run={"toy.steps": "50000"},
+    ),
+    Chapter(
         12,
         "recurrent",
         "Recurrent networks",
