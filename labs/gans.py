@@ -365,9 +365,10 @@ def _all_eight(view) -> tuple[str, str]:
 QUESTIONS = [
     Question(
         "The minimax loss, with a discriminator that takes 5 steps per generator step at a "
-        "learning rate of 0.005: will the generator keep all 8 modes of the ring covered to the end?",
+        "learning rate of 0.005, for 1,500 steps: will the generator keep all 8 modes of the ring "
+        "covered to the end?",
         ("all 8", "fewer"),
-        {"target": "ring", "loss": "minimax", "d_steps": 5, "d_lr": 0.005},
+        {"target": "ring", "loss": "minimax", "d_steps": 5, "d_lr": 0.005, "steps": 1500},
         _all_eight,
         "A discriminator that is sure of every fake makes log(1 − D(G(z))) flat: the generator's "
         "gradient vanishes, except towards the few places D is still unsure, and the generated "

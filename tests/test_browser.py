@@ -44,7 +44,7 @@ STATUS_JS = "() => document.querySelector('.dl-panel.dl-live .dl-status span')?.
 # the panel's; both are plotly, whose decoded traces hold the x values).
 LAST_STEP_JS = """() => Math.max(0, ...Array.from(document.querySelectorAll('.js-plotly-plot'))
   .flatMap(p => (p._fullData || []).filter(t => t.type === 'scatter' && t.x && t.x.length)
-    .map(t => Math.max(...Array.from(t.x).filter(v => typeof v === 'number')))))"""
+    .map(t => Math.max(...Array.from(t.x).filter(v => Number.isFinite(v))))))"""
 IDLE_CAPTIONS_JS = """() => Array.from(document.querySelectorAll('p'))
   .filter(p => p.textContent.includes('to start a run')).length"""
 LONG_PLAYGROUND = "epochs=1000&points=2000&batch_size=4"  # minutes of tiny steps, within the budget

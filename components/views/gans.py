@@ -28,8 +28,10 @@ def plane_figure(v: dict, critic: bool) -> dict:
     target, generated, push = v["target"], v["generated"], v["push"]
     scale = ARROW_LENGTH / (np.abs(push).max() + 1e-12)
     ends = generated[: len(push)] + scale * push
-    xs = np.column_stack([generated[: len(push), 0], ends[:, 0], np.full(len(push), np.nan)]).ravel()
-    ys = np.column_stack([generated[: len(push), 1], ends[:, 1], np.full(len(push), np.nan)]).ravel()
+    xs, ys = [], []
+    for (x0, y0), (x1, y1) in zip(generated[: len(push)].tolist(), ends.tolist()):
+        xs += [x0, x1, None]  # None breaks the line: one segment per point
+        ys += [y0, y1, None]
     data = [
         field,
         _coloured(plot.markers(target[:, 0], target[:, 1], "target", size=4), "#555555"),
