@@ -138,6 +138,16 @@ CHAPTERS = (
         long_run={"adapt.steps": "3000", "adapt.labels_per_class": "500"},
     ),
     Chapter(
+        15,
+        "autoencoders",
+        "Autoencoders & VAEs",
+        "Generative models",
+        "An AE, a denoising AE and a VAE map the digits onto a plane; decode any point, walk between digits.",
+        "🗜️",
+        {"steps": "100"},
+        long_run={"steps": "20000"},
+    ),
+    Chapter(
         16,
         "gans",
         "GANs",

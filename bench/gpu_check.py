@@ -40,13 +40,12 @@ def smoke_runs() -> bool:
     from chapters import CHAPTERS
 
     ok = True
-    prefixes = {"SurfaceConfig": "surface.", "FinderConfig": "finder.", "Config": "net."}
     for chapter in CHAPTERS:
         lab = importlib.import_module(f"labs.{chapter.slug}")
-        for name, experiment in vars(lab).items():
-            if not isinstance(experiment, Experiment):
-                continue
-            prefix = prefixes[experiment.config.__name__] if chapter.slug == "optimizers" else ""
+        found = [(n, e) for n, e in vars(lab).items() if isinstance(e, Experiment)]
+        for (name, experiment), key in zip(found, chapter.run_keys, strict=True):
+            # a page with several experiments reads "<part>.<knob>" for its run key "<slug>--<part>"
+            prefix = key.split("--", 1)[1] + "." if "--" in key else ""
             cfg, _ = from_params(experiment.config, chapter.smoke, prefix)
             start = time.perf_counter()
             run = TrainingRun(experiment.train, cfg, CUDA, remote=True, cost=experiment.cost).start()

@@ -19,8 +19,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from labs import (
     attention,
+    autoencoders,
     autograd,
     convnets,
+    gans,
     initialization,
     language,
     normalization,
@@ -59,6 +61,9 @@ EXPERIMENTS = [
     ("transfer (3 ways)", transfer.train, transfer.Config(), "fine-tuned: test_acc", True),
     ("transfer sweep", transfer.sweep, transfer.SweepConfig(), "fine-tuned: test_acc", True),
     ("transfer blocks", transfer.train_blocks, transfer.BlocksConfig(), "residual: test_acc", True),
+    ("autoencoders (3 nets)", autoencoders.train, autoencoders.Config(), "VAE: test_mse", True),
+    ("GAN on the plane", gans.train, gans.Config(), "modes_covered", gans.PREFERS_GPU),
+    ("DCGAN on the digits", gans.train_digits, gans.DigitsConfig(), "g_grad_norm", True),
 ]
 
 

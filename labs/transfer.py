@@ -16,6 +16,7 @@ shows which layers fine-tuning changed; Grad-CAM shows what the net looks at bef
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ WAYS = {
     "finetune": "fine-tuned",
     "scratch": "from scratch",
 }
-BLOCKS = {"plain": "plain", "residual": "residual", "dense": "dense"}
+STACKS = {"plain": "plain", "residual": "residual", "dense": "dense"}
 LABEL_POINTS = ("5", "10", "20", "50", "100", "200", "500")  # text: a link lists them
 PROBE = 128  # test images for CKA (its Gram matrices are PROBE × PROBE)
 RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's ImageNet weights, if an operator put them on disk
@@ -230,12 +231,12 @@ class SweepConfig:
 @dataclass(frozen=True)
 class BlocksConfig:
     blocks: tuple = knob(
-        tuple(BLOCKS),
+        tuple(STACKS),
         "Compare",
         "About equal weight counts.",
-        choices=tuple(BLOCKS),
+        choices=tuple(STACKS),
         multi=True,
-        labels=BLOCKS,
+        labels=STACKS,
     )
     depth: int = knob(12, "Conv layers", "3×3, after the stem, on 8×8 digits.", lo=2, hi=40, step=2)
     width: int = knob(16, "Width", "Channels of the plain and residual stacks.", lo=4, hi=64, step=4)
@@ -257,14 +258,22 @@ def _backbone_cost(channels: int, batch: float, side: int = 28) -> tuple[float, 
     return params, flops, kept
 
 
-def _pretrain_cost(channels: int, pretrain_steps: int, batch: int) -> budget.Cost:
-    params, flops, kept = _backbone_cost(channels, batch)
-    return budget.Cost(params, kept, pretrain_steps, flops, 60, data=5000 * 28 * 28)
+def _with_pretraining(cost: budget.Cost, channels: int, pretrain_steps: int) -> budget.Cost:
+    """Add pre-training's work, spread over the run's own steps: a time estimate then counts it
+    once, and the budget's "default number of steps" stays the adaptation's."""
+    params, flops, kept = _backbone_cost(channels, 64)
+    share = pretrain_steps / max(cost.steps, 1)
+    return dataclasses.replace(
+        cost,
+        activations=max(cost.activations, kept),
+        step_flops=cost.step_flops + flops * share,
+        step_ops=cost.step_ops + 60 * share,
+    )
 
 
 def cost(cfg: Config) -> budget.Cost:
     """Pre-training (once per process and seed), then each way in lockstep; resnet18 at 64×64."""
-    if cfg.backbone == "resnet18":
+    if cfg.backbone == "resnet18" and resnet18_weights() is not None:
         p, f, kept = 11.2e6, 3 * 0.15e9 * cfg.batch_size, 2.5e5 * cfg.batch_size
         one = budget.Cost(p, kept, cfg.steps, f, 200, data=5000 * 28 * 28)
         return budget.total(one for _ in cfg.ways)
@@ -272,14 +281,14 @@ def cost(cfg: Config) -> budget.Cost:
     one = budget.Cost(
         p, kept, cfg.steps, f, 70, data=5000 * 28 * 28, evaluation=1000 * 28 * 28 * cfg.channels
     )
-    return _pretrain_cost(cfg.channels, cfg.pretrain_steps, 64) + budget.total(one for _ in cfg.ways)
+    return _with_pretraining(budget.total(one for _ in cfg.ways), cfg.channels, cfg.pretrain_steps)
 
 
 def sweep_cost(cfg: SweepConfig) -> budget.Cost:
     p, f, kept = _backbone_cost(cfg.channels, cfg.batch_size)
     fits = len(cfg.points) * len(WAYS)
     one = budget.Cost(p, kept, cfg.steps * fits, f, 70, data=5000 * 28 * 28)
-    return _pretrain_cost(cfg.channels, cfg.pretrain_steps, 64) + one
+    return _with_pretraining(one, cfg.channels, cfg.pretrain_steps)
 
 
 def blocks_cost(cfg: BlocksConfig) -> budget.Cost:
@@ -624,7 +633,7 @@ def train_blocks(cfg: BlocksConfig, device: torch.device):
     """Plain, residual and dense stacks side by side, on the same batches of the 8×8 digits
     (small images keep a deep stack quick on a laptop)."""
     check(cfg)
-    yield from side_by_side({BLOCKS[k]: train_stack(k, cfg, device) for k in cfg.blocks}, device)
+    yield from side_by_side({STACKS[k]: train_stack(k, cfg, device) for k in cfg.blocks}, device)
 
 
 def train_stack(kind: str, cfg: BlocksConfig, device: torch.device):
@@ -746,4 +755,4 @@ QUESTIONS = [
 
 ADAPT = Experiment(Config, train, cost, PREFERS_GPU)
 SWEEP = Experiment(SweepConfig, sweep, sweep_cost, PREFERS_GPU)
-BLOCKS_RUN = Experiment(BlocksConfig, train_blocks, blocks_cost, PREFERS_GPU)
+BLOCKS = Experiment(BlocksConfig, train_blocks, blocks_cost, PREFERS_GPU)

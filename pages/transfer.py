@@ -67,7 +67,7 @@ with blocks_tab:
         f"(each of its layers adds {growth} maps for all the layers above it)."
     )
     controls.link_notices(BLOCKS)
-    live.run_buttons(BLOCKS, lab.BLOCKS_RUN, b_cfg, views.BLOCKS)
+    live.run_buttons(BLOCKS, lab.BLOCKS, b_cfg, views.BLOCKS)
     page.downloads(live.show(BLOCKS, views.BLOCKS), BLOCKS)
 
 controls.share_link((a_cfg, "adapt."), (s_cfg, "sweep."), (b_cfg, "blocks."))

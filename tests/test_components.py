@@ -71,30 +71,25 @@ def test_layouts_resolve_wildcards_and_skip_parts_not_drawn():
         Views(dict, ((("a", "b"),),))  # two names side by side need no tuple; stacked need a width
 
 
-def _views_for(experiment, module):
-    """The views of one experiment: VIEWS, or the optimizers' RACE, FINDER and NET."""
-    own = {"SurfaceConfig": "RACE", "FinderConfig": "FINDER"}.get(experiment.config.__name__)
-    return getattr(module, own) if own else getattr(module, "VIEWS", None) or module.NET
-
-
 def every_experiment():
+    """Each lab's experiments, in the order of the page's run keys: a lab's EXPERIMENT is drawn
+    by its VIEWS, another (RACE, ADAPT, DIGITS…) by the views of the same name, and a page with
+    several reads its link settings as "<part>.<knob>" for the run key "<slug>--<part>"."""
     for chapter in CHAPTERS:
         lab = importlib.import_module(f"labs.{chapter.slug}")
         module = importlib.import_module(f"components.views.{chapter.slug}")
-        for name, experiment in vars(lab).items():
-            if isinstance(experiment, Experiment):
-                yield pytest.param(
-                    chapter, experiment, _views_for(experiment, module), id=f"{chapter.slug}.{name}"
-                )
+        found = [(n, e) for n, e in vars(lab).items() if isinstance(e, Experiment)]
+        for (name, experiment), key in zip(found, chapter.run_keys, strict=True):
+            views = module.VIEWS if name == "EXPERIMENT" else getattr(module, name)
+            prefix = key.split("--", 1)[1] + "." if "--" in key else ""
+            yield pytest.param(chapter, experiment, views, prefix, id=f"{chapter.slug}.{name}")
 
 
-@pytest.mark.parametrize("chapter, experiment, views", list(every_experiment()))
-def test_every_chapters_live_views_draw_a_short_run(chapter, experiment, views):
-    prefix = {"SurfaceConfig": "surface.", "FinderConfig": "finder.", "Config": "net."}
+@pytest.mark.parametrize("chapter, experiment, views, prefix", list(every_experiment()))
+def test_every_chapters_live_views_draw_a_short_run(chapter, experiment, views, prefix):
     from labs.core.config import from_params
 
-    pre = prefix[experiment.config.__name__] if chapter.slug == "optimizers" else ""
-    cfg, _ = from_params(experiment.config, chapter.smoke, pre)
+    cfg, _ = from_params(experiment.config, chapter.smoke, prefix)
     view = run_view(experiment.train, cfg)
     parts = views.draw(view)
     assert parts, "nothing drawn for a finished run"

@@ -65,7 +65,7 @@ def test_a_deep_plain_stack_starves_its_first_layer_and_skip_paths_do_not():
     view = run_view(transfer.train_blocks, transfer.BlocksConfig(depth=12, steps=10))
 
     def ratio(kind):  # at the first step, before any learning could change it
-        first = layer_history_of(view.layer_history, transfer.BLOCKS[kind])[0][1]
+        first = layer_history_of(view.layer_history, transfer.STACKS[kind])[0][1]
         return first["layer 1"]["grad_rms"] / first["layer 12"]["grad_rms"]
 
     assert ratio("plain") < 1e-3  # measured ~3e-5
