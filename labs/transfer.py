@@ -46,6 +46,7 @@ WAYS = {
 }
 STACKS = {"plain": "plain", "residual": "residual", "dense": "dense"}
 LABEL_POINTS = ("5", "10", "20", "50", "100", "200", "500")  # text: a link lists them
+PRETRAIN_LOSS = "pre-training: train_loss"
 PROBE = 128  # test images for CKA (its Gram matrices are PROBE × PROBE)
 RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's ImageNet weights, if an operator put them on disk
 
@@ -378,10 +379,11 @@ def pretraining(channels: int, pretrain_steps: int, seed: int, device: torch.dev
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        log(step, **{PRETRAIN_LOSS: loss})  # the dense curve, every step
         if cadence.due(step):
             xs.append(step)
             losses.append(loss.item())
-            metrics = {"pre-training: train_loss": losses[-1]}
+            metrics = {PRETRAIN_LOSS: losses[-1]}
             yield Snapshot(step, pretrain_steps, metrics, view={"phase": "pre-training on digits 0–4"})
     if stop_requested():
         return None
