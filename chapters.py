@@ -138,6 +138,16 @@ CHAPTERS = (
         long_run={"adapt.steps": "3000", "adapt.labels_per_class": "500"},
     ),
     Chapter(
+        9,
+        "segmentation",
+        "Segmentation",
+        "Convolutions",
+        "A U-Net labels every pixel of shapes on noisy textures; the same net without skips blurs the edges.",
+        "🧩",
+        {"steps": "20"},
+        long_run={"steps": "3000"},
+    ),
+    Chapter(
         15,
         "autoencoders",
         "Autoencoders & VAEs",

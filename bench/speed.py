@@ -30,6 +30,7 @@ from labs import (
     playground,
     recurrent,
     regularization,
+    segmentation,
     transfer,
 )
 from labs.core import mlp
@@ -61,6 +62,7 @@ EXPERIMENTS = [
     ("transfer (3 ways)", transfer.train, transfer.Config(), "fine-tuned: test_acc", True),
     ("transfer sweep", transfer.sweep, transfer.SweepConfig(), "fine-tuned: test_acc", True),
     ("transfer blocks", transfer.train_blocks, transfer.BlocksConfig(), "residual: test_acc", True),
+    ("segmentation (2 nets)", segmentation.train, segmentation.Config(), "U-Net: boundary IoU", True),
     ("autoencoders (3 nets)", autoencoders.train, autoencoders.Config(), "VAE: test_mse", True),
     ("GAN on the plane", gans.train, gans.Config(), "modes_covered", gans.PREFERS_GPU),
     ("DCGAN on the digits", gans.train_digits, gans.DigitsConfig(), "g_grad_norm", True),

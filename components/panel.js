@@ -259,6 +259,10 @@ class Panel {
       fresh.appendChild(rowDiv);
     }
     this.grid.replaceChildren(fresh);
+    // A chart drawn alone in its row (one variant's confusion before the other's arrived) kept
+    // the row's full width after the row gained a cell: plotly's `responsive` only hears the
+    // window resize, so a re-seated chart is resized to its new cell here.
+    for (const box of this.boxes.values()) if (box.dataset.drawn && box._fullLayout) window.Plotly.Plots.resize(box);
   }
 
   drawNumbers(numbers) {

@@ -45,6 +45,10 @@ STATUS_JS = "() => document.querySelector('.dl-panel.dl-live .dl-status span')?.
 LAST_STEP_JS = """() => Math.max(0, ...Array.from(document.querySelectorAll('.js-plotly-plot'))
   .flatMap(p => (p._fullData || []).filter(t => t.type === 'scatter' && t.x && t.x.length)
     .map(t => Math.max(...Array.from(t.x).filter(v => Number.isFinite(v))))))"""
+# Live charts wider than their cell: plotly sizes a chart to its div when drawn, and a row that
+# gains a cell later shrinks the div under it.
+OVERFLOWING_JS = """() => Array.from(document.querySelectorAll('.dl-part'))
+  .filter(b => b._fullLayout && b._fullLayout.width > b.clientWidth + 2).map(b => b.dataset.part)"""
 IDLE_CAPTIONS_JS = """() => Array.from(document.querySelectorAll('p'))
   .filter(p => p.textContent.includes('to start a run')).length"""
 LONG_PLAYGROUND = "epochs=1000&points=2000&batch_size=4"  # minutes of tiny steps, within the budget
@@ -183,6 +187,7 @@ def test_frames_stream_into_the_same_charts_and_stop_keeps_the_partial_curves(br
         "() => Array.from(document.querySelectorAll('.dl-part')).filter(e => e.__seen).length"
     )
     assert still == marked > 0, "a live chart was remounted while the run trained"
+    wait_until(page, OVERFLOWING_JS, lambda wide: not wide, "every live chart within its cell", 10)
     reached = wait_until(page, LAST_STEP_JS, lambda s: s > 1, "a curve reaching past step 1")
     page.locator(f".st-key-{key}-stop button").click()
     alert(page, "Stopped").wait_for(timeout=120_000)  # Stop lands between two steps
@@ -378,6 +383,29 @@ def test_a_text_upload_is_checked_and_a_good_one_trains(browser, server):
     page.wait_for_selector(IDLE, timeout=60_000)
     assert_no_exception(page)
     assert page.get_by_text("Ask the trained model").count() == 1
+    page.close()
+
+
+def test_a_clicked_pixel_is_the_one_explained(browser, server):
+    """Streamlit hears clicks on points, not on a heatmap's cells: the segmentation page lays a
+    transparent point on every pixel. A click there moves the sliders and the explanation."""
+    page = open_page(browser, server, "segmentation", {"steps": "20"}, height=2600)
+    train_button(page, "segmentation").click()
+    alert(page, "Done in").wait_for(timeout=120_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    chart = page.locator(".st-key-segmentation-pick .js-plotly-plot")
+    chart.wait_for(timeout=60_000)
+    chart.scroll_into_view_if_needed()
+    # where pixel (row 12, column 50) of the image half is drawn, from plotly's own axes
+    x, y = chart.evaluate(
+        "p => { const L = p._fullLayout, r = p.getBoundingClientRect(); return ["
+        "r.left + L._size.l + L.xaxis.d2p(50), r.top + L._size.t + L.yaxis.d2p(12)] }"
+    )
+    page.mouse.click(x, y)
+    page.locator(".st-key-segmentation-row", has_text="12").wait_for(timeout=60_000)
+    page.locator(".st-key-segmentation-col", has_text="50").wait_for(timeout=30_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    assert_no_exception(page)
     page.close()
 
 
