@@ -1,11 +1,7 @@
 """Chapter 8 — Modern CNNs & transfer learning.
 
-Three experiments: two on the 28×28 digits, one on the 8×8 digits.
-
-Blocks: a plain stack of convolutions, the same stack with residual connections, and a
-DenseNet-style stack (each layer sees every earlier layer's maps), at about equal weight
-counts, side by side under one seed. The learner sees each one's gradient per layer: the deep
-plain stack's first layers hear little of the loss, the skip paths carry it down.
+Three experiments: two here on the 28×28 digits, and plain, residual and dense conv stacks on
+the 8×8 digits (labs/blocks.py, listed here as BLOCKS with the page's other experiments).
 
 Transfer: a small CNN is pre-trained on digits 0–4, then adapted to digits 5–9 with only a
 few labelled examples per class, three ways side by side: its backbone frozen under a new
@@ -16,7 +12,6 @@ shows which layers fine-tuning changed; Grad-CAM shows what the net looks at bef
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,149 +20,44 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from labs.backbones import (
+    RESNET18_FILE,
+    SOURCE,
+    TARGET,
+    Backbone,
+    Classifier,
+    ResNet18Backbone,
+    already_pretrained,
+    backbone_cost,
+    digits,
+    fresh_resnet_state,
+    labelled,
+    pretraining,
+    resnet18_weights,
+    target_digits,
+    with_pretraining,
+)
+from labs.blocks import BLOCKS  # noqa: F401 (the page's third experiment, listed with its own)
 from labs.core import attribution, budget, data
+from labs.core.classifier_metrics import accuracy
 from labs.core.compare import metric, side_by_side
 from labs.core.config import check, knob
 from labs.core.control import log, steps, stop_requested
-from labs.core.device import seed_everything
 from labs.core.failures import Diverged
-from labs.core.hooks import layer_stats, record_activations
+from labs.core.hooks import record_activations
 from labs.core.questions import Question
 from labs.core.runner import Experiment
+from labs.core.similarity import centred_gram, gram_cka
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
-from labs.regularization import augment
 
 PREFERS_GPU = True
-SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)  # pre-train on the first, adapt to the second
 WAYS = {
     "frozen": "frozen backbone",
     "finetune": "fine-tuned",
     "scratch": "from scratch",
 }
-STACKS = {"plain": "plain", "residual": "residual", "dense": "dense"}
 LABEL_POINTS = ("5", "10", "20", "50", "100", "200", "500")  # text: a link lists them
-PRETRAIN_LOSS = "pre-training: train_loss"
 PROBE = 128  # test images for CKA (its Gram matrices are PROBE × PROBE)
-RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's ImageNet weights, if an operator put them on disk
-
-
-# ---------------------------------------------------------------- the nets
-
-
-class Backbone(nn.Module):
-    """Three conv stages (c, 2c, 4c channels), each halving the image: 28×28 digits in, the
-    last 3×3 maps out as 36c features (kept in place: where a stroke is matters for a digit)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        widths = (1, channels, 2 * channels, 4 * channels)
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(widths, widths[1:]))
-        self.acts = nn.ModuleList(nn.ReLU() for _ in self.convs)  # own modules: hooks and Grad-CAM
-        self.features = widths[-1] * 3 * 3
-
-    def forward(self, x):
-        for conv, act in zip(self.convs, self.acts):
-            x = F.max_pool2d(act(conv(x)), 2)
-        return x.flatten(1)
-
-
-class Classifier(nn.Module):
-    def __init__(self, backbone: nn.Module, n_classes: int):
-        super().__init__()
-        self.backbone = backbone
-        self.head = nn.Linear(backbone.features, n_classes)
-
-    def forward(self, x):
-        return self.head(self.backbone(x))
-
-
-class ResNet18Backbone(nn.Module):
-    """torchvision's resnet18 as a feature extractor for 28×28 greyscale digits: the image is
-    resized to 64×64 and repeated over the three colour channels it was trained on."""
-
-    def __init__(self, state_dict: dict):
-        super().__init__()
-        from torchvision.models import resnet18
-
-        net = resnet18()
-        net.load_state_dict(state_dict)
-        net.fc = nn.Identity()
-        self.net = net
-        self.features = 512
-        self.convs = [net.layer1, net.layer2, net.layer3]  # the stages CKA and Grad-CAM look at
-        self.acts = [net.layer1, net.layer2, net.layer4]
-
-    def forward(self, x):
-        x = F.interpolate(x, size=64, mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
-        return self.net((x - 0.45) / 0.226)
-
-
-def resnet18_weights() -> Path | None:
-    """The ImageNet resnet18 file where torchvision keeps it, or in the lab's data directory."""
-    for folder in (Path(torch.hub.get_dir()) / "checkpoints", data.data_dir()):
-        if (folder / RESNET18_FILE).exists():
-            return folder / RESNET18_FILE
-    return None
-
-
-class DeepCNN(nn.Module):
-    """On 8×8 digits: a stem conv and `depth` 3×3 conv layers at full resolution, wired as a plain
-    stack, with a skip around every two layers (residual), or densely (each layer reads every
-    earlier map of the stack). Every conv layer is followed by its own ReLU module."""
-
-    def __init__(self, kind: str, depth: int, width: int, growth: int = 0):
-        super().__init__()
-        self.kind = kind
-        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU())
-        if kind == "dense":
-            ins = [width + i * growth for i in range(depth)]
-            self.convs = nn.ModuleList(nn.Conv2d(c, growth, 3, padding=1) for c in ins)
-            out = width + depth * growth
-        else:
-            self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(depth))
-            out = width
-        self.acts = nn.ModuleList(nn.ReLU() for _ in self.convs)
-        if kind == "residual":  # scaled branches: the sum stays the size of its input at any depth
-            self.branch_scale = 1 / math.sqrt(max(1, depth // 2))
-        self.head = nn.Linear(out, 10)
-
-    def forward(self, x):
-        x = self.stem(x)
-        if self.kind == "dense":
-            maps = [x]
-            for conv, act in zip(self.convs, self.acts):
-                maps.append(act(conv(torch.cat(maps, 1))))
-            x = torch.cat(maps, 1)
-        elif self.kind == "residual":
-            for i in range(0, len(self.convs) - 1, 2):
-                h = self.acts[i](self.convs[i](x))
-                x = x + self.branch_scale * self.acts[i + 1](self.convs[i + 1](h))
-            if len(self.convs) % 2:  # an odd last layer stands on its own
-                x = self.acts[-1](self.convs[-1](x))
-        else:
-            for conv, act in zip(self.convs, self.acts):
-                x = act(conv(x))
-        return self.head(x.mean((2, 3)))
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def conv_params(kind: str, depth: int, width: int, growth: int = 0) -> int:
-    if kind == "dense":
-        return sum(9 * (width + i * growth) * growth + growth for i in range(depth))
-    return depth * (9 * width * width + width)
-
-
-def dense_growth(depth: int, width: int) -> int:
-    """The growth rate that gives the dense stack about the plain stack's weight count."""
-    target = conv_params("plain", depth, width)
-    return min(range(1, 4 * width + 1), key=lambda k: abs(conv_params("dense", depth, width, k) - target))
-
-
-def build_deep(kind: str, depth: int, width: int) -> DeepCNN:
-    return DeepCNN(kind, depth, width, dense_growth(depth, width) if kind == "dense" else 0)
 
 
 # ---------------------------------------------------------------- configs and costs
@@ -229,178 +119,24 @@ class SweepConfig:
     seed: int = knob(0, "Seed", "Same seed, same examples, same run.", lo=0, hi=9999, step=1)
 
 
-@dataclass(frozen=True)
-class BlocksConfig:
-    blocks: tuple = knob(
-        tuple(STACKS),
-        "Compare",
-        "About equal weight counts.",
-        choices=tuple(STACKS),
-        multi=True,
-        labels=STACKS,
-    )
-    depth: int = knob(12, "Conv layers", "3×3, after the stem, on 8×8 digits.", lo=2, hi=40, step=2)
-    width: int = knob(16, "Width", "Channels of the plain and residual stacks.", lo=4, hi=64, step=4)
-    learning_rate: float = knob(2e-3, "Learning rate", "Adam's step size.", lo=1e-5, hi=0.1, log=True)
-    steps: int = knob(200, "Steps", "For each stack.", lo=10, hi=3000, step=10)
-    batch_size: int = knob(64, "Batch size", "Images per step.", lo=8, hi=256, step=8)
-    seed: int = knob(0, "Seed", "Same seed, same batches.", lo=0, hi=9999, step=1)
-
-
-def _backbone_cost(channels: int, batch: float, side: int = 28) -> tuple[float, float, float]:
-    """(weights, step flops, floats kept for backward) of the small backbone on `batch` images."""
-    params = flops = kept = 0.0
-    c_in = 1
-    for c in (channels, 2 * channels, 4 * channels):
-        params += 9 * c_in * c + c
-        flops += 3 * 2 * 9 * c_in * c * side * side * batch
-        kept += 2.5 * c * side * side * batch  # conv out, ReLU out, a quarter for the pool
-        c_in, side = c, side // 2
-    return params, flops, kept
-
-
-def _with_pretraining(cost: budget.Cost, channels: int, pretrain_steps: int) -> budget.Cost:
-    """Add pre-training's work, spread over the run's own steps: a time estimate then counts it
-    once, and the budget's "default number of steps" stays the adaptation's."""
-    params, flops, kept = _backbone_cost(channels, 64)
-    share = pretrain_steps / max(cost.steps, 1)
-    return dataclasses.replace(
-        cost,
-        activations=max(cost.activations, kept),
-        step_flops=cost.step_flops + flops * share,
-        step_ops=cost.step_ops + 60 * share,
-    )
-
-
 def cost(cfg: Config) -> budget.Cost:
     """Pre-training (once per process and seed), then each way in lockstep; resnet18 at 64×64."""
     if cfg.backbone == "resnet18" and resnet18_weights() is not None:
         p, f, kept = 11.2e6, 3 * 0.15e9 * cfg.batch_size, 2.5e5 * cfg.batch_size
         one = budget.Cost(p, kept, cfg.steps, f, 200, data=5000 * 28 * 28)
         return budget.total(one for _ in cfg.ways)
-    p, f, kept = _backbone_cost(cfg.channels, cfg.batch_size)
+    p, f, kept = backbone_cost(cfg.channels, cfg.batch_size)
     one = budget.Cost(
         p, kept, cfg.steps, f, 70, data=5000 * 28 * 28, evaluation=1000 * 28 * 28 * cfg.channels
     )
-    return _with_pretraining(budget.total(one for _ in cfg.ways), cfg.channels, cfg.pretrain_steps)
+    return with_pretraining(budget.total(one for _ in cfg.ways), cfg.channels, cfg.pretrain_steps)
 
 
 def sweep_cost(cfg: SweepConfig) -> budget.Cost:
-    p, f, kept = _backbone_cost(cfg.channels, cfg.batch_size)
+    p, f, kept = backbone_cost(cfg.channels, cfg.batch_size)
     fits = len(cfg.points) * len(WAYS)
     one = budget.Cost(p, kept, cfg.steps * fits, f, 70, data=5000 * 28 * 28)
-    return _with_pretraining(one, cfg.channels, cfg.pretrain_steps)
-
-
-def blocks_cost(cfg: BlocksConfig) -> budget.Cost:
-    costs = []
-    for kind in cfg.blocks:
-        growth = dense_growth(cfg.depth, cfg.width) if kind == "dense" else 0
-        convs = conv_params(kind, cfg.depth, cfg.width, growth)
-        stem = 10 * cfg.width
-        out_c = cfg.width + cfg.depth * growth if kind == "dense" else cfg.width
-        flops = 3 * 2 * (convs + stem) * 64 * cfg.batch_size
-        kept = (2 * cfg.depth * (growth or cfg.width) + 2 * cfg.width) * 64 * cfg.batch_size
-        if kind == "dense":
-            kept += cfg.depth * out_c * 64 * cfg.batch_size / 2  # the concatenations
-        costs.append(
-            budget.Cost(convs + stem + 10 * out_c, kept, cfg.steps, flops, 20 + 12 * cfg.depth, 2, 1797 * 64)
-        )
-    return budget.total(costs)
-
-
-# ---------------------------------------------------------------- data
-
-
-def digits(dataset: str = "mnist_subset", seed: int = 0) -> data.ImageSet:
-    return data.image_set(dataset, seed=seed)
-
-
-def as_scanned(X: torch.Tensor, seed: int) -> torch.Tensor:
-    """Digits the way a careless scanner hands them over: each one shifted up to ±3 px and
-    tilted up to ±15°, once and for all. A net must learn that variation; with few labels,
-    from a handful of examples, unless it learned it before on other digits."""
-    return augment(X, ("shift", "rotate"), torch.Generator().manual_seed(seed + 20_000))
-
-
-def target_digits(seed: int):
-    """Digits 5–9 as scanned, relabelled 0–4: (training pool, test set)."""
-    ds = digits(seed=seed)
-    pool = of_classes(as_scanned(ds.X_train, seed), ds.y_train, TARGET)
-    test = of_classes(as_scanned(ds.X_test, seed + 1), ds.y_test, TARGET)
-    return pool, test
-
-
-def of_classes(X: torch.Tensor, y: torch.Tensor, classes: tuple[int, ...]):
-    """The images of some classes, relabelled 0, 1, …, in the order given."""
-    keep = torch.isin(y, torch.tensor(classes))
-    relabel = torch.full((10,), -1, dtype=torch.long)
-    relabel[list(classes)] = torch.arange(len(classes))
-    return X[keep], relabel[y[keep]]
-
-
-def labelled(X: torch.Tensor, y: torch.Tensor, per_class: int, seed: int):
-    """`per_class` training examples of each class, picked with the run's seed (as many as
-    there are, if fewer): what a small labelled set looks like."""
-    g = torch.Generator().manual_seed(seed)
-    picks = []
-    for c in range(int(y.max()) + 1):
-        idx = (y == c).nonzero().flatten()
-        picks.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
-    chosen = torch.cat(picks)
-    return X[chosen], y[chosen]
-
-
-# ---------------------------------------------------------------- pre-training
-
-_PRETRAINED: dict[tuple, tuple[dict, tuple]] = {}  # (channels, steps, seed) -> (weights, curve)
-
-
-def pretraining(channels: int, pretrain_steps: int, seed: int, device: torch.device):
-    """Train a small CNN on all of digits 0–4, yielding snapshots of its loss; returns (backbone
-    weights on the CPU, its curve), or None when stopped. Kept per process: the next run with
-    the same settings starts adapting at once, and so does the sweep."""
-    key = (channels, pretrain_steps, seed)
-    if key in _PRETRAINED:
-        return _PRETRAINED[key]
-    ds = digits(seed=seed)
-    X, y = of_classes(ds.X_train, ds.y_train, SOURCE)
-    X, y = X.to(device), y.to(device)
-    g = torch.Generator().manual_seed(seed + 10_000)  # its own stream: the adaptation's is untouched
-    torch.manual_seed(seed + 10_000)
-    model = Classifier(Backbone(channels), len(SOURCE)).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    cadence = Cadence(pretrain_steps, max_snaps=30, min_seconds=0.1)
-    xs, losses = [], []
-    for step in steps(pretrain_steps):
-        batch = torch.randint(0, len(X), (64,), generator=g).to(device)
-        shaken = augment(X[batch], ("shift", "rotate"), g)  # fresh shifts and tilts at every step
-        loss = F.cross_entropy(model(shaken), y[batch])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        log(step, **{PRETRAIN_LOSS: loss})  # the dense curve, every step
-        if cadence.due(step):
-            xs.append(step)
-            losses.append(loss.item())
-            metrics = {PRETRAIN_LOSS: losses[-1]}
-            yield Snapshot(step, pretrain_steps, metrics, view={"phase": "pre-training on digits 0–4"})
-    if stop_requested():
-        return None
-    if len(_PRETRAINED) >= 4:
-        _PRETRAINED.pop(next(iter(_PRETRAINED)))
-    _PRETRAINED[key] = (cpu_state_dict(model.backbone), (tuple(xs), tuple(losses)))
-    return _PRETRAINED[key]
-
-
-def pretrained(channels: int, pretrain_steps: int, seed: int) -> tuple[dict, tuple]:
-    """The pre-trained backbone's weights and curve, training it here if need be (tests, sweep)."""
-    gen = pretraining(channels, pretrain_steps, seed, torch.device("cpu"))
-    while True:
-        try:
-            next(gen)
-        except StopIteration as done:
-            return done.value
+    return with_pretraining(one, cfg.channels, cfg.pretrain_steps)
 
 
 # ---------------------------------------------------------------- adaptation, three ways
@@ -412,7 +148,7 @@ def make_net(way: str, cfg, backbone_state: dict | None, device: torch.device) -
     if backbone_state is not None and "net.conv1.weight" in backbone_state:
         backbone = ResNet18Backbone({k[4:]: v for k, v in backbone_state.items()})
         if way == "scratch":
-            backbone = ResNet18Backbone(_fresh_resnet_state(cfg.seed))
+            backbone = ResNet18Backbone(fresh_resnet_state(cfg.seed))
     else:
         torch.manual_seed(cfg.seed)
         backbone = Backbone(cfg.channels)
@@ -425,14 +161,6 @@ def make_net(way: str, cfg, backbone_state: dict | None, device: torch.device) -
     if way == "frozen":
         model.backbone.requires_grad_(False)
     return model
-
-
-def _fresh_resnet_state(seed: int, prefixed: bool = False) -> dict:
-    from torchvision.models import resnet18
-
-    torch.manual_seed(seed)
-    state = resnet18().state_dict()
-    return {f"net.{k}": v for k, v in state.items()} if prefixed else state
 
 
 def optimizer(way: str, model: Classifier, cfg) -> torch.optim.Optimizer:
@@ -448,36 +176,11 @@ def optimizer(way: str, model: Classifier, cfg) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
 
 
-@torch.no_grad()
-def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    model.eval()
-    logits = torch.cat([model(X[i : i + 512]) for i in range(0, len(X), 512)])
-    model.train()
-    return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
-
-
 def stage_outputs(backbone: nn.Module, X: torch.Tensor) -> list[torch.Tensor]:
     """Each conv stage's output (after its ReLU) for a batch, flattened per image."""
     with record_activations({str(i): a for i, a in enumerate(backbone.acts)}) as latest, torch.no_grad():
         backbone(X)
     return [latest[str(i)].flatten(1) for i in range(len(backbone.acts))]
-
-
-def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Linear CKA (Kornblith et al., 2019) between two layers' responses to the same n images,
-    (n, p) and (n, q): 1 for the same representation up to rotation and scale, near 0 for
-    unrelated ones. Computed on the n×n Gram matrices (||BᵀA||² = <AAᵀ, BBᵀ>), which stay
-    small however wide a layer is."""
-    return gram_cka(centred_gram(a), centred_gram(b))
-
-
-def centred_gram(a: torch.Tensor) -> torch.Tensor:
-    a = a.float() - a.float().mean(0)
-    return a @ a.T
-
-
-def gram_cka(ka: torch.Tensor, kb: torch.Tensor) -> float:
-    return float((ka * kb).sum() / (ka.norm() * kb.norm() + 1e-12))
 
 
 def cka_to(reference: list[torch.Tensor], backbone: nn.Module, X: torch.Tensor) -> list[float]:
@@ -547,7 +250,7 @@ def train(cfg: Config, device: torch.device):
         )
     curve = ((), ())
     if state is None:
-        kept = (cfg.channels, cfg.pretrain_steps, cfg.seed) in _PRETRAINED
+        kept = already_pretrained(cfg.channels, cfg.pretrain_steps, cfg.seed)
         done = yield from pretraining(cfg.channels, cfg.pretrain_steps, cfg.seed, device)
         if done is None:  # stopped while pre-training: nothing adapted yet
             yield Snapshot(0, cfg.steps, final=True)
@@ -628,55 +331,6 @@ def fit(way: str, cfg, state, train_set, test_set, device) -> float | None:
     return accuracy(model, *test_set)[1]
 
 
-# ---------------------------------------------------------------- the blocks
-
-
-def train_blocks(cfg: BlocksConfig, device: torch.device):
-    """Plain, residual and dense stacks side by side, on the same batches of the 8×8 digits
-    (small images keep a deep stack quick on a laptop)."""
-    check(cfg)
-    yield from side_by_side({STACKS[k]: train_stack(k, cfg, device) for k in cfg.blocks}, device)
-
-
-def train_stack(kind: str, cfg: BlocksConfig, device: torch.device):
-    g = seed_everything(cfg.seed)
-    ds = digits("digits8", seed=cfg.seed)
-    X, y = ds.X_train.to(device), ds.y_train.to(device)
-    X_test, y_test = ds.X_test.to(device), ds.y_test.to(device)
-    model = build_deep(kind, cfg.depth, cfg.width).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    layers = {f"layer {i + 1}": a for i, a in enumerate(model.acts)}
-    convs = {f"layer {i + 1}": c for i, c in enumerate(model.convs)}
-    cadence = Cadence(cfg.steps, max_snaps=40, min_seconds=0.1)
-    notes = [f"{kind}: {n_params(model):,} weights"]
-    step = 0
-    with record_activations(layers) as latest:
-        for step in steps(cfg.steps):
-            batch = torch.randint(0, len(X), (cfg.batch_size,), generator=g).to(device)
-            loss = F.cross_entropy(model(X[batch]), y[batch])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            log(step, train_loss=loss)
-            if cadence.due(step):
-                if not math.isfinite(loss.item()):
-                    raise Diverged(f"the loss became {loss.item()} at step {step}.")
-                stats = layer_stats(layers, latest, convs, hist_range=(-0.5, 3.0))
-                test_loss, test_acc = accuracy(model, X_test[:500], y_test[:500])
-                snap = Snapshot(
-                    step,
-                    cfg.steps,
-                    {"test_loss": test_loss, "test_acc": test_acc},
-                    stats,
-                    view={"weights": n_params(model)},
-                    notes=notes,
-                )
-                notes = []
-                if (yield snap):
-                    break
-    yield Snapshot(step, cfg.steps, final=True, state_dict=cpu_state_dict(model))
-
-
 # ---------------------------------------------------------------- after a run: Grad-CAM
 
 
@@ -687,7 +341,7 @@ def load_ways(cfg: Config, state_dicts: dict[str, dict]) -> dict[str, nn.Module]
     for label, state in state_dicts.items():
         way = by_label[label]
         resnet = any(k.startswith("backbone.net.") for k in state)
-        backbone_state = _fresh_resnet_state(cfg.seed, prefixed=True) if resnet else None
+        backbone_state = fresh_resnet_state(cfg.seed, prefixed=True) if resnet else None
         model = make_net(way, cfg, backbone_state, torch.device("cpu"))
         model.load_state_dict(state)
         models[label] = model.eval()
@@ -757,4 +411,3 @@ QUESTIONS = [
 
 ADAPT = Experiment(Config, train, cost, PREFERS_GPU)
 SWEEP = Experiment(SweepConfig, sweep, sweep_cost, PREFERS_GPU)
-BLOCKS = Experiment(BlocksConfig, train_blocks, blocks_cost, PREFERS_GPU)

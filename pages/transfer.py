@@ -6,7 +6,9 @@ import streamlit as st
 import chapters
 from components import controls, images, live, page
 from components.views import transfer as views
+from labs import blocks
 from labs import transfer as lab
+from labs.core.similarity import linear_cka
 
 PAGE = "transfer"
 ADAPT, SWEEP, BLOCKS = f"{PAGE}--adapt", f"{PAGE}--sweep", f"{PAGE}--blocks"
@@ -59,17 +61,17 @@ with sweep_tab:
     page.downloads(live.show(SWEEP, views.SWEEP), SWEEP)
 
 with blocks_tab:
-    b_cfg = controls.config_controls(lab.BlocksConfig, BLOCKS, st.container(), prefix="blocks.")
-    growth = lab.dense_growth(b_cfg.depth, b_cfg.width)
-    plain, dense = (lab.conv_params(k, b_cfg.depth, b_cfg.width, growth) for k in ("plain", "dense"))
+    b_cfg = controls.config_controls(blocks.BlocksConfig, BLOCKS, st.container(), prefix="blocks.")
+    growth = blocks.dense_growth(b_cfg.depth, b_cfg.width)
+    plain, dense = (blocks.conv_params(k, b_cfg.depth, b_cfg.width, growth) for k in ("plain", "dense"))
     st.caption(
         f"Weights in the stacks: plain and residual {plain:,}, dense {dense:,} "
         f"(each of its layers adds {growth} maps for all the layers above it)."
     )
     controls.link_notices(BLOCKS)
-    live.run_buttons(BLOCKS, lab.BLOCKS, b_cfg, views.BLOCKS)
+    live.run_buttons(BLOCKS, blocks.BLOCKS, b_cfg, views.BLOCKS)
     page.downloads(live.show(BLOCKS, views.BLOCKS), BLOCKS)
 
 controls.share_link((a_cfg, "adapt."), (s_cfg, "sweep."), (b_cfg, "blocks."))
 page.questions(lab.QUESTIONS, ADAPT, lab.ADAPT, views.ADAPT)
-page.show_code(lab.pretraining, lab.adapt, lab.linear_cka, lab.DeepCNN)
+page.show_code(lab.pretraining, lab.adapt, linear_cka, blocks.DeepCNN)

@@ -6,8 +6,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from labs import transfer
+from labs import backbones, blocks, transfer
 from labs.core.compare import layer_history_of
+from labs.core.similarity import linear_cka
 from tests.runs import CPU, run_view
 
 
@@ -35,7 +36,7 @@ def test_each_question_is_settled_by_its_run_as_the_chapter_teaches(seed, lesson
 
 def test_every_way_starts_from_the_same_head_and_freezing_keeps_the_backbone():
     cfg = transfer.Config(pretrain_steps=50, steps=20)
-    state, _ = transfer.pretrained(cfg.channels, cfg.pretrain_steps, cfg.seed)
+    state, _ = backbones.pretrained(cfg.channels, cfg.pretrain_steps, cfg.seed)
     nets = {w: transfer.make_net(w, cfg, state, CPU) for w in transfer.WAYS}
     heads = [n.head.weight for n in nets.values()]
     assert all(torch.equal(heads[0], h) for h in heads)
@@ -57,15 +58,15 @@ def test_linear_cka_is_one_for_a_rotation_and_small_for_unrelated_responses():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(200, 30, generator=g)
     q, _ = torch.linalg.qr(torch.randn(30, 30, generator=g))
-    assert transfer.linear_cka(a, 3 * a @ q) == pytest.approx(1.0, abs=1e-6)
-    assert transfer.linear_cka(a, torch.randn(200, 30, generator=g)) < 0.3
+    assert linear_cka(a, 3 * a @ q) == pytest.approx(1.0, abs=1e-6)
+    assert linear_cka(a, torch.randn(200, 30, generator=g)) < 0.3
 
 
 def test_a_deep_plain_stack_starves_its_first_layer_and_skip_paths_do_not():
-    view = run_view(transfer.train_blocks, transfer.BlocksConfig(depth=12, steps=10))
+    view = run_view(blocks.train_blocks, blocks.BlocksConfig(depth=12, steps=10))
 
     def ratio(kind):  # at the first step, before any learning could change it
-        first = layer_history_of(view.layer_history, transfer.STACKS[kind])[0][1]
+        first = layer_history_of(view.layer_history, blocks.STACKS[kind])[0][1]
         return first["layer 1"]["grad_rms"] / first["layer 12"]["grad_rms"]
 
     assert ratio("plain") < 1e-3  # measured ~3e-5
