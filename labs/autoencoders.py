@@ -65,7 +65,7 @@ class Config:
     )
     learning_rate: float = knob(1e-3, "Learning rate", "Adam's step size.", lo=1e-5, hi=0.03, log=True)
     batch_size: int = knob(128, "Batch size", "Digits per step.", lo=16, hi=512, step=16)
-    steps: int = knob(1500, "Steps", "For each model.", lo=50, hi=20000, step=50)
+    steps: int = knob(1000, "Steps", "For each model.", lo=50, hi=20000, step=50)
     seed: int = knob(0, "Seed", "Same seed, same run.", lo=0, hi=9999, step=1)
 
 

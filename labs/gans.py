@@ -251,7 +251,7 @@ class DigitsConfig:
         1e-3, "Learning rate", "Adam, β₁ = 0.5, for both nets.", lo=1e-5, hi=0.01, log=True
     )
     batch_size: int = knob(64, "Batch size", "Real and generated images per step.", lo=16, hi=256, step=16)
-    steps: int = knob(600, "Steps", "Generator steps.", lo=50, hi=20000, step=50)
+    steps: int = knob(500, "Steps", "Generator steps.", lo=50, hi=20000, step=50)
     seed: int = knob(0, "Seed", "Same seed, same run.", lo=0, hi=9999, step=1)
 
 

@@ -67,7 +67,7 @@ ADAPT = Views(draw_adapt, (("loss", "accuracy"), ("cka", "pretrain")))
 
 def draw_sweep(run) -> dict:
     results = run.view.get("sweep", {})
-    if not any(results.values()) and not run.history:
+    if not results and not run.history:
         return {}
     data = []
     for i, (name, points) in enumerate(results.items()):
