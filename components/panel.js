@@ -93,6 +93,15 @@ class Panel {
     this.numbers = root.querySelector(".dl-numbers");
     this.grid = root.querySelector(".dl-grid");
     this.boxes = new Map(); // part name -> its div, created once per run
+    // A chart is as wide as its div was when drawn, and plotly's `responsive` only hears the
+    // window. A div narrows without a window resize when its row gains a cell (one variant's
+    // confusion arrived before the other's) or the page grows a scrollbar: resize it then.
+    this.resizer = new ResizeObserver((entries) => {
+      for (const { target } of entries) {
+        const drawn = target._fullLayout;
+        if (drawn && Math.abs(drawn.width - target.clientWidth) > 1) window.Plotly.Plots.resize(target);
+      }
+    });
     this.placed = ""; // the names the grid was last laid out for
     this.token = null;
     this.socket = null;
@@ -127,6 +136,7 @@ class Panel {
     this.grid.textContent = "";
     this.numbers.textContent = "";
     this.notes.textContent = "";
+    this.resizer.disconnect();
     this.boxes.clear();
     this.placed = "";
     this.pending = {}; // parts received, not drawn yet (a slow one waits for its turn)
@@ -241,6 +251,7 @@ class Panel {
         box.className = "dl-part";
         box.dataset.part = name;
         this.boxes.set(name, box);
+        this.resizer.observe(box);
       }
     }
     // Re-seat the same divs in (possibly new) rows: moving a chart's div keeps the chart.
@@ -259,10 +270,6 @@ class Panel {
       fresh.appendChild(rowDiv);
     }
     this.grid.replaceChildren(fresh);
-    // A chart drawn alone in its row (one variant's confusion before the other's arrived) kept
-    // the row's full width after the row gained a cell: plotly's `responsive` only hears the
-    // window resize, so a re-seated chart is resized to its new cell here.
-    for (const box of this.boxes.values()) if (box.dataset.drawn && box._fullLayout) window.Plotly.Plots.resize(box);
   }
 
   drawNumbers(numbers) {
@@ -303,6 +310,7 @@ class Panel {
 
   remove() {
     this.close();
+    this.resizer.disconnect();
     this.root.remove();
   }
 }
