@@ -13,8 +13,10 @@ PARTS = (
     "Foundations",
     "Training technique",
     "Convolutions",
+    "Tables & recommendations",
     "Sequences",
     "Generative models",
+    "Reinforcement learning",
     "Interpretability & production",
 )
 
@@ -30,6 +32,16 @@ class Chapter:
     smoke: dict = field(default_factory=dict)  # URL settings for a quick run (tests, demos)
     experiments: tuple[str, ...] = ()  # run keys of the page's Train buttons (default: slug)
     long_run: dict = field(default_factory=dict)  # URL settings for a run long enough to Stop
+    suffix: str = ""  # "b" for 12b: a chapter added beside another, after it
+
+    @property
+    def code(self) -> str:
+        """The chapter's number as the course writes it: 12, 12b."""
+        return f"{self.number}{self.suffix}"
+
+    @property
+    def order(self) -> tuple[int, str]:
+        return self.number, self.suffix
 
     @property
     def run_keys(self) -> tuple[str, ...]:
@@ -43,7 +55,7 @@ class Chapter:
 
     @property
     def label(self) -> str:
-        return f"{self.number}. {self.title}"
+        return f"{self.code}. {self.title}"
 
 
 CHAPTERS = (
@@ -148,6 +160,16 @@ CHAPTERS = (
         long_run={"steps": "3000"},
     ),
     Chapter(
+        10,
+        "tabular",
+        "Tabular data & embeddings",
+        "Tables & recommendations",
+        "Store ids as learned embeddings beat one-hot; boosted trees beside; ablation, IG, permutation.",
+        "🧾",
+        {"epochs": "2", "rows": "1000"},
+        long_run={"epochs": "500", "rows": "50000"},
+    ),
+    Chapter(
         15,
         "autoencoders",
         "Autoencoders & VAEs",
@@ -209,7 +231,7 @@ def by_slug(slug: str) -> Chapter:
 def by_part() -> dict[str, list[Chapter]]:
     parts: dict[str, list[Chapter]] = {}
     for part in PARTS:
-        chapters = sorted((c for c in CHAPTERS if c.part == part), key=lambda c: c.number)
+        chapters = sorted((c for c in CHAPTERS if c.part == part), key=lambda c: c.order)
         if chapters:
             parts[part] = chapters
     return parts
@@ -219,7 +241,7 @@ def readme_table() -> str:
     """The chapter list as it stands in README.md (a test keeps the two identical)."""
     rows = ["| # | Chapter | Part | What you do |", "|---|---|---|---|"]
     rows += [
-        f"| {c.number} | {c.title} | {c.part} | {c.summary} |"
+        f"| {c.code} | {c.title} | {c.part} | {c.summary} |"
         for chapters in by_part().values()
         for c in chapters
     ]

@@ -32,6 +32,7 @@ from labs import (
     recurrent,
     regularization,
     segmentation,
+    tabular,
     transfer,
 )
 from labs.core import mlp
@@ -64,6 +65,7 @@ EXPERIMENTS = [
     ("transfer sweep", transfer.sweep, transfer.SweepConfig(), "fine-tuned: test_acc", True),
     ("transfer blocks", blocks.train_blocks, blocks.BlocksConfig(), "residual: test_acc", True),
     ("segmentation (2 nets)", segmentation.train, segmentation.Config(), "U-Net: boundary IoU", True),
+    ("tabular (MLP + 2 baselines)", tabular.train, tabular.Config(), "MLP + embeddings: val RMSE", False),
     ("autoencoders (3 nets)", autoencoders.train, autoencoders.Config(), "VAE: test_mse", True),
     ("GAN on the plane", gans.train, gans.Config(), "modes_covered", gans.PREFERS_GPU),
     ("DCGAN on the digits", gans.train_digits, gans.DigitsConfig(), "g_grad_norm", True),

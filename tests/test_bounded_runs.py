@@ -18,7 +18,10 @@ from labs.core.workers import POOL, STOP_GRACE_SECONDS
 from tests import synthetic
 
 CPU = torch.device("cpu")
-FIXED = {"language": {"corpus": "python"}}  # an upload needs a file: the stdlib text is as large
+FIXED = {  # an upload needs a file: the generated data is as large
+    "language": {"corpus": "python"},
+    "tabular": {"data": "sales"},
+}
 SETTLE = 5.0  # beyond the grace period: a loaded CI machine schedules the worker late
 
 

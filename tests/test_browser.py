@@ -209,7 +209,9 @@ def test_a_default_run_finishes_and_is_screenshotted(browser, server, chapter):
     assert page.locator("[data-testid=stAlert]:has-text('failed')").count() == 0
     assert page.locator(PANEL).count() == 0  # the final state replaced the live panel
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{chapter.number:02d}-{chapter.slug}.png"), full_page=True)
+    page.screenshot(
+        path=str(SHOTS / f"{chapter.number:02d}{chapter.suffix}-{chapter.slug}.png"), full_page=True
+    )
     page.close()
 
 

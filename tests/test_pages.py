@@ -46,7 +46,7 @@ def test_home_page_maps_every_chapter():
     text = " ".join(m.value for m in at.markdown) + " ".join(i.value for i in at.info)
     assert "Hardware" in text
     labels = [link.proto.label for link in at.get("page_link")]
-    assert labels == [f"**{c.label}**" for c in sorted(CHAPTERS, key=lambda c: c.number)]
+    assert labels == [f"**{c.label}**" for c in sorted(CHAPTERS, key=lambda c: c.order)]
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.slug)
