@@ -170,6 +170,16 @@ CHAPTERS = (
         long_run={"epochs": "500", "rows": "50000"},
     ),
     Chapter(
+        11,
+        "collaborative",
+        "Collaborative filtering",
+        "Tables & recommendations",
+        "Users and films as learned vectors: ratings alone sort films by a hidden genre; biases vs taste.",
+        "🎬",
+        {"epochs": "2"},
+        long_run={"epochs": "500"},
+    ),
+    Chapter(
         15,
         "autoencoders",
         "Autoencoders & VAEs",
