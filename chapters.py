@@ -212,6 +212,17 @@ CHAPTERS = (
         long_run={"steps": "1500", "span": "60"},
     ),
     Chapter(
+        12,
+        "sentiment",
+        "Text classification",
+        "Sequences",
+        "A bag of words fails every “not bad”; an LSTM reads the order; word maps, hidden states, token IG.",
+        "💬",
+        {"steps": "20"},
+        long_run={"steps": "20000"},
+        suffix="b",
+    ),
+    Chapter(
         13,
         "language",
         "Language models",

@@ -33,6 +33,7 @@ from labs import (
     recurrent,
     regularization,
     segmentation,
+    sentiment,
     tabular,
     transfer,
 )
@@ -53,6 +54,7 @@ EXPERIMENTS = [
     ("normalization (3 nets)", normalization.train, normalization.Config(), "residual: test_acc", True),
     ("regularization (2 nets)", regularization.train, regularization.Config(), "regularized: val_acc", True),
     ("recurrent (3 cells)", recurrent.train, recurrent.Config(), "LSTM: test_acc", False),
+    ("sentiment (BoW + LSTM)", sentiment.train, sentiment.Config(), "LSTM: acc negated", False),
     ("language (LSTM)", language.train, language.Config(), "val_bits_per_char", True),
     (
         "language (Transformer)",
