@@ -202,6 +202,17 @@ CHAPTERS = (
         long_run={"toy.steps": "50000"},
     ),
     Chapter(
+        17,
+        "reinforcement",
+        "Reinforcement learning",
+        "Reinforcement learning",
+        "Q-learning walks a grid world to the optimal policy value iteration knows; a DQN balances CartPole.",
+        "🕹️",
+        {"grid.episodes": "50", "cartpole.steps": "1000"},
+        ("reinforcement--grid", "reinforcement--cartpole"),
+        long_run={"grid.episodes": "20000", "grid.watch_ms": "50"},
+    ),
+    Chapter(
         12,
         "recurrent",
         "Recurrent networks",

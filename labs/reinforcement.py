@@ -1,0 +1,15 @@
+"""Chapter 17 — Reinforcement learning: the page's two experiments, side by side in tabs.
+
+Tabular Q-learning on a grid world (labs/qlearning.py, the world in labs/gridworld.py), checked
+against value iteration on the same grid; and a DQN on gymnasium's CartPole (labs/dqn.py), with
+a replay buffer and a target network, explained by Integrated Gradients over the state.
+"""
+
+from labs import dqn
+from labs.core.runner import Experiment
+from labs.dqn import CartPoleConfig
+from labs.qlearning import GRID, QUESTIONS, GridConfig, train_grid
+
+CARTPOLE = Experiment(CartPoleConfig, dqn.train, dqn.cost, False)  # a 64-unit MLP: overhead-bound
+
+__all__ = ["CARTPOLE", "GRID", "QUESTIONS", "CartPoleConfig", "GridConfig", "train_grid"]
