@@ -210,7 +210,7 @@ CHAPTERS = (
         "🕹️",
         {"grid.episodes": "50", "cartpole.steps": "1000"},
         ("reinforcement--grid", "reinforcement--cartpole"),
-        long_run={"grid.episodes": "20000", "grid.watch_ms": "50"},
+        long_run={"grid.episodes": "20000", "grid.watch_ms": "2"},
     ),
     Chapter(
         12,

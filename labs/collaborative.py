@@ -26,6 +26,7 @@ from labs.core.config import check, knob
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
 from labs.core.failures import Diverged
+from labs.core.projection import principal_plane
 from labs.core.questions import Question
 from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
@@ -200,16 +201,8 @@ def train_one(variant: str, cfg: Config, ratings: Ratings, notes: list[str], dev
 
 
 def item_map(model: DotProduct) -> np.ndarray:
-    """The item vectors on their first two principal components (largest coordinate positive,
-    so frames do not flip)."""
-    w = model.item_factors.weight.detach().float().cpu().numpy()
-    centred = w - w.mean(0)
-    if w.shape[1] == 1:
-        return np.concatenate([centred, np.zeros_like(centred)], 1)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    pcs = centred @ vt[:2].T
-    signs = np.sign(pcs[np.abs(pcs).argmax(0), range(2)])
-    return pcs * np.where(signs == 0, 1, signs)
+    """The item vectors on their principal plane."""
+    return principal_plane(model.item_factors.weight.detach().float().cpu().numpy())
 
 
 def fit_svd(variant: str, cfg: Config, ratings: Ratings, notes: list[str], device: torch.device):

@@ -9,6 +9,7 @@ snapshot measures how much of it the agent has found.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -69,7 +70,7 @@ class GridConfig:
         "0 = as fast as possible; 100 = watch the agent walk, a step a frame.",
         lo=0,
         hi=500,
-        step=10,
+        step=1,
     )
     seed: int = knob(0, "Seed", "Same seed, same slips and choices.", lo=0, hi=9999, step=1)
 
@@ -78,10 +79,14 @@ def grid_of(cfg: GridConfig) -> gw.Grid:
     return gw.Grid(gw.MAPS[cfg.world], cfg.slip)
 
 
+STEPS_PER_EPISODE = 20  # about, once the agent has learned something (with exploring starts)
+FRAME_SECONDS = 0.05  # a watched agent sends at most 20 frames a second, however fast it walks
+
+
 def grid_cost(cfg: GridConfig) -> budget.Cost:
-    per_step = cfg.watch_ms / 1000
-    # a step is a few dict lookups; watching makes it as slow as asked
-    return budget.Cost(4 * 64, 0, cfg.episodes, 0, 2_000 + 50_000 * per_step * 60, optimizer_states=0)
+    """An episode is ~0.5 ms of table lookups (~80 tiny ops); watching adds its pauses."""
+    pauses = STEPS_PER_EPISODE * cfg.watch_ms / 1000
+    return budget.Cost(4 * 64, 0, cfg.episodes, 0, 80, optimizer_states=0, wait=pauses)
 
 
 def choose(q: np.ndarray, s: int, epsilon: float, rng: np.random.Generator) -> int:
@@ -105,7 +110,7 @@ def train_grid(cfg: GridConfig, device=None):
         f"The {cfg.world} world: {len(grid.open_states)} open cells; value iteration with the known "
         f"slip ({cfg.slip:.0%}) gives the optimal policy the agent is measured against."
     ]
-    watching = cfg.watch_ms > 0
+    watching, shown = cfg.watch_ms > 0, -math.inf
     episode, stop = 0, False
     for episode in steps(cfg.episodes):
         s = int(rng.choice(grid.open_states)) if cfg.random_starts else grid.start
@@ -122,9 +127,13 @@ def train_grid(cfg: GridConfig, device=None):
             trail.append(s)
             if watching:  # a step a frame: the agent walks while the learner watches
                 time.sleep(cfg.watch_ms / 1000)
-                if (yield Snapshot(episode, cfg.episodes, view={"q": q.copy(), "trail": trail[-40:]})):
+            if watching and time.perf_counter() - shown >= FRAME_SECONDS:
+                shown = time.perf_counter()
+                picture = {**view, "q": q.copy(), "trail": trail[-40:]}
+                if (yield Snapshot(episode, cfg.episodes, view=picture, notes=notes)):
                     stop = True
                     break
+                view, notes = {}, []
             if done:
                 break
         metrics = {

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from labs.core import attribution, budget
-from labs.core.compare import metric, side_by_side
+from labs.core.compare import load_variants, metric, side_by_side
 from labs.core.config import check, knob
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
@@ -342,13 +342,7 @@ def evaluate(model, X_test, M_test, band) -> tuple[dict, dict]:
 
 
 def load(cfg: Config, state_dicts: dict[str, dict]) -> dict[str, UNet]:
-    by_label = {label: v for v, label in VARIANTS.items()}
-    models = {}
-    for label, state in state_dicts.items():
-        model = build(by_label[label], cfg)
-        model.load_state_dict(state)
-        models[label] = model.eval()
-    return models
+    return load_variants(state_dicts, VARIANTS, lambda variant: build(variant, cfg))
 
 
 def edge_pixel(mask: torch.Tensor) -> tuple[int, int]:

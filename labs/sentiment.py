@@ -22,11 +22,12 @@ from torch.nn import functional as F
 
 from labs import reviews as grammar
 from labs.core import budget
-from labs.core.compare import metric, side_by_side
+from labs.core.compare import load_variants, metric, side_by_side
 from labs.core.config import check, knob
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
 from labs.core.failures import Diverged
+from labs.core.projection import principal_plane
 from labs.core.questions import Question
 from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
@@ -174,29 +175,16 @@ def train_one(variant: str, cfg: Config, device: torch.device):
 
 
 def word_map(model: nn.Module) -> np.ndarray:
-    """Each word's embedding on two axes: the bag of words' one weight (and 0), or the LSTM's
-    embedding on its first two principal components (largest coordinate positive)."""
-    w = model.embedding.weight.detach().float().cpu().numpy()[2:]  # PAD and UNKNOWN are not words
-    if w.shape[1] == 1:
-        return np.concatenate([w, np.zeros_like(w)], 1)
-    centred = w - w.mean(0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    pcs = centred @ vt[:2].T
-    signs = np.sign(pcs[np.abs(pcs).argmax(0), range(2)])
-    return pcs * np.where(signs == 0, 1, signs)
+    """Each word's embedding on its principal plane (the bag of words' one weight on the x
+    axis). PAD and UNKNOWN are not words: left out."""
+    return principal_plane(model.embedding.weight.detach().float().cpu().numpy()[2:])
 
 
 # ---------------------------------------------------------------- after training
 
 
 def load(cfg: Config, state_dicts: dict[str, dict]) -> dict[str, nn.Module]:
-    by_label = {label: v for v, label in VARIANTS.items()}
-    models = {}
-    for label, state in state_dicts.items():
-        model = build(by_label[label], cfg)
-        model.load_state_dict(state)
-        models[label] = model.eval()
-    return models
+    return load_variants(state_dicts, VARIANTS, lambda variant: build(variant, cfg))
 
 
 def classify_and_explain(model: nn.Module, text: str) -> dict:

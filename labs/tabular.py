@@ -30,6 +30,7 @@ from labs.core.config import ConfigError, check, knob
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
 from labs.core.failures import Diverged
+from labs.core.projection import principal_plane
 from labs.core.questions import Question
 from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
@@ -223,23 +224,11 @@ def score(model: EmbeddingMLP, data: Prepared, rows: torch.Tensor, task: str) ->
 
 
 def embedding_maps(model: EmbeddingMLP) -> dict[str, np.ndarray]:
-    """Each categorical column's embedding, projected on its first two principal components
-    (signs fixed so a frame does not flip the map), or as it is when it has two numbers."""
-    maps = {}
-    for col, emb in model.embeddings.items():
-        w = emb.weight.detach().float().cpu().numpy()
-        maps[col] = pca_2d(w)
-    return maps
-
-
-def pca_2d(w: np.ndarray) -> np.ndarray:
-    centred = w - w.mean(0)
-    if w.shape[1] == 1:
-        return np.concatenate([centred, np.zeros_like(centred)], 1)
-    u, s, vt = np.linalg.svd(centred, full_matrices=False)
-    pcs = centred @ vt[:2].T
-    signs = np.sign(pcs[np.abs(pcs).argmax(0), range(pcs.shape[1])])  # largest coordinate positive
-    return pcs * np.where(signs == 0, 1, signs)
+    """Each categorical column's embedding on its principal plane."""
+    return {
+        col: principal_plane(emb.weight.detach().float().cpu().numpy())
+        for col, emb in model.embeddings.items()
+    }
 
 
 def cost(cfg: Config) -> budget.Cost:

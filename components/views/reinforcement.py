@@ -63,41 +63,34 @@ def _arrow(q_row: np.ndarray) -> str:
 
 
 def draw_grid(run) -> dict:
-    if not run.history:
-        return {}
     v = run.view
-    episodes, shares = run.series("optimal policy share")
-    parts = {
-        NUMBERS: [
-            ["optimal policy share", last_number(run, "optimal policy share", ".0%")],
-            ["return, last episode", last_number(run, "return", ".2f")],
-            ["optimal from episode", _converged(episodes, shares)],
-        ],
-        "share": curves.curves_figure(
-            {"greedy action optimal": (episodes, shares)},
-            "share of cells where the greedy action is optimal (value iteration's)",
-            height=260,
-            x_title="episode",
-        ),
-        "returns": curves.curves_figure(
-            {"return": run.series("return"), "steps": _scaled(run.series("length"))},
-            "return of the episode (and its steps ÷ 100)",
-            height=260,
-            x_title="episode",
-        ),
-    }
-    if "q" in v and "rows" in v:
-        parts["world"] = world_figure(
-            v["rows"],
-            v["q"],
-            "Q-learning: max Q and greedy arrows (G goal +1, P pit −1)",
-            v.get("trail"),
-            v.get("path"),
-        )
+    parts = {}
+    if "q" in v and "rows" in v:  # watching: the world moves from the first step, before an episode ends
+        title = "Q-learning: max Q and greedy arrows (G goal +1, P pit −1)"
+        parts["world"] = world_figure(v["rows"], v["q"], title, v.get("trail"), v.get("path"))
     if "q_star" in v and "rows" in v:
-        parts["optimal"] = world_figure(
-            v["rows"], v["q_star"], "value iteration (knows the dynamics)", path=v.get("optimal_path")
-        )
+        title = "value iteration (knows the dynamics)"
+        parts["optimal"] = world_figure(v["rows"], v["q_star"], title, path=v.get("optimal_path"))
+    if not run.history:
+        return parts
+    episodes, shares = run.series("optimal policy share")
+    parts[NUMBERS] = [
+        ["optimal policy share", last_number(run, "optimal policy share", ".0%")],
+        ["return, last episode", last_number(run, "return", ".2f")],
+        ["optimal from episode", _converged(episodes, shares)],
+    ]
+    parts["share"] = curves.curves_figure(
+        {"greedy action optimal": (episodes, shares)},
+        "share of cells where the greedy action is optimal (value iteration's)",
+        height=260,
+        x_title="episode",
+    )
+    parts["returns"] = curves.curves_figure(
+        {"return": run.series("return"), "steps": _scaled(run.series("length"))},
+        "return of the episode (and its steps ÷ 100)",
+        height=260,
+        x_title="episode",
+    )
     return parts
 
 

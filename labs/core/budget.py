@@ -40,6 +40,7 @@ class Cost:
     optimizer_states: int = 2  # floats of optimizer state per weight (Adam 2, momentum 1)
     data: float = 0  # floats resident on the device for the whole run
     evaluation: float = 0  # floats alive at once while a snapshot measures (no gradients)
+    wait: float = 0  # seconds per step spent waiting on purpose (a watched agent's pauses)
 
     def memory_bytes(self) -> float:
         weights = self.params * (2 + self.optimizer_states)  # values, gradients, optimizer state
@@ -57,6 +58,7 @@ class Cost:
             max(self.optimizer_states, other.optimizer_states),
             max(self.data, other.data),  # variants share one copy of the data
             max(self.evaluation, other.evaluation),
+            self.wait + other.wait,
         )
 
 
@@ -146,7 +148,7 @@ def _sync(device) -> None:
 
 
 def seconds(cost: Cost, speed: Speed) -> float:
-    per_step = cost.step_flops / speed.flops_per_second + cost.step_ops * speed.seconds_per_op
+    per_step = cost.step_flops / speed.flops_per_second + cost.step_ops * speed.seconds_per_op + cost.wait
     return cost.steps * per_step * SNAPSHOT_SHARE
 
 
@@ -211,7 +213,7 @@ def _refusal(cfg, over, memory, secs, limits, fitted, changes) -> str:
     return text + " Lower the model's size, the batch size or the number of steps."
 
 
-LENGTHS = ("steps", "epochs")  # how long a run trains: what to shorten first when time is short
+LENGTHS = ("steps", "epochs", "episodes")  # how long a run trains: what to shorten when time is short
 
 
 FIT_MARGIN = 0.8  # suggested settings aim below the budget: estimates are estimates

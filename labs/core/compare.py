@@ -119,6 +119,18 @@ def _merged(runs: list[_Variant], run: _Variant, snap: Snapshot) -> Snapshot:
     )
 
 
+def load_variants(state_dicts: dict[str, dict], variants: dict[str, str], build) -> dict:
+    """The trained nets of a side-by-side run, by label, in eval mode: `variants` maps each
+    variant's key to its label, `build(key)` makes its net."""
+    by_label = {label: key for key, label in variants.items()}
+    models = {}
+    for label, state in state_dicts.items():
+        model = build(by_label[label])
+        model.load_state_dict(state)
+        models[label] = model.eval()
+    return models
+
+
 def metric(variant: str, name: str) -> str:
     """The history key of one variant's metric."""
     return variant + SEPARATOR + name
