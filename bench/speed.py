@@ -24,12 +24,14 @@ from labs import (
     blocks,
     collaborative,
     convnets,
+    dqn,
     gans,
     initialization,
     language,
     normalization,
     optimizers,
     playground,
+    qlearning,
     recurrent,
     regularization,
     segmentation,
@@ -72,6 +74,8 @@ EXPERIMENTS = [
     ("collaborative (3 models)", collaborative.train, collaborative.Config(), "dot product: val RMSE", False),
     ("autoencoders (3 nets)", autoencoders.train, autoencoders.Config(), "VAE: test_mse", True),
     ("GAN on the plane", gans.train, gans.Config(), "modes_covered", gans.PREFERS_GPU),
+    ("Q-learning grid world", qlearning.train_grid, qlearning.GridConfig(), "optimal policy share", False),
+    ("DQN on CartPole", dqn.train, dqn.CartPoleConfig(), "greedy mean return", False),
     ("DCGAN on the digits", gans.train_digits, gans.DigitsConfig(), "g_grad_norm", True),
 ]
 
