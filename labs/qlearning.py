@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from labs import gridworld as gw
 from labs.core import budget
@@ -150,7 +151,8 @@ def train_grid(cfg: GridConfig, device=None):
                 break
             view, notes = {}, []
     yield Snapshot(episode, cfg.episodes, view={"q": q.copy(), "path": gw.greedy_path(grid, q)})
-    yield Snapshot(episode, cfg.episodes, final=True, state_dict={})
+    # the "weights" a learner downloads: the Q-table, a row per cell (row-major), a column per action
+    yield Snapshot(episode, cfg.episodes, final=True, state_dict={"q_table": torch.from_numpy(q.copy())})
 
 
 def converged_at(shares: list[float], episodes: list[int]) -> int | None:
