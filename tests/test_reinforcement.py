@@ -50,9 +50,10 @@ def test_the_grid_questions_are_settled_as_the_chapter_teaches(seed, index, expe
 @pytest.mark.lesson
 def test_dqn_balances_the_pole_far_longer_than_a_random_policy(cartpole_run, lesson):
     greedy = cartpole_run.last("greedy mean return")
-    # measured over seeds 0-2 at 20,000 steps: greedy agent 149 / 160 / 225 (10 episodes each),
-    # a random policy 21-27
-    lesson.expect("DQN greedy agent: mean return of 10 episodes", greedy, ">", 100)
+    # measured over seeds 0-8 at 20,000 steps: greedy agent 113-225 (10 episodes each; seeds 0-2
+    # 160 / 149 / 225), a random policy 21-27. RL runs are chaotic: another CPU's rounding makes
+    # another sample of that spread, so the bar is 3x a random policy, under the lowest seen
+    lesson.expect("DQN greedy agent: mean return of 10 episodes", greedy, ">", 75)
 
 
 def test_value_iteration_knows_the_bridge_is_dangerous_only_when_it_slips():
