@@ -253,6 +253,27 @@ CHAPTERS = (
         {"steps": "20"},
         long_run={"steps": "4000"},
     ),
+    Chapter(
+        18,
+        "interpretability",
+        "Interpretability",
+        "Interpretability & production",
+        "Eight Captum methods on one set of digits; which pass sanity checks; FGSM, PGD, a net that resists.",
+        "🔍",
+        {"explain.epochs": "1", "explain.shuffled_epochs": "0", "attack.epochs": "1"},
+        ("interpretability--explain", "interpretability--attack"),
+        long_run={"explain.epochs": "30"},
+    ),
+    Chapter(
+        19,
+        "production",
+        "Taking a model to production",
+        "Interpretability & production",
+        "Export with torch.export and ONNX, int8 quantization, pruning, latency; serve a digit you draw.",
+        "🚀",
+        {"epochs": "1"},
+        long_run={"epochs": "30"},
+    ),
 )
 
 

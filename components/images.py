@@ -182,6 +182,63 @@ def attribution_grid_figure(image: np.ndarray, maps: dict[str, np.ndarray]) -> d
     )
 
 
+def map_grid_figure(
+    grid: list[list[np.ndarray]],
+    row_titles: list[str],
+    col_titles: list[str],
+    kinds: tuple[str, ...] = ("image",),
+    title: str = "",
+    cell_px: int = 84,
+) -> dict:
+    """Rows of equally sized pictures: a column whose kind is "image" (default: the first) is
+    drawn grey, 0 to 1; every other column is a signed map in [-1, 1] (red against, blue for).
+    Two heatmaps on one pair of axes, gutters as NaN: one chart for dozens of maps."""
+    h, w = np.asarray(grid[0][0]).shape
+    pad, n_rows, n_cols = 2, len(grid), len(col_titles)
+    shape = (n_rows * (h + pad) - pad, n_cols * (w + pad) - pad)
+    grey, signed = np.full(shape, np.nan, np.float32), np.full(shape, np.nan, np.float32)
+    for r, row in enumerate(grid):
+        for c, tile in enumerate(row):
+            kind = kinds[c] if c < len(kinds) else "map"
+            target = grey if kind == "image" else signed
+            target[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = tile
+    data = [
+        {**plot.heatmap(grey, "Greys", showscale=False, zmin=0, zmax=1), "reversescale": True},
+        plot.heatmap(signed, DIVERGING, showscale=False, zmin=-1, zmax=1),
+    ]
+    notes = [
+        {
+            "text": t,
+            "x": c * (w + pad) + w / 2,
+            "y": -1,
+            "yanchor": "bottom",
+            "showarrow": False,
+            "font": {"size": 11},
+        }
+        for c, t in enumerate(col_titles)
+    ] + [
+        {
+            "text": t,
+            "x": -1,
+            "y": r * (h + pad) + h / 2,
+            "xanchor": "right",
+            "showarrow": False,
+            "font": {"size": 11},
+        }
+        for r, t in enumerate(row_titles)
+    ]
+    left = 8 + 6 * max((len(t) for t in row_titles), default=0)
+    fig = plot.figure(
+        data,
+        title,
+        cell_px * n_rows + 60,
+        legend=False,
+        annotations=notes,
+        margin={"l": left, "r": 5, "t": 50 if title else 30, "b": 5},
+    )
+    return plot.image_axes(fig)
+
+
 def feature_bar_figure(names: list[str], values: np.ndarray, title: str) -> dict:
     colors = ["#1f4e99" if v >= 0 else "#b2182b" for v in values]
     return plot.figure(

@@ -67,6 +67,17 @@ def memo(key: tuple, compute):
     return cache[key]
 
 
+def cnn_from_cnn_chapter():
+    """(Config, weights) of the CNN this session trained on 28×28 digits in the CNN chapter, for
+    the chapters that explain or deploy it; None if there is none (not yet, an MLP, 8×8 digits)."""
+    run = live.current_run("convnets")
+    view = run.view() if run is not None else None
+    if view is None or view.alive or view.state_dict is None:
+        return None
+    c = view.cfg
+    return (c, view.state_dict) if c.model == "cnn" and c.dataset in ("mnist_subset", "mnist") else None
+
+
 def show_code(*functions) -> None:
     with st.expander("Show the code"):
         for fn in functions:

@@ -7,6 +7,7 @@ reproduces Captum's own visualization scaling so plotly can draw what Captum wou
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
@@ -127,3 +128,107 @@ def normalize_attribution(
     if abs(threshold) < 1e-5:  # an all-zero map: nothing to scale (Captum warns here)
         return np.zeros_like(combined, dtype=np.float32)
     return np.clip(combined / threshold, -1, 1).astype(np.float32)
+
+
+# ---------------------------------------------------------------- many methods, many images
+
+METHODS = (
+    "Saliency",
+    "Integrated Gradients",
+    "SmoothGrad",
+    "DeepLift",
+    "GradientShap",
+    "Guided Backprop",
+    "Occlusion",
+    "Grad-CAM",
+)
+BASELINES = ("black", "blurred", "uniform noise")
+
+
+def baseline_images(x: torch.Tensor, kind: str, seed: int = 0) -> torch.Tensor:
+    """What "absence of the digit" means for IG, DeepLift and GradientShap, like x (N, C, H, W):
+    black (zeros), the image blurred until its strokes are gone, or seeded uniform noise."""
+    if kind == "black":
+        return torch.zeros_like(x)
+    if kind == "blurred":
+        from torchvision.transforms.functional import gaussian_blur
+
+        side = x.shape[-1]
+        kernel = side // 2 * 2 + 1  # odd, about the image's size: strokes smear into a haze
+        return gaussian_blur(x, [kernel, kernel], [side / 5, side / 5])
+    if kind == "uniform noise":
+        g = torch.Generator().manual_seed(seed)
+        return torch.rand(x.shape, generator=g).to(x) * float(x.max())
+    raise ValueError(f"baseline must be one of {BASELINES}, not {kind!r}")
+
+
+def attribute(
+    method: str,
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    baseline: torch.Tensor,
+    last_conv_act: nn.Module | None = None,
+    ig_steps: int = 32,
+    noise: float = 0.15,
+    samples: int = 16,
+) -> torch.Tensor:
+    """One method's signed attributions for a batch x (N, C, H, W) and targets (N,), summed
+    over channels: (N, H, W). `last_conv_act` is the layer Grad-CAM reads (its ReLU module).
+
+    The random methods (SmoothGrad, GradientShap) draw from torch's generator: seed it first
+    for maps that repeat."""
+    from captum.attr import DeepLift, GradientShap, GuidedBackprop, NoiseTunnel
+
+    with evaluating(model), warnings.catch_warnings():
+        # "required_grads has been set", "hooks on ReLU": Captum narrating what it does
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\.")
+        if method == "Saliency":
+            attr = Saliency(model).attribute(x, target=target, abs=False)
+        elif method == "Integrated Gradients":
+            attr = IntegratedGradients(model).attribute(x, baseline, target=target, n_steps=ig_steps)
+        elif method == "SmoothGrad":
+            tunnel = NoiseTunnel(Saliency(model))
+            spread = noise * float(x.max() - x.min())  # σ as a share of the input's range
+            attr = tunnel.attribute(
+                x, nt_type="smoothgrad", nt_samples=samples, stdevs=spread, target=target, abs=False
+            )
+        elif method == "DeepLift":
+            attr = DeepLift(model).attribute(x, baseline, target=target)
+        elif method == "GradientShap":
+            # a distribution of baselines: the chosen one and noisy versions of it
+            spread = torch.cat([baseline[:1], baseline[:1] + 0.1 * torch.randn(7, *x.shape[1:]).to(x)])
+            attr = GradientShap(model).attribute(x, spread, n_samples=samples, stdevs=0.09, target=target)
+        elif method == "Guided Backprop":
+            attr = GuidedBackprop(model).attribute(x, target=target)
+        elif method == "Occlusion":
+            window = max(2, x.shape[-1] // 7)
+            with torch.no_grad():
+                attr = Occlusion(model).attribute(
+                    x,
+                    target=target,
+                    sliding_window_shapes=(x.shape[1], window, window),
+                    strides=(x.shape[1], max(1, window // 2), max(1, window // 2)),
+                    baselines=0,
+                    perturbations_per_eval=64,
+                )
+        elif method == "Grad-CAM":
+            if last_conv_act is None:
+                raise ValueError("Grad-CAM needs a convolutional layer")
+            cam = LayerGradCam(model, last_conv_act).attribute(x, target=target, relu_attributions=False)
+            attr = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+        else:
+            raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    return attr.detach().sum(1)
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's ρ between two maps, signs kept. Absolute-value maps would mostly agree
+    because both copy the digit's outline: the trap "Sanity Checks for Saliency Maps" names."""
+    from scipy.stats import rankdata  # ties (a map's many zeros) share their mean rank
+
+    ra, rb = (rankdata(m.ravel()) for m in (a, b))
+    ra -= ra.mean()
+    rb -= rb.mean()
+    denom = np.sqrt((ra**2).sum() * (rb**2).sum())
+    return float((ra * rb).sum() / denom) if denom > 0 else 0.0

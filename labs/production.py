@@ -1,0 +1,518 @@
+"""Chapter 19 — Taking a model to production.
+
+A small CNN learns the 28×28 digits (or the learner's CNN from chapter 7 is taken as it is).
+Then it leaves PyTorch's training loop the ways a deployed model does:
+
+- exported: `torch.export` (an ahead-of-time graph, saved as .pt2) and ONNX, which
+  onnxruntime runs; both must give PyTorch's logits within a stated tolerance;
+- made small: dynamic int8 quantization of its Linear (and LSTM) layers, and magnitude pruning
+  at a chosen sparsity, with accuracy measured against sparsity;
+- timed: each variant's latency at batch 1 and batch 64, median and 90th percentile over
+  measured runs after warm-up, beside its size on disk and its accuracy.
+
+A drawn digit (the page's canvas) is preprocessed as MNIST was: ink cropped, scaled to fit 20×20,
+centred by its centre of mass in 28×28. `preprocess` is that pipeline; `shrink` the naive one.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import io
+import math
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils import prune
+
+from labs import convnets
+from labs.core import budget, data
+from labs.core.config import check, knob
+from labs.core.control import log
+from labs.core.device import seed_everything
+from labs.core.failures import Diverged
+from labs.core.questions import Question
+from labs.core.runner import Experiment
+from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
+from labs.saliency import Plan
+
+PREFERS_GPU = False  # export, quantization and CPU latency are the lesson: all on the CPU
+SIDE = 28
+TRAIN_IMAGES = 4000
+BATCH = 64
+LEARNING_RATE = 3e-3
+TOLERANCE = 1e-4  # largest |logit difference| allowed between PyTorch and an exported model
+SWEEP = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)  # sparsities of the accuracy chart
+WARM_UP = 10  # runs before timing: first calls allocate, pick kernels, fill caches
+RUNS = {1: 60, 64: 20}  # timed runs at each batch size
+SOURCES = ("train here", "CNN chapter")
+ONNX_MISSING = (
+    "onnx or onnxruntime cannot be imported here, so the ONNX export and its check are "
+    "skipped; everything else works. `pip install onnx onnxruntime onnxscript` brings them."
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    model: str = knob(
+        "train here",
+        "Model",
+        "Train a small CNN here, or take the CNN you trained in the CNN chapter in this "
+        "browser session (on 28×28 digits).",
+        choices=SOURCES,
+    )
+    hidden: int = knob(
+        128, "Hidden units", "Of the classifier's Linear layer (most of the weights).", lo=32, hi=512, step=32
+    )
+    epochs: int = knob(3, "Epochs", "Over 4,000 training digits.", lo=1, hi=30, step=1)
+    sparsity: float = knob(
+        0.8,
+        "Sparsity",
+        "Share of the weights pruned (the smallest in magnitude, over all layers).",
+        lo=0.0,
+        hi=0.99,
+        step=0.01,
+    )
+    seed: int = knob(0, "Seed", "Same seed, same run.", lo=0, hi=9999, step=1)
+
+
+class DigitNet(nn.Module):
+    """Two small conv layers, then a wide Linear classifier: like most deployed vision heads,
+    its weights sit mostly in the Linear layers that dynamic quantization shrinks."""
+
+    def __init__(self, hidden: int = 128):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(16 * 7 * 7, hidden), nn.ReLU(), nn.Linear(hidden, 10)
+        )
+
+    def forward(self, x):  # (N, 1, 28, 28) -> (N, 10) logits
+        return self.classifier(self.features(x))
+
+
+def per_epoch() -> int:
+    return math.ceil(TRAIN_IMAGES / BATCH)
+
+
+def after_training_steps() -> int:
+    """Export; quantize; prune; each sparsity of the sweep; each variant's latency."""
+    return 3 + len(SWEEP) + 5
+
+
+def cost(cfg: Config) -> budget.Cost:
+    convs = 2 * (9 * 8 * 28 * 28 + 9 * 8 * 16 * 14 * 14)  # multiply-adds of one image, doubled
+    p, f, kept = budget.linear(784, cfg.hidden, BATCH)
+    p2, f2, kept2 = budget.linear(cfg.hidden, 10, BATCH)
+    train_steps = cfg.epochs * per_epoch()
+    # after training: latency (~330 images each of 5 variants) and the sweep (8 × 1,000 images)
+    evaluation_flops = (5 * 400 + 8 * 1000) * (convs + 2 * 784 * cfg.hidden) * 30
+    n = after_training_steps()
+    return budget.Cost(
+        params=p + p2 + 1248,
+        activations=BATCH * (8 * 28 * 28 * 3 + 16 * 14 * 14 * 3) + kept + kept2,
+        steps=train_steps + n,
+        step_flops=(3 * convs * BATCH + f + f2) + evaluation_flops / (train_steps + n),
+        step_ops=60 + 400 * n / (train_steps + n),
+        data=5000 * SIDE * SIDE,
+        evaluation=1000 * (8 * 28 * 28 + 16 * 14 * 14),
+    )
+
+
+def digits(seed: int) -> data.ImageSet:
+    return data.image_set("mnist_subset", seed=seed, max_train=TRAIN_IMAGES)
+
+
+@torch.no_grad()
+def accuracy(model, X, y) -> float:
+    return (predict_logits(model, X).argmax(1) == y).float().mean().item()
+
+
+@torch.no_grad()
+def predict_logits(model, X, chunk: int = 500) -> torch.Tensor:
+    return torch.cat([torch.as_tensor(model(X[i : i + chunk])) for i in range(0, len(X), chunk)])
+
+
+def train(cfg: Config, device: torch.device, pretrained: tuple | None = None):
+    """Train (or take) the model; export it; quantize it; prune it along a sweep; time every
+    variant. `pretrained` is (chapter 7's Config, its weights)."""
+    check(cfg)
+    g = seed_everything(cfg.seed)
+    ds = digits(cfg.seed)
+    X, y, X_test, y_test = ds.X_train, ds.y_train, ds.X_test, ds.y_test
+    notes = [ds.note] if ds.note else []
+    model = _model(cfg, pretrained, notes)
+    n_train = cfg.epochs * per_epoch() if pretrained is None else 0
+    plan = Plan(n_train + after_training_steps())
+    cadence = Cadence(max(1, n_train), max_snaps=20, min_seconds=0.2)
+    opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    for step in plan.take(n_train):
+        i = step - 1
+        if i % per_epoch() == 0:
+            order = torch.randperm(len(X), generator=g)
+        batch = order[(i % per_epoch()) * BATCH :][:BATCH]
+        loss = F.cross_entropy(model(X[batch]), y[batch])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        log(step, train_loss=loss)
+        if cadence.due(step):
+            if not math.isfinite(loss.item()):
+                raise Diverged(f"the loss became {loss.item()} at step {step}.")
+            model.eval()
+            metrics = {"epoch": step / per_epoch(), "test_acc": accuracy(model, X_test, y_test)}
+            model.train()
+            if (yield Snapshot(step, plan.total, metrics, notes=notes)):
+                plan.stopped = True
+                break
+    model.eval()
+    files = {}
+    if not plan.ended:
+        files = yield from _deploy(model, cfg, plan, X_test, y_test, notes)
+    plan.close()
+    # the exported files travel once, with the weights, for the page's downloads and canvas
+    final_view = {"files": files, "pretrained_cfg": pretrained[0] if pretrained else None}
+    yield Snapshot(plan.step, plan.total, view=final_view, final=True, state_dict=cpu_state_dict(model))
+
+
+def _model(cfg: Config, pretrained: tuple | None, notes: list[str]) -> nn.Module:
+    if pretrained is None:
+        if cfg.model == "CNN chapter":
+            notes.append("No CNN on 28×28 digits from the CNN chapter in this session: trained one here.")
+        return DigitNet(cfg.hidden)
+    cnn_cfg, state_dict = pretrained
+    notes.append("Deploying your CNN from the CNN chapter, as you trained it.")
+    return convnets.load_model(cnn_cfg, SIDE, state_dict)
+
+
+def _deploy(model, cfg: Config, plan: Plan, X_test, y_test, notes):
+    """Each step of taking the model out of training, one plan step each, each a snapshot."""
+    # two images in their own storage: the .pt2 keeps the example (a view would drag in all of
+    # X_test), and torch.export specialises a batch of 1 to a constant
+    example = X_test[:2].clone()
+    variants: dict[str, dict] = {"float32 (eager)": {"run": model, "file": state_bytes(model)}}
+    view: dict = {"tolerance": TOLERANCE}
+    files: dict[str, bytes] = {}
+    for _ in plan.take(1):
+        exported = export(model, example)
+        view["export"] = {"max_diff": exported["max_diff"], "onnx_error": exported["onnx_error"]}
+        files = dict(exported["files"])
+        for name, runner in exported["programs"].items():
+            variants[name] = {"run": runner, "file": exported["files"][name]}
+        if exported["onnx_error"]:
+            notes.append(exported["onnx_error"])
+        yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)
+    for _ in plan.take(1):
+        quantized = quantize(model)
+        variants["int8 dynamic"] = {"run": quantized, "file": state_bytes(quantized)}
+        view["linear_bytes"] = {"float32": linear_bytes(model), "int8": linear_bytes(quantized)}
+        yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)
+    for _ in plan.take(1):
+        pruned = pruned_copy(model, cfg.sparsity)
+        variants[f"pruned {cfg.sparsity:.0%}"] = {"run": pruned, "file": state_bytes(pruned)}
+        yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)
+    sweep = {"sparsity": [], "accuracy": []}
+    for sparsity, _ in zip(SWEEP, plan.take(len(SWEEP))):
+        sweep["sparsity"].append(sparsity)
+        sweep["accuracy"].append(accuracy(pruned_copy(model, sparsity), X_test, y_test))
+        view["sweep"] = {k: list(v) for k, v in sweep.items()}
+        yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)
+    reference = predict_logits(model, X_test)
+    rows = []
+    for (name, variant), _ in zip(variants.items(), plan.take(len(variants))):
+        rows.append(table_row(name, variant, reference, X_test, y_test))
+        view["table"] = list(rows)
+        metrics = {f"{name}: accuracy": rows[-1]["accuracy"]} if len(rows) == len(variants) else {}
+        yield Snapshot(plan.step, plan.total, metrics, view=dict(view), notes=notes)
+    return files
+
+
+# ---------------------------------------------------------------- export
+
+
+def onnx_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def export(model: nn.Module, example: torch.Tensor) -> dict:
+    """torch.export's program (.pt2) and an ONNX file run by onnxruntime, each with a dynamic
+    batch size, and each checked against the eager model's logits on a batch of 64."""
+    batch = torch.export.Dim("batch", max=4096)
+    probe = example[:1].repeat(64, 1, 1, 1) + 0.05 * torch.rand(64, *example.shape[1:])
+    with torch.no_grad():
+        expected = model(probe)
+    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    runner = program.module()
+    with torch.no_grad():
+        export_diff = float((runner(probe) - expected).abs().max())
+    out = {
+        "files": {"torch.export (.pt2)": buffer.getvalue()},
+        "programs": {"torch.export (.pt2)": runner},
+        "max_diff": {"torch.export (.pt2)": export_diff},
+        "onnx_error": "",
+    }
+    if not onnx_available():
+        out["onnx_error"] = ONNX_MISSING
+        return out
+    try:
+        onnx_bytes = onnx_file(model, example, batch)
+        session = onnx_session(onnx_bytes)
+        ort_run = lambda x: session.run(None, {"image": np.asarray(x, dtype=np.float32)})[0]  # noqa: E731
+        out["files"]["ONNX (onnxruntime)"] = onnx_bytes
+        out["programs"]["ONNX (onnxruntime)"] = ort_run
+        out["max_diff"]["ONNX (onnxruntime)"] = float(np.abs(ort_run(probe.numpy()) - expected.numpy()).max())
+    except Exception as err:  # an exporter that cannot trace this model: say so, keep the rest
+        out["onnx_error"] = (
+            f"The ONNX export failed ({type(err).__name__}: {err}); the rest of the chapter works."
+        )
+    return out
+
+
+def onnx_file(model: nn.Module, example: torch.Tensor, batch) -> bytes:
+    """The model as an ONNX file: torch's dynamo exporter (it needs onnxscript), or the older
+    TorchScript-based one where onnxscript is missing."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exporter chatter: opset versions, deprecations
+        try:
+            import onnxscript  # noqa: F401
+
+            program = torch.onnx.export(
+                model,
+                (example,),
+                dynamo=True,
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_shapes=({0: batch},),
+                verbose=False,
+            )
+            program.save(buffer)
+        except ImportError:
+            torch.onnx.export(
+                model,
+                (example,),
+                buffer,
+                dynamo=False,
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            )
+    return buffer.getvalue()
+
+
+def onnx_session(onnx_bytes: bytes):
+    """An onnxruntime session on the CPU, with as many threads as torch uses (a fair race)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.log_severity_level = 3
+    return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+
+
+# ---------------------------------------------------------------- smaller
+
+
+def quantize(model: nn.Module) -> nn.Module:
+    """Dynamic int8 quantization: Linear and LSTM weights stored as int8 with a scale, and
+    activations quantized on the fly at each call. (torch.ao.quantization is deprecated in
+    favour of torchao; this API still ships with torch and needs nothing else.)"""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear, nn.LSTM}, dtype=torch.qint8)
+
+
+def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    return [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def pruned_copy(model: nn.Module, sparsity: float) -> nn.Module:
+    """The smallest `sparsity` of all conv and Linear weights, ranked together, set to zero
+    (global magnitude pruning), the masks then made permanent."""
+    pruned = copy.deepcopy(model).eval()
+    if sparsity > 0:
+        params = prunable(pruned)
+        prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=sparsity)
+        for module, name in params:
+            prune.remove(module, name)
+    return pruned
+
+
+def sparsity_of(model: nn.Module) -> float:
+    weights = [m.weight for m, _ in prunable(model)]
+    return float(sum((w == 0).sum() for w in weights) / sum(w.numel() for w in weights))
+
+
+def state_bytes(model: nn.Module) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def linear_bytes(model: nn.Module) -> int:
+    """Bytes of the Linear layers' saved weights (float32, or int8 with their scales)."""
+    linears = (nn.Linear, torch.ao.nn.quantized.dynamic.Linear)
+    return sum(len(state_bytes(m)) for m in model.modules() if isinstance(m, linears))
+
+
+# ---------------------------------------------------------------- timed
+
+
+def latency_ms(run, batch: int, runs: int, example: torch.Tensor) -> tuple[float, float]:
+    """Median and 90th percentile of `runs` timed calls at this batch size, after warm-up."""
+    x = example[:1].repeat(batch, 1, 1, 1)
+    with torch.no_grad():
+        for _ in range(WARM_UP):
+            run(x)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            run(x)
+            times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times)), float(np.percentile(times, 90))
+
+
+def table_row(name: str, variant: dict, reference: torch.Tensor, X, y) -> dict:
+    run, file = variant["run"], variant["file"]
+    logits = predict_logits(run, X)
+    b1, b64 = (latency_ms(run, b, RUNS[b], X) for b in (1, 64))
+    return {
+        "variant": name,
+        "size_kb": len(file) / 1024,
+        "gzip_kb": len(gzip.compress(file, 6)) / 1024,
+        "accuracy": float((logits.argmax(1) == y).float().mean()),
+        "max_diff": float((logits - reference).abs().max()),
+        "b1_median_ms": b1[0],
+        "b1_p90_ms": b1[1],
+        "b64_median_ms": b64[0],
+        "b64_p90_ms": b64[1],
+    }
+
+
+# ---------------------------------------------------------------- serving a drawn digit
+
+
+def shrink(pixels: np.ndarray) -> torch.Tensor:
+    """The naive way: the whole canvas scaled down to 28×28. The digit stays wherever and
+    however large it was drawn, unlike every digit the model trained on."""
+    x = torch.as_tensor(np.asarray(pixels, dtype=np.float32))[None, None]
+    return F.interpolate(x, size=(SIDE, SIDE), mode="area").clamp(0, 1)
+
+
+def preprocess(pixels: np.ndarray) -> torch.Tensor | None:
+    """A drawing (H, W) in [0, 1], ink bright on dark, as MNIST's digits were made: cropped to
+    its ink, scaled (keeping its aspect) to fit 20×20 with antialiasing, then pasted into 28×28
+    so that its centre of mass falls on the centre. (1, 1, 28, 28), or None for a blank canvas."""
+    img = np.asarray(pixels, dtype=np.float32)
+    rows, cols = np.nonzero(img > 0.1)
+    if len(rows) == 0:
+        return None
+    crop = torch.as_tensor(img[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1])
+    h, w = crop.shape
+    scale = 20 / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    small = F.interpolate(crop[None, None], size=size, mode="bilinear", antialias=True, align_corners=False)[
+        0, 0
+    ]
+    small = (small / small.max().clamp_min(1e-6)).clamp(0, 1)
+    ys, xs = torch.meshgrid(torch.arange(size[0]), torch.arange(size[1]), indexing="ij")
+    mass = small.sum()
+    cy, cx = float((ys * small).sum() / mass), float((xs * small).sum() / mass)
+    top = int(round(SIDE / 2 - cy))
+    left = int(round(SIDE / 2 - cx))
+    top, left = min(max(top, 0), SIDE - size[0]), min(max(left, 0), SIDE - size[1])
+    out = torch.zeros(SIDE, SIDE)
+    out[top : top + size[0], left : left + size[1]] = small
+    return out[None, None]
+
+
+def serve(variants: dict, image: torch.Tensor) -> dict:
+    """Each variant's class probabilities for one image and its latency (median of 20 calls
+    after 5 warm-up calls): what a request to it would cost."""
+    results = {}
+    with torch.no_grad():
+        for name, run in variants.items():
+            for _ in range(5):
+                run(image)
+            times = []
+            for _ in range(20):
+                start = time.perf_counter()
+                logits = run(image)
+                times.append((time.perf_counter() - start) * 1000)
+            probs = F.softmax(torch.as_tensor(logits).float(), dim=1)[0].numpy()
+            results[name] = {"probs": probs, "ms": float(np.median(times))}
+    return results
+
+
+def served_variants(cfg: Config, state_dict: dict, export_files: dict, pretrained_cfg=None) -> dict:
+    """The variants a finished run measured, rebuilt in this process from its weights and its
+    ONNX file: {name: callable on a (N, 1, 28, 28) batch}."""
+    if pretrained_cfg is not None:
+        model = convnets.load_model(pretrained_cfg, SIDE, state_dict)
+    else:
+        model = DigitNet(cfg.hidden)
+        model.load_state_dict(state_dict)
+        model.eval()
+    runs = {
+        "float32 (eager)": model,
+        "int8 dynamic": quantize(model),
+        f"pruned {cfg.sparsity:.0%}": pruned_copy(model, cfg.sparsity),
+    }
+    program = export_files.get("torch.export (.pt2)")
+    if program:
+        runs["torch.export (.pt2)"] = torch.export.load(io.BytesIO(program)).module()
+    onnx_bytes = export_files.get("ONNX (onnxruntime)")
+    if onnx_bytes and onnx_available():
+        session = onnx_session(onnx_bytes)
+        runs["ONNX (onnxruntime)"] = lambda x: session.run(None, {"image": np.asarray(x, dtype=np.float32)})[
+            0
+        ]
+    return runs
+
+
+def _quantized_share(view) -> tuple[str, str]:
+    linear = view.view.get("linear_bytes")
+    if not linear:
+        return "no", "The run ended before it quantized."
+    ratio = linear["float32"] / linear["int8"]
+    return ("about 4×" if 3 <= ratio <= 4.5 else "about 2×" if ratio < 3 else "about 8×"), (
+        f"The Linear layers' saved weights went from {linear['float32'] / 1024:.0f} KB to "
+        f"{linear['int8'] / 1024:.0f} KB: {ratio:.1f}× smaller."
+    )
+
+
+QUESTIONS = [
+    Question(
+        "Dynamic int8 quantization stores each Linear weight in one byte instead of four. How "
+        "much smaller do the Linear layers get on disk?",
+        ("about 2×", "about 4×", "about 8×"),
+        {"epochs": 1},
+        _quantized_share,
+        "int8 is a quarter of float32; each layer also keeps a scale and zero point, and the "
+        "biases stay in float32, a few hundred bytes beside ~100,000 weights.",
+    )
+]
+
+EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)

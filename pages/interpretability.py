@@ -1,0 +1,86 @@
+"""Chapter 18 — Interpretability. UI only: the methods and sanity checks are labs/saliency.py,
+the attacks labs/adversarial.py, what they show components/views/interpretability.py."""
+
+import dataclasses
+import functools
+
+import streamlit as st
+
+import chapters
+from components import controls, live, page
+from components.views import interpretability as views
+from labs import adversarial, saliency
+from labs import interpretability as lab
+
+PAGE = "interpretability"
+EXPLAIN, ATTACK = f"{PAGE}--explain", f"{PAGE}--attack"
+page.intro(PAGE, chapters.by_slug(PAGE).label)
+explain_tab, attack_tab = st.tabs(["Eight methods, and their sanity checks", "Adversarial examples"])
+
+
+def explain_experiment(cfg):
+    if cfg.model != "CNN chapter":
+        return lab.EXPLAIN
+    pretrained = page.cnn_from_cnn_chapter()
+    if pretrained is None:
+        st.info(
+            "No CNN trained on 28×28 digits in the CNN chapter in this session (an MLP, or 8×8 "
+            "digits, cannot be explained here): Train will train one on this page instead."
+        )
+        return lab.EXPLAIN
+    c = pretrained[0]
+    st.caption(
+        f"Explaining your CNN from the CNN chapter: {c.conv_layers} conv layers of "
+        f"{c.channels}+ channels, trained {c.epochs} epochs on {c.dataset}. The conv layers and "
+        "epochs set here are not used."
+    )
+    return dataclasses.replace(lab.EXPLAIN, train=functools.partial(saliency.train, pretrained=pretrained))
+
+
+def attacked_examples(view) -> None:
+    """Both nets attacked again at any ε, by either attack: what the perturbation looks like,
+    what it does to the prediction, and to the model's evidence."""
+    ds = saliency.digits(view.cfg.seed)
+    models = page.memo(("attack-models", view.id), lambda: adversarial.load(view.cfg, view.state_dict))
+    st.subheader("Attack them again")
+    left, right = st.columns([1, 3])
+    eps = left.slider("ε", 0.0, 0.3, float(view.cfg.epsilon), 0.01, key=f"{ATTACK}-eps")
+    method = left.radio("Attack", adversarial.ATTACKS, index=1, key=f"{ATTACK}-method", horizontal=True)
+    first = left.number_input(
+        "First test image", 0, len(ds.X_test) - adversarial.SHOWN, 0, key=f"{ATTACK}-first"
+    )
+    x = ds.X_test[first : first + adversarial.SHOWN]
+    y = ds.y_test[first : first + adversarial.SHOWN]
+    left.caption(
+        "The perturbation is drawn at ±ε (blue brightens a pixel, red darkens it). Each row: true "
+        "class, the prediction and its confidence before → after the attack."
+    )
+    for name, model in models.items():
+        shown = page.memo(
+            ("attack", view.id, name, eps, method, first),
+            lambda m=model: adversarial.examples(m, x, y, eps, method, view.cfg.pgd_steps),
+        )
+        right.plotly_chart(views.examples_figure(shown, name), key=f"{ATTACK}-again-{name}", theme=None)
+
+
+with explain_tab:
+    e_cfg = controls.config_controls(saliency.Config, EXPLAIN, st.container(), prefix="explain.")
+    controls.link_notices(EXPLAIN)
+    live.run_buttons(EXPLAIN, explain_experiment(e_cfg), e_cfg, views.EXPLAIN)
+    page.downloads(live.show(EXPLAIN, views.EXPLAIN), EXPLAIN)
+    page.questions(lab.EXPLAIN_QUESTIONS, EXPLAIN, lab.EXPLAIN, views.EXPLAIN)
+
+with attack_tab:
+    a_cfg = controls.config_controls(adversarial.Config, ATTACK, st.container(), prefix="attack.")
+    controls.link_notices(ATTACK)
+    live.run_buttons(ATTACK, lab.ATTACK, a_cfg, views.ATTACK)
+    attack_view = live.show(ATTACK, views.ATTACK)
+    if attack_view is not None and attack_view.state_dict:
+        attacked_examples(attack_view)
+    page.downloads(attack_view, ATTACK)
+    page.questions(lab.ATTACK_QUESTIONS, ATTACK, lab.ATTACK, views.ATTACK)
+
+controls.share_link((e_cfg, "explain."), (a_cfg, "attack."))
+page.show_code(
+    saliency.train, saliency.all_maps, saliency.cascade_layers, adversarial.fgsm_step, adversarial.attack
+)
