@@ -104,7 +104,7 @@ def serve(view) -> None:
         }
         for name, a in answers.items()
     ]
-    right.dataframe(pd.DataFrame(rows), hide_index=True, key=f"{KEY}-answers")
+    right.container(key=f"{KEY}-answers").table(pd.DataFrame(rows).set_index("variant"))
     shrunk = naive_answer["float32"]["probs"]
     right.caption(
         "ms: median of 20 calls after 5 warm-up calls, on this server. "

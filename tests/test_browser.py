@@ -433,3 +433,36 @@ def test_under_a_base_url_path_pages_stream_and_a_deep_link_can_be_the_first_req
 
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 16
+
+
+def test_a_drawn_digit_is_preprocessed_and_answered_by_every_variant(browser, server):
+    """The production page's canvas: a "7" drawn small in a corner reaches the server, is shown
+    as the 28×28 the model sees, and every variant answers with its latency."""
+    page = open_page(browser, server, "production", {"epochs": "1"}, height=2600)
+    train_button(page, "production").click()
+    alert(page, "Done in").wait_for(timeout=120_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    canvas = page.locator(".st-key-production-canvas canvas")
+    canvas.wait_for(timeout=60_000)
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 40, box["y"] + 40)
+    page.mouse.down()
+    for x, y in ((120, 40), (70, 150)):
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=12)
+    page.mouse.up()
+    answers = page.locator(".st-key-production-answers", has_text="int8 dynamic")
+    answers.wait_for(timeout=60_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    text = answers.inner_text()
+    for variant in (
+        "float32 (eager)",
+        "int8 dynamic",
+        "pruned 80%",
+        "ONNX (onnxruntime)",
+        "torch.export (.pt2)",
+    ):
+        assert variant in text, (variant, text)
+    assert page.get_by_text("what the model sees").count() == 1
+    assert_no_exception(page)
+    page.close()
