@@ -11,6 +11,7 @@ sees of a run, and what it costs the server, is measured by bench/live.py.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import torch
@@ -18,6 +19,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from labs import (
+    adversarial,
     attention,
     autoencoders,
     autograd,
@@ -31,9 +33,11 @@ from labs import (
     normalization,
     optimizers,
     playground,
+    production,
     qlearning,
     recurrent,
     regularization,
+    saliency,
     segmentation,
     sentiment,
     tabular,
@@ -77,6 +81,15 @@ EXPERIMENTS = [
     ("Q-learning grid world", qlearning.train_grid, qlearning.GridConfig(), "optimal policy share", False),
     ("DQN on CartPole", dqn.train, dqn.CartPoleConfig(), "greedy mean return", False),
     ("DCGAN on the digits", gans.train_digits, gans.DigitsConfig(), "g_grad_norm", True),
+    ("interpretability (8 methods + checks)", saliency.train, saliency.Config(), "digits test_acc", True),
+    (
+        "adversarial (2 nets)",
+        adversarial.train,
+        adversarial.Config(),
+        "adversarial training: fgsm_acc_at_eps",
+        True,
+    ),
+    ("production (export, int8, prune)", production.train, production.Config(), "test_acc", False),
 ]
 
 
@@ -183,12 +196,17 @@ def main() -> None:
     POOL.prestart(1)
     POOL.wait_ready()  # the app starts its workers at the first page load, before any Train
     print(f"\n{'experiment':22} {'mode':8} {'device':7} {'first (s)':>10} {'done (s)':>9}  metric")
+    only = sys.argv[1:]  # e.g. `python -m bench.speed adversarial production`: just those rows
     for name, train, cfg, metric, prefers_gpu in EXPERIMENTS:
+        if only and not any(word in name for word in only):
+            continue
         device = pick_device(prefers_gpu)
         for mode in ("thread", "worker"):
             first, done, last = timed_run(train, cfg, device, remote=mode == "worker")
             value = f"{metric} {last[metric]:.3f}" if metric and metric in last else ""
             print(f"{name:22} {mode:8} {device.type:7} {first:10.3f} {done:9.2f}  {value}")
+    if only:
+        return  # the textbook comparisons below are for a full run
     cfg = convnets.Config()
     device = pick_device(convnets.PREFERS_GPU)
     textbook = textbook_cnn_seconds(cfg, device)

@@ -213,7 +213,7 @@ def map_grid_figure(
             "y": -1,
             "yanchor": "bottom",
             "showarrow": False,
-            "font": {"size": 11},
+            "font": {"size": 11 if cell_px >= 80 else 9},  # small cells: titles must not touch
         }
         for c, t in enumerate(col_titles)
     ] + [

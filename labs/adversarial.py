@@ -28,7 +28,7 @@ from labs.core.control import log
 from labs.core.device import seed_everything
 from labs.core.failures import Diverged
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
-from labs.saliency import BATCH, LEARNING_RATE, SIDE, Plan, accuracy, build, digits, per_epoch
+from labs.saliency import BATCH, LEARNING_RATE, SIDE, SLOWDOWN, Plan, accuracy, build, digits, per_epoch
 
 PREFERS_GPU = True
 VARIANTS = {"standard": "standard", "adversarial": "adversarial training"}
@@ -76,7 +76,7 @@ def cost(cfg: Config) -> budget.Cost:
         params=cnn.params,
         activations=cnn.activations * ATTACKED / BATCH,
         steps=train_steps + n,
-        step_flops=flops,
+        step_flops=SLOWDOWN * flops,
         step_ops=cnn.step_ops * 2,
         data=cnn.data,
         evaluation=cnn.evaluation,

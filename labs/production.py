@@ -39,7 +39,7 @@ from labs.core.failures import Diverged
 from labs.core.questions import Question
 from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
-from labs.saliency import Plan
+from labs.saliency import SLOWDOWN, Plan
 
 PREFERS_GPU = False  # export, quantization and CPU latency are the lesson: all on the CPU
 SIDE = 28
@@ -124,7 +124,7 @@ def cost(cfg: Config) -> budget.Cost:
         params=p + p2 + 1248,
         activations=BATCH * (8 * 28 * 28 * 3 + 16 * 14 * 14 * 3) + kept + kept2,
         steps=train_steps + n,
-        step_flops=(3 * convs * BATCH + f + f2) + evaluation_flops / (train_steps + n),
+        step_flops=SLOWDOWN * ((3 * convs * BATCH + f + f2) + evaluation_flops / (train_steps + n)),
         step_ops=60 + 400 * n / (train_steps + n),
         data=5000 * SIDE * SIDE,
         evaluation=1000 * (8 * 28 * 28 + 16 * 14 * 14),

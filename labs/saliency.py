@@ -44,6 +44,10 @@ BATCH = 64
 LEARNING_RATE = 3e-3
 IG_STEPS = (4, 8, 16, 32, 64, 128)  # IG's convergence delta is measured at each
 SOURCES = ("train here", "CNN chapter")
+# Small convolutions, Captum's hooks and per-method bookkeeping run far below the matmul rate
+# budget.measured_speed reports: measured in bench/ (speed.py), the default runs of this chapter
+# and the next took 3.5-7× the plain arithmetic estimate on a 2-core CPU.
+SLOWDOWN = 5
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,7 @@ def cost(cfg: Config) -> budget.Cost:
         params=cnn.params * 2,
         activations=max(cnn.activations, cnn.activations / BATCH * min(passes, 512)),
         steps=train_steps + n,
-        step_flops=(cnn.step_flops * train_steps + analysis_flops * n) / (train_steps + n),
+        step_flops=SLOWDOWN * (cnn.step_flops * train_steps + analysis_flops * n) / (train_steps + n),
         step_ops=cnn.step_ops + 40 * len(METHODS) * n / (train_steps + n),
         data=cnn.data,
         evaluation=cnn.evaluation,
@@ -237,7 +241,8 @@ def train(cfg: Config, device: torch.device, pretrained: tuple | None = None):
 
     def final() -> Snapshot:
         plan.close()
-        return Snapshot(plan.step, plan.total, final=True, state_dict=cpu_state_dict(model))
+        view = {"pretrained_cfg": pretrained[0] if pretrained else None}  # to rebuild the net
+        return Snapshot(plan.step, plan.total, view=view, final=True, state_dict=cpu_state_dict(model))
 
     if own:
         yield from fit(model, X, y, plan, n_train, g, X_test, y_test, "digits", notes)
@@ -367,6 +372,28 @@ def _faithfulness(model, x, target, cfg, plan, notes):
         if (yield Snapshot(plan.step, plan.total, view={"faithfulness": dict(scores)}, notes=notes)):
             plan.stopped = True
             return
+
+
+def load(cfg: Config, state_dict: dict, pretrained_cfg=None) -> nn.Module:
+    """The explained net of a finished run, in eval mode (chapter 7's, when it was that one)."""
+    if pretrained_cfg is not None:
+        return convnets.load_model(pretrained_cfg, SIDE, state_dict)
+    model = build(cfg.conv_layers)
+    model.load_state_dict(state_dict)
+    return model.eval()
+
+
+def explain_one(model: nn.Module, image: torch.Tensor, cfg: Config) -> dict:
+    """Every method's map of one test image (1, 1, H, W) for the predicted class, scaled for
+    drawing, with the class probabilities and IG's convergence delta."""
+    with torch.no_grad(), attribution.evaluating(model):
+        probs = F.softmax(model(image), 1)[0]
+    target = probs.argmax().reshape(1)
+    maps = scaled(all_maps(model, image, target, cfg))
+    _, delta = attribution.integrated_gradients(
+        model, image, int(target), attribution.baseline_images(image, cfg.baseline, cfg.seed), cfg.ig_steps
+    )
+    return {"maps": {m: v[0] for m, v in maps.items()}, "probs": to_numpy(probs), "delta": delta}
 
 
 def faithfulness(model, x, target, method: str, cfg: Config) -> dict:

@@ -7,7 +7,7 @@ import functools
 import streamlit as st
 
 import chapters
-from components import controls, live, page
+from components import controls, images, live, page
 from components.views import interpretability as views
 from labs import adversarial, saliency
 from labs import interpretability as lab
@@ -35,6 +35,35 @@ def explain_experiment(cfg):
         "epochs set here are not used."
     )
     return dataclasses.replace(lab.EXPLAIN, train=functools.partial(saliency.train, pretrained=pretrained))
+
+
+def another_digit(view) -> None:
+    """Any test digit, any baseline, all eight methods: without training again."""
+    ds = saliency.digits(view.cfg.seed)
+    model = page.memo(
+        ("explained", view.id),
+        lambda: saliency.load(view.cfg, view.state_dict, view.view.get("pretrained_cfg")),
+    )
+    st.subheader("Explain another digit")
+    left, right = st.columns([1, 4])
+    index = left.number_input("Test image", 0, len(ds.X_test) - 1, 0, key=f"{EXPLAIN}-digit")
+    baseline = left.selectbox("Baseline", saliency.BASELINES, key=f"{EXPLAIN}-baseline-again")
+    cfg = dataclasses.replace(view.cfg, baseline=baseline)
+    image = ds.X_test[index : index + 1]
+    shown = page.memo(
+        ("explain-one", view.id, index, baseline), lambda: saliency.explain_one(model, image, cfg)
+    )
+    predicted = int(shown["probs"].argmax())
+    left.caption(
+        f"True: **{int(ds.y_test[index])}**, predicted **{predicted}** ({shown['probs'][predicted]:.0%}). "
+        f"IG's convergence delta from the {baseline} baseline: {shown['delta']:.1e}."
+    )
+    grid = [[image[0, 0].numpy(), *shown["maps"].values()]]
+    right.plotly_chart(
+        images.map_grid_figure(grid, [""], ["input", *(views.SHORT[m] for m in shown["maps"])], cell_px=110),
+        key=f"{EXPLAIN}-one",
+        theme=None,
+    )
 
 
 def attacked_examples(view) -> None:
@@ -67,7 +96,10 @@ with explain_tab:
     e_cfg = controls.config_controls(saliency.Config, EXPLAIN, st.container(), prefix="explain.")
     controls.link_notices(EXPLAIN)
     live.run_buttons(EXPLAIN, explain_experiment(e_cfg), e_cfg, views.EXPLAIN)
-    page.downloads(live.show(EXPLAIN, views.EXPLAIN), EXPLAIN)
+    explain_view = live.show(EXPLAIN, views.EXPLAIN)
+    if explain_view is not None and explain_view.state_dict:
+        another_digit(explain_view)
+    page.downloads(explain_view, EXPLAIN)
     page.questions(lab.EXPLAIN_QUESTIONS, EXPLAIN, lab.EXPLAIN, views.EXPLAIN)
 
 with attack_tab:

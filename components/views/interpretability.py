@@ -33,6 +33,8 @@ EXPLAIN_LAYOUT = (
 
 
 def draw_explain(run) -> dict:
+    if not run.history:
+        return {}
     v = run.view
     parts = {
         NUMBERS: [
@@ -65,7 +67,7 @@ def draw_explain(run) -> dict:
             "IG convergence delta against its steps",
             280,
             legend=False,
-            xaxis={"title": "steps", "type": "log"},
+            xaxis={"title": "steps", "type": "log", "tickvals": d["steps"]},
             yaxis=plot.log_axis(d["delta"], title="mean |delta|"),
         )
         parts["ig delta"] = fig
@@ -115,7 +117,7 @@ def cascade_figure(c: dict) -> dict:
     ]
     return plot.figure(
         data,
-        "cascading randomization: rank correlation with the trained model's map",
+        "cascading randomization: ρ with the trained model's map",
         330,
         xaxis={"title": "re-initialised, cumulatively, from the top", "type": "category"},
         yaxis={"title": "Spearman ρ (signed)", "range": [-0.6, 1.05]},
@@ -139,8 +141,7 @@ def shuffled_figure(s: dict) -> dict:
     values = list(s["rho"].values())
     return plot.figure(
         [plot.bar(names, values, [HIGHLIGHT.get(m, "#9aa7b8") for m in s["rho"]])],
-        f"net on shuffled labels (train acc {s['train_acc']:.0%}, test {s['test_acc']:.0%}): "
-        "ρ with the real maps",
+        f"shuffled labels (train {s['train_acc']:.0%}, test {s['test_acc']:.0%}): ρ with real maps",
         300,
         legend=False,
         xaxis={"type": "category"},

@@ -21,6 +21,8 @@ COLUMNS = (
 
 
 def draw(run) -> dict:
+    if not run.history and not run.view:
+        return {}
     v = run.view
     parts = {NUMBERS: [["test accuracy", last_number(run, "test_acc", ".1%")]]}
     linear = v.get("linear_bytes")
