@@ -78,6 +78,27 @@ def cnn_from_cnn_chapter():
     return (c, view.state_dict) if c.model == "cnn" and c.dataset in ("mnist_subset", "mnist") else None
 
 
+def with_cnn_from_cnn_chapter(experiment: Experiment, cfg, doing: str, unused: str) -> Experiment:
+    """The experiment Train starts: as it is, or, when the learner chose the "CNN chapter"
+    model and has trained one there, its loop handed that CNN (`pretrained=`) to `doing` it."""
+    if cfg.model != "CNN chapter":
+        return experiment
+    pretrained = cnn_from_cnn_chapter()
+    if pretrained is None:
+        st.info(
+            "No CNN trained on 28×28 digits in the CNN chapter in this session (an MLP, or 8×8 "
+            "digits, will not do): Train will train one on this page instead."
+        )
+        return experiment
+    c = pretrained[0]
+    st.caption(
+        f"{doing} your CNN from the CNN chapter: {c.conv_layers} conv layers from {c.channels} "
+        f"channels, trained {c.epochs} epochs on {c.dataset}. {unused} set here are not used."
+    )
+    train = experiment.train.func if isinstance(experiment.train, functools.partial) else experiment.train
+    return dataclasses.replace(experiment, train=functools.partial(train, pretrained=pretrained))
+
+
 def show_code(*functions) -> None:
     with st.expander("Show the code"):
         for fn in functions:

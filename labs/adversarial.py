@@ -10,7 +10,6 @@ the perturbation and the attacked image, and Integrated Gradients before and aft
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 
@@ -26,9 +25,9 @@ from labs.core.compare import side_by_side
 from labs.core.config import check, knob
 from labs.core.control import log
 from labs.core.device import seed_everything
-from labs.core.failures import Diverged
+from labs.core.phases import Plan, descend, finite, minibatches
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
-from labs.saliency import BATCH, LEARNING_RATE, SIDE, SLOWDOWN, Plan, accuracy, build, digits, per_epoch
+from labs.saliency import BATCH, LEARNING_RATE, SIDE, SLOWDOWN, accuracy, build, digits, per_epoch
 
 PREFERS_GPU = True
 VARIANTS = {"standard": "standard", "adversarial": "adversarial training"}
@@ -131,28 +130,20 @@ def train_one(kind: str, cfg: Config, device: torch.device):
     X_att, y_att = X_test[:ATTACKED], y_test[:ATTACKED]
     model = build(CONV_LAYERS).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    n_train, epoch_steps = cfg.epochs * per_epoch(), per_epoch()
+    n_train = cfg.epochs * per_epoch()
     plan = Plan(n_train + len(EPSILONS) + 1)
     cadence = Cadence(n_train, max_snaps=20, min_seconds=0.2)
     notes = [ds.note] if ds.note else []
-    for step in plan.take(n_train):
-        i = step - 1
-        if i % epoch_steps == 0:
-            order = torch.randperm(len(X), generator=g).to(device)
-        batch = order[(i % epoch_steps) * BATCH :][:BATCH]
-        xb, yb = X[batch], y[batch]
+    for step, _, xb, yb in minibatches(plan, n_train, X, y, g, BATCH):
         loss = F.cross_entropy(model(xb), yb)
         if kind == "adversarial" and cfg.epsilon > 0:
             loss = 0.5 * loss + 0.5 * F.cross_entropy(model(fgsm_step(model, xb, yb, cfg.epsilon, g)), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        descend(opt, loss)
         log(step, train_loss=loss)
         if cadence.due(step):
-            if not math.isfinite(loss.item()):
-                raise Diverged(f"the loss became {loss.item()} at step {step}.")
+            finite(loss, step)
             metrics = {
-                "epoch": step / epoch_steps,
+                "epoch": step / per_epoch(),
                 "test_acc": accuracy(model, X_test, y_test),
                 "fgsm_acc": robust_accuracy(model, X_att, y_att, cfg.epsilon, "FGSM"),
             }

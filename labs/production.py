@@ -35,11 +35,11 @@ from labs.core import budget, data
 from labs.core.config import check, knob
 from labs.core.control import log
 from labs.core.device import seed_everything
-from labs.core.failures import Diverged
+from labs.core.phases import Plan, descend, finite, minibatches
 from labs.core.questions import Question
 from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
-from labs.saliency import SLOWDOWN, Plan
+from labs.saliency import SLOWDOWN
 
 PREFERS_GPU = False  # export, quantization and CPU latency are the lesson: all on the CPU
 SIDE = 28
@@ -158,19 +158,12 @@ def train(cfg: Config, device: torch.device, pretrained: tuple | None = None):
     plan = Plan(n_train + after_training_steps())
     cadence = Cadence(max(1, n_train), max_snaps=20, min_seconds=0.2)
     opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    for step in plan.take(n_train):
-        i = step - 1
-        if i % per_epoch() == 0:
-            order = torch.randperm(len(X), generator=g)
-        batch = order[(i % per_epoch()) * BATCH :][:BATCH]
-        loss = F.cross_entropy(model(X[batch]), y[batch])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    for step, _, xb, yb in minibatches(plan, n_train, X, y, g, BATCH):
+        loss = F.cross_entropy(model(xb), yb)
+        descend(opt, loss)
         log(step, train_loss=loss)
         if cadence.due(step):
-            if not math.isfinite(loss.item()):
-                raise Diverged(f"the loss became {loss.item()} at step {step}.")
+            finite(loss, step)
             model.eval()
             metrics = {"epoch": step / per_epoch(), "test_acc": accuracy(model, X_test, y_test)}
             model.train()

@@ -17,7 +17,6 @@ and to two faithfulness numbers: IG's convergence delta as its steps grow, and C
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -31,9 +30,9 @@ from labs import convnets
 from labs.core import attribution, budget, data
 from labs.core.attribution import BASELINES, METHODS
 from labs.core.config import check, knob
-from labs.core.control import current, log, steps
+from labs.core.control import log
 from labs.core.device import seed_everything
-from labs.core.failures import Diverged
+from labs.core.phases import Plan, descend, finite, minibatches
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
 PREFERS_GPU = True
@@ -127,52 +126,21 @@ def cost(cfg: Config) -> budget.Cost:
     )
 
 
-class Plan:
-    """One run's steps across its phases under one `steps()` count: the progress bar and Stop
-    cover the attribution work too, not only training."""
-
-    def __init__(self, total: int):
-        self.total = total
-        self._ticks = steps(total)
-        self.step = 0
-        self.stopped = False  # Stop sent through the generator (the runner also sets the control)
-
-    def take(self, n: int):
-        for step in itertools.islice(self._ticks, n):
-            self.step = step
-            yield step
-
-    @property
-    def ended(self) -> bool:
-        return self.stopped or current().should_end() is not None
-
-    def close(self) -> None:
-        self._ticks.close()
-
-
 def fit(model: nn.Module, X, y, plan: Plan, n_steps: int, g, X_test, y_test, name: str, notes: list[str]):
     """Adam on cross-entropy for `n_steps` batches taken from the plan, yielding snapshots
     with the test accuracy. Returns when done, or when Stop arrives."""
     opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     cadence = Cadence(n_steps, max_snaps=25, min_seconds=0.2)
-    start, epoch_steps = plan.step, per_epoch()
-    for step in plan.take(n_steps):
-        i = step - start - 1
-        if i % epoch_steps == 0:
-            order = torch.randperm(len(X), generator=g).to(X.device)
-        batch = order[(i % epoch_steps) * BATCH :][:BATCH]
-        loss = F.cross_entropy(model(X[batch]), y[batch])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    for step, n, xb, yb in minibatches(plan, n_steps, X, y, g, BATCH):
+        loss = F.cross_entropy(model(xb), yb)
+        descend(opt, loss)
         log(step, **{f"{name} loss": loss})
-        if cadence.due(i + 1):
-            if not math.isfinite(loss.item()):
-                raise Diverged(f"the {name} loss became {loss.item()} at step {step}.")
+        if cadence.due(n):
+            finite(loss, step, f"{name} loss")
             acc = accuracy(model, X_test, y_test)
             if (
                 yield Snapshot(
-                    step, plan.total, {f"{name} test_acc": acc, "epoch": (i + 1) / epoch_steps}, notes=notes
+                    step, plan.total, {f"{name} test_acc": acc, "epoch": n / per_epoch()}, notes=notes
                 )
             ):
                 plan.stopped = True

@@ -2,7 +2,6 @@
 the attacks labs/adversarial.py, what they show components/views/interpretability.py."""
 
 import dataclasses
-import functools
 
 import streamlit as st
 
@@ -16,25 +15,6 @@ PAGE = "interpretability"
 EXPLAIN, ATTACK = f"{PAGE}--explain", f"{PAGE}--attack"
 page.intro(PAGE, chapters.by_slug(PAGE).label)
 explain_tab, attack_tab = st.tabs(["Eight methods, and their sanity checks", "Adversarial examples"])
-
-
-def explain_experiment(cfg):
-    if cfg.model != "CNN chapter":
-        return lab.EXPLAIN
-    pretrained = page.cnn_from_cnn_chapter()
-    if pretrained is None:
-        st.info(
-            "No CNN trained on 28×28 digits in the CNN chapter in this session (an MLP, or 8×8 "
-            "digits, cannot be explained here): Train will train one on this page instead."
-        )
-        return lab.EXPLAIN
-    c = pretrained[0]
-    st.caption(
-        f"Explaining your CNN from the CNN chapter: {c.conv_layers} conv layers of "
-        f"{c.channels}+ channels, trained {c.epochs} epochs on {c.dataset}. The conv layers and "
-        "epochs set here are not used."
-    )
-    return dataclasses.replace(lab.EXPLAIN, train=functools.partial(saliency.train, pretrained=pretrained))
 
 
 def another_digit(view) -> None:
@@ -95,7 +75,8 @@ def attacked_examples(view) -> None:
 with explain_tab:
     e_cfg = controls.config_controls(saliency.Config, EXPLAIN, st.container(), prefix="explain.")
     controls.link_notices(EXPLAIN)
-    live.run_buttons(EXPLAIN, explain_experiment(e_cfg), e_cfg, views.EXPLAIN)
+    explaining = page.with_cnn_from_cnn_chapter(lab.EXPLAIN, e_cfg, "Explaining", "Conv layers and epochs")
+    live.run_buttons(EXPLAIN, explaining, e_cfg, views.EXPLAIN)
     explain_view = live.show(EXPLAIN, views.EXPLAIN)
     if explain_view is not None and explain_view.state_dict:
         another_digit(explain_view)

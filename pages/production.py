@@ -2,9 +2,6 @@
 are labs/production.py, what they show components/views/production.py, the canvas
 components/canvas.py."""
 
-import dataclasses
-import functools
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -23,21 +20,12 @@ if not lab.onnx_available():
     st.warning(lab.ONNX_MISSING)
 
 
-def experiment_for(cfg):
-    if cfg.model != "CNN chapter":
-        return lab.EXPERIMENT
-    pretrained = page.cnn_from_cnn_chapter()
-    if pretrained is None:
-        st.info(
-            "No CNN trained on 28×28 digits in the CNN chapter in this session (an MLP, or 8×8 "
-            "digits, cannot be served here): Train will train one on this page instead."
-        )
-        return lab.EXPERIMENT
-    st.caption("Deploying your CNN from the CNN chapter. Hidden units and epochs set here are not used.")
-    return dataclasses.replace(lab.EXPERIMENT, train=functools.partial(lab.train, pretrained=pretrained))
-
-
-live.run_buttons(KEY, experiment_for(cfg), cfg, views.VIEWS)
+live.run_buttons(
+    KEY,
+    page.with_cnn_from_cnn_chapter(lab.EXPERIMENT, cfg, "Deploying", "Hidden units and epochs"),
+    cfg,
+    views.VIEWS,
+)
 
 
 def exported_downloads(files: dict, run_id: str) -> None:

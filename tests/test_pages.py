@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from chapters import CHAPTERS
+from chapters import CHAPTERS, by_slug
 
 APP = str(Path(__file__).resolve().parents[1] / "server" / "navigation.py")
 os.environ["DLLAB_EXECUTOR"] = "thread"
@@ -128,3 +128,33 @@ def test_a_bad_typed_prompt_gets_a_message_and_a_good_one_is_answered(slug, key,
     at.text_input(key=key).set_value(good).run()
     assert not at.error and not at.exception
     assert len(at.get("plotly_chart")) >= 4
+
+
+def test_the_cnn_trained_in_the_cnn_chapter_is_explained_and_deployed_on_request():
+    at = open_page(by_slug("convnets"), {"dataset": "mnist_subset", "epochs": "1", "train_size": "500"})
+    at.button(key="convnets-train").click().run()
+    wait_until_ended(at)
+    for slug, params, key, doing in (
+        (
+            "interpretability",
+            {"explain.model": "CNN chapter", "explain.shuffled_epochs": "0"},
+            "interpretability--explain",
+            "Explaining",
+        ),
+        ("production", {"model": "CNN chapter"}, "production", "Deploying"),
+    ):
+        at.switch_page(by_slug(slug).page)
+        for k, v in params.items():
+            at.query_params[k] = v
+        at.run()
+        assert any(f"{doing} your CNN from the CNN chapter" in c.value for c in at.caption), slug
+        at.button(key=f"{key}-train").click().run()
+        # the run's note says whose CNN it was once it has ended (AppTest sessions share runs,
+        # so another test's "Done" may be on this page already: wait for this run's own words)
+        end = time.time() + 240
+        while not any(f"{doing} your CNN" in i.value for i in at.info) and time.time() < end:
+            time.sleep(0.3)
+            at.run()
+        assert not at.exception, at.exception
+        assert not at.error, [e.value for e in at.error]
+        assert any(f"{doing} your CNN" in i.value for i in at.info), [i.value for i in at.info]
