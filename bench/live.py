@@ -20,7 +20,7 @@ import urllib.request
 
 from playwright.sync_api import sync_playwright
 
-from tests.test_browser import ARGS, CHROMIUM, IDLE, lab_server
+from tests.browser import ARGS, CHROMIUM, IDLE, lab_server
 
 WINDOW_SECONDS = 8.0  # frames are counted over this long, once every learner is streaming
 PAGES = [("playground", "epochs=1000"), ("convnets", "epochs=30")]

@@ -16,21 +16,18 @@ centred by its centre of mass in 28×28. `preprocess` is that pipeline; `shrink`
 
 from __future__ import annotations
 
-import copy
 import gzip
 import io
 import math
 import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils import prune
 
-from labs import convnets
+from labs import convnets, deploy
 from labs.core import budget, data
 from labs.core.config import check, knob
 from labs.core.control import log
@@ -46,15 +43,9 @@ SIDE = 28
 TRAIN_IMAGES = 4000
 BATCH = 64
 LEARNING_RATE = 3e-3
-TOLERANCE = 1e-4  # largest |logit difference| allowed between PyTorch and an exported model
 SWEEP = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)  # sparsities of the accuracy chart
-WARM_UP = 10  # runs before timing: first calls allocate, pick kernels, fill caches
 RUNS = {1: 60, 64: 20}  # timed runs at each batch size
 SOURCES = ("train here", "CNN chapter")
-ONNX_MISSING = (
-    "onnx or onnxruntime cannot be imported here, so the ONNX export and its check are "
-    "skipped; everything else works. `pip install onnx onnxruntime onnxscript` brings them."
-)
 
 
 @dataclass(frozen=True)
@@ -195,11 +186,11 @@ def _deploy(model, cfg: Config, plan: Plan, X_test, y_test, notes):
     # two images in their own storage: the .pt2 keeps the example (a view would drag in all of
     # X_test), and torch.export specialises a batch of 1 to a constant
     example = X_test[:2].clone()
-    variants: dict[str, dict] = {"float32 (eager)": {"run": model, "file": state_bytes(model)}}
-    view: dict = {"tolerance": TOLERANCE}
+    variants: dict[str, dict] = {"float32 (eager)": {"run": model, "file": deploy.state_bytes(model)}}
+    view: dict = {"tolerance": deploy.TOLERANCE}
     files: dict[str, bytes] = {}
     for _ in plan.take(1):
-        exported = export(model, example)
+        exported = deploy.export(model, example)
         view["export"] = {"max_diff": exported["max_diff"], "onnx_error": exported["onnx_error"]}
         files = dict(exported["files"])
         for name, runner in exported["programs"].items():
@@ -208,18 +199,19 @@ def _deploy(model, cfg: Config, plan: Plan, X_test, y_test, notes):
             notes.append(exported["onnx_error"])
         yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)
     for _ in plan.take(1):
-        quantized = quantize(model)
-        variants["int8 dynamic"] = {"run": quantized, "file": state_bytes(quantized)}
-        view["linear_bytes"] = {"float32": linear_bytes(model), "int8": linear_bytes(quantized)}
+        quantized = deploy.quantize(model)
+        variants["int8 dynamic"] = {"run": quantized, "file": deploy.state_bytes(quantized)}
+        linear = {"float32": deploy.linear_bytes(model), "int8": deploy.linear_bytes(quantized)}
+        view["linear_bytes"] = linear
         yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)
     for _ in plan.take(1):
-        pruned = pruned_copy(model, cfg.sparsity)
-        variants[f"pruned {cfg.sparsity:.0%}"] = {"run": pruned, "file": state_bytes(pruned)}
+        pruned = deploy.pruned_copy(model, cfg.sparsity)
+        variants[f"pruned {cfg.sparsity:.0%}"] = {"run": pruned, "file": deploy.state_bytes(pruned)}
         yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)
     sweep = {"sparsity": [], "accuracy": []}
     for sparsity, _ in zip(SWEEP, plan.take(len(SWEEP))):
         sweep["sparsity"].append(sparsity)
-        sweep["accuracy"].append(accuracy(pruned_copy(model, sparsity), X_test, y_test))
+        sweep["accuracy"].append(accuracy(deploy.pruned_copy(model, sparsity), X_test, y_test))
         view["sweep"] = {k: list(v) for k, v in sweep.items()}
         yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)
     reference = predict_logits(model, X_test)
@@ -232,165 +224,10 @@ def _deploy(model, cfg: Config, plan: Plan, X_test, y_test, notes):
     return files
 
 
-# ---------------------------------------------------------------- export
-
-
-def onnx_available() -> bool:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def export(model: nn.Module, example: torch.Tensor) -> dict:
-    """torch.export's program (.pt2) and an ONNX file run by onnxruntime, each with a dynamic
-    batch size, and each checked against the eager model's logits on a batch of 64."""
-    batch = torch.export.Dim("batch", max=4096)
-    probe = example[:1].repeat(64, 1, 1, 1) + 0.05 * torch.rand(64, *example.shape[1:])
-    with torch.no_grad():
-        expected = model(probe)
-    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
-    buffer = io.BytesIO()
-    torch.export.save(program, buffer)
-    runner = program.module()
-    with torch.no_grad():
-        export_diff = float((runner(probe) - expected).abs().max())
-    out = {
-        "files": {"torch.export (.pt2)": buffer.getvalue()},
-        "programs": {"torch.export (.pt2)": runner},
-        "max_diff": {"torch.export (.pt2)": export_diff},
-        "onnx_error": "",
-    }
-    if not onnx_available():
-        out["onnx_error"] = ONNX_MISSING
-        return out
-    try:
-        onnx_bytes = onnx_file(model, example, batch)
-        session = onnx_session(onnx_bytes)
-        ort_run = lambda x: session.run(None, {"image": np.asarray(x, dtype=np.float32)})[0]  # noqa: E731
-        out["files"]["ONNX (onnxruntime)"] = onnx_bytes
-        out["programs"]["ONNX (onnxruntime)"] = ort_run
-        out["max_diff"]["ONNX (onnxruntime)"] = float(np.abs(ort_run(probe.numpy()) - expected.numpy()).max())
-    except Exception as err:  # an exporter that cannot trace this model: say so, keep the rest
-        out["onnx_error"] = (
-            f"The ONNX export failed ({type(err).__name__}: {err}); the rest of the chapter works."
-        )
-    return out
-
-
-def onnx_file(model: nn.Module, example: torch.Tensor, batch) -> bytes:
-    """The model as an ONNX file: torch's dynamo exporter (it needs onnxscript), or the older
-    TorchScript-based one where onnxscript is missing."""
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # exporter chatter: opset versions, deprecations
-        try:
-            import onnxscript  # noqa: F401
-
-            program = torch.onnx.export(
-                model,
-                (example,),
-                dynamo=True,
-                input_names=["image"],
-                output_names=["logits"],
-                dynamic_shapes=({0: batch},),
-                verbose=False,
-            )
-            program.save(buffer)
-        except ImportError:
-            torch.onnx.export(
-                model,
-                (example,),
-                buffer,
-                dynamo=False,
-                input_names=["image"],
-                output_names=["logits"],
-                dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-            )
-    return buffer.getvalue()
-
-
-def onnx_session(onnx_bytes: bytes):
-    """An onnxruntime session on the CPU, with as many threads as torch uses (a fair race)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.log_severity_level = 3
-    return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-
-
-# ---------------------------------------------------------------- smaller
-
-
-def quantize(model: nn.Module) -> nn.Module:
-    """Dynamic int8 quantization: Linear and LSTM weights stored as int8 with a scale, and
-    activations quantized on the fly at each call. (torch.ao.quantization is deprecated in
-    favour of torchao; this API still ships with torch and needs nothing else.)"""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        from torch.ao.quantization import quantize_dynamic
-
-        return quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear, nn.LSTM}, dtype=torch.qint8)
-
-
-def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
-    return [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
-def pruned_copy(model: nn.Module, sparsity: float) -> nn.Module:
-    """The smallest `sparsity` of all conv and Linear weights, ranked together, set to zero
-    (global magnitude pruning), the masks then made permanent."""
-    pruned = copy.deepcopy(model).eval()
-    if sparsity > 0:
-        params = prunable(pruned)
-        prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=sparsity)
-        for module, name in params:
-            prune.remove(module, name)
-    return pruned
-
-
-def sparsity_of(model: nn.Module) -> float:
-    weights = [m.weight for m, _ in prunable(model)]
-    return float(sum((w == 0).sum() for w in weights) / sum(w.numel() for w in weights))
-
-
-def state_bytes(model: nn.Module) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.getvalue()
-
-
-def linear_bytes(model: nn.Module) -> int:
-    """Bytes of the Linear layers' saved weights (float32, or int8 with their scales)."""
-    linears = (nn.Linear, torch.ao.nn.quantized.dynamic.Linear)
-    return sum(len(state_bytes(m)) for m in model.modules() if isinstance(m, linears))
-
-
-# ---------------------------------------------------------------- timed
-
-
-def latency_ms(run, batch: int, runs: int, example: torch.Tensor) -> tuple[float, float]:
-    """Median and 90th percentile of `runs` timed calls at this batch size, after warm-up."""
-    x = example[:1].repeat(batch, 1, 1, 1)
-    with torch.no_grad():
-        for _ in range(WARM_UP):
-            run(x)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            run(x)
-            times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times)), float(np.percentile(times, 90))
-
-
 def table_row(name: str, variant: dict, reference: torch.Tensor, X, y) -> dict:
     run, file = variant["run"], variant["file"]
     logits = predict_logits(run, X)
-    b1, b64 = (latency_ms(run, b, RUNS[b], X) for b in (1, 64))
+    b1, b64 = (deploy.latency_ms(run, b, RUNS[b], X) for b in (1, 64))
     return {
         "variant": name,
         "size_kb": len(file) / 1024,
@@ -470,15 +307,15 @@ def served_variants(cfg: Config, state_dict: dict, export_files: dict, pretraine
         model.eval()
     runs = {
         "float32 (eager)": model,
-        "int8 dynamic": quantize(model),
-        f"pruned {cfg.sparsity:.0%}": pruned_copy(model, cfg.sparsity),
+        "int8 dynamic": deploy.quantize(model),
+        f"pruned {cfg.sparsity:.0%}": deploy.pruned_copy(model, cfg.sparsity),
     }
     program = export_files.get("torch.export (.pt2)")
     if program:
         runs["torch.export (.pt2)"] = torch.export.load(io.BytesIO(program)).module()
     onnx_bytes = export_files.get("ONNX (onnxruntime)")
-    if onnx_bytes and onnx_available():
-        session = onnx_session(onnx_bytes)
+    if onnx_bytes and deploy.onnx_available():
+        session = deploy.onnx_session(onnx_bytes)
         runs["ONNX (onnxruntime)"] = lambda x: session.run(None, {"image": np.asarray(x, dtype=np.float32)})[
             0
         ]

@@ -9,6 +9,7 @@ import streamlit as st
 import chapters
 from components import canvas, controls, images, live, page
 from components.views import production as views
+from labs import deploy
 from labs import production as lab
 
 KEY = "production"
@@ -16,8 +17,8 @@ page.intro(KEY, chapters.by_slug(KEY).label)
 cfg = controls.config_controls(lab.Config, KEY)
 controls.share_link((cfg, ""))
 controls.link_notices(KEY)
-if not lab.onnx_available():
-    st.warning(lab.ONNX_MISSING)
+if not deploy.onnx_available():
+    st.warning(deploy.ONNX_MISSING)
 
 
 live.run_buttons(
@@ -104,4 +105,4 @@ def serve(view) -> None:
 
 
 page.results(KEY, lab, views.VIEWS, after=serve)
-page.show_code(lab.export, lab.quantize, lab.pruned_copy, lab.latency_ms, lab.preprocess)
+page.show_code(deploy.export, deploy.quantize, deploy.pruned_copy, deploy.latency_ms, lab.preprocess)

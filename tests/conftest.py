@@ -23,6 +23,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DLLAB_ALLOW_DOWNLOAD", "0")
 os.environ.setdefault("DLLAB_DATA_DIR", str(ROOT / "data"))
 
+from tests.browser import browser, server  # noqa: E402, F401 (the browser suites' fixtures)
+
 COMPARE = {"<": operator.lt, ">": operator.gt, "<=": operator.le, ">=": operator.ge, "==": operator.eq}
 MEASURED: list[tuple[str, int, object, str, object]] = []  # (lesson, seed, value, op, threshold)
 

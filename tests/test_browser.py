@@ -9,153 +9,28 @@ fresh server's first request. Screenshots of every page land in artifacts/screen
 Every wait is on a state (a frame counter, a status line), never on a run being slow enough.
 """
 
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from contextlib import contextmanager
-from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from chapters import CHAPTERS
-
-ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
-PANEL = ".dl-panel.dl-live"  # a panel showing a run (idle ones wait hidden on every page)
-FRAMES_JS = "() => Number(document.querySelector('.dl-panel.dl-live')?.dataset.frames || 0)"
-STATUS_JS = "() => document.querySelector('.dl-panel.dl-live .dl-status span')?.textContent || ''"
-# The furthest step any chart's curve reaches (the final charts are Streamlit's, the live ones
-# the panel's; both are plotly, whose decoded traces hold the x values).
-LAST_STEP_JS = """() => Math.max(0, ...Array.from(document.querySelectorAll('.js-plotly-plot'))
-  .flatMap(p => (p._fullData || []).filter(t => t.type === 'scatter' && t.x && t.x.length)
-    .map(t => Math.max(...Array.from(t.x).filter(v => Number.isFinite(v))))))"""
-# Live charts wider than their cell: plotly sizes a chart to its div when drawn, and a row that
-# gains a cell later shrinks the div under it.
-OVERFLOWING_JS = """() => Array.from(document.querySelectorAll('.dl-part'))
-  .filter(b => b._fullLayout && b._fullLayout.width > b.clientWidth + 2).map(b => b.dataset.part)"""
-IDLE_CAPTIONS_JS = """() => Array.from(document.querySelectorAll('p'))
-  .filter(p => p.textContent.includes('to start a run')).length"""
-LONG_PLAYGROUND = "epochs=1000&points=2000&batch_size=4"  # minutes of tiny steps, within the budget
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def lab_server(*flags: str, base: str = "", **settings: str):
-    """A real `streamlit run app.py` on a free port (two CPU run slots unless `settings` say
-    otherwise); yields its URL."""
-    port = free_port()
-    env = {**os.environ, "DLLAB_ALLOW_DOWNLOAD": "0", "DLLAB_CPU_RUNS": "2", **settings}
-    env.pop("DLLAB_EXECUTOR", None)  # the real thing: worker processes
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-    proc = subprocess.Popen(
-        [*command, "--server.address", "127.0.0.1", *flags],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}{base}"
-    for _ in range(240):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("streamlit did not start")
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:  # a worker still winding down a long step
-            proc.kill()
-            proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def server():
-    with lab_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run `make test`, it installs it"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
-
-
-def open_page(target, base, slug, params, height=1000):
-    """A page of `slug` in a new tab of `target` (the browser, or one learner's context)."""
-    page = target.new_page()
-    page.set_viewport_size({"width": 1400, "height": height})
-    query = params if isinstance(params, str) else urlencode(params)
-    page.goto(f"{base}/{slug}?{query}")
-    page.wait_for_selector(IDLE, timeout=90_000)
-    return page
-
-
-def train_button(page, key):
-    button = page.locator(f".st-key-{key}-train button")
-    button.wait_for(timeout=60_000)
-    return button
-
-
-def assert_no_exception(page):
-    assert page.locator("[data-testid=stException]").count() == 0, page.locator(
-        "[data-testid=stException]"
-    ).all_inner_texts()
-
-
-def wait_until(page, js, test, what, timeout=90):
-    """Poll a measure in the page until `test(value)`; returns the value."""
-    end = time.time() + timeout
-    while time.time() < end:
-        value = page.evaluate(js)
-        if test(value):
-            return value
-        page.wait_for_timeout(100)
-    raise AssertionError(f"{what}: still {page.evaluate(js)!r} after {timeout} s")
-
-
-def frames_beyond(page, n, timeout=90):
-    return wait_until(page, FRAMES_JS, lambda f: f > n, f"frames beyond {n}", timeout)
-
-
-def status_says(page, text, timeout=90):
-    return wait_until(page, STATUS_JS, lambda s: text in s, f"panel status '{text}'", timeout)
-
-
-def alert(page, text):
-    """A Streamlit status box (success, info, warning, error) that says `text`."""
-    return page.locator("[data-testid=stAlert]", has_text=text).first
-
+from tests.browser import (
+    IDLE,
+    IDLE_CAPTIONS_JS,
+    LAST_STEP_JS,
+    LONG_PLAYGROUND,
+    OVERFLOWING_JS,
+    PANEL,
+    SHOTS,
+    alert,
+    assert_no_exception,
+    frames_beyond,
+    lab_server,
+    open_page,
+    status_says,
+    train_button,
+    wait_until,
+)
 
 # ---------------------------------------------------------------- every page
 
@@ -372,45 +247,6 @@ def test_a_shared_link_with_bad_values_shows_a_notice(browser, server):
     page.close()
 
 
-def test_a_text_upload_is_checked_and_a_good_one_trains(browser, server):
-    page = open_page(browser, server, "language", {"corpus": "upload", "steps": "30"}, height=1600)
-    upload = page.locator(".st-key-language-upload input[type=file]")
-    upload.set_input_files(files=[{"name": "photo.txt", "mimeType": "text/plain", "buffer": PNG_BYTES}])
-    page.get_by_text("photo.txt contains NUL bytes").wait_for(timeout=30_000)
-    text = ("A small text to learn from, line after line.\n" * 80).encode()
-    upload.set_input_files(files=[{"name": "notes.csv", "mimeType": "text/csv", "buffer": text}])
-    page.get_by_text("ready to train").wait_for(timeout=30_000)  # any plain text, any extension
-    train_button(page, "language").click()
-    alert(page, "Done in").wait_for(timeout=120_000)
-    page.wait_for_selector(IDLE, timeout=60_000)
-    assert_no_exception(page)
-    assert page.get_by_text("Ask the trained model").count() == 1
-    page.close()
-
-
-def test_a_clicked_pixel_is_the_one_explained(browser, server):
-    """Streamlit hears clicks on points, not on a heatmap's cells: the segmentation page lays a
-    transparent point on every pixel. A click there moves the sliders and the explanation."""
-    page = open_page(browser, server, "segmentation", {"steps": "20"}, height=2600)
-    train_button(page, "segmentation").click()
-    alert(page, "Done in").wait_for(timeout=120_000)
-    page.wait_for_selector(IDLE, timeout=60_000)
-    chart = page.locator(".st-key-segmentation-pick .js-plotly-plot")
-    chart.wait_for(timeout=60_000)
-    chart.scroll_into_view_if_needed()
-    # where pixel (row 12, column 50) of the image half is drawn, from plotly's own axes
-    x, y = chart.evaluate(
-        "p => { const L = p._fullLayout, r = p.getBoundingClientRect(); return ["
-        "r.left + L._size.l + L.xaxis.d2p(50), r.top + L._size.t + L.yaxis.d2p(12)] }"
-    )
-    page.mouse.click(x, y)
-    page.locator(".st-key-segmentation-row", has_text="12").wait_for(timeout=60_000)
-    page.locator(".st-key-segmentation-col", has_text="50").wait_for(timeout=30_000)
-    page.wait_for_selector(IDLE, timeout=60_000)
-    assert_no_exception(page)
-    page.close()
-
-
 def test_under_a_base_url_path_pages_stream_and_a_deep_link_can_be_the_first_request(browser):
     """A fresh server behind a base path: its first request is a deep link, which lands on
     its page (not a legacy pages/ script), and the live panel streams under the prefix."""
@@ -430,39 +266,3 @@ def test_under_a_base_url_path_pages_stream_and_a_deep_link_can_be_the_first_req
             page.get_by_role("heading", name=chapter.label).wait_for(timeout=60_000)
             assert_no_exception(page)
         page.close()
-
-
-PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 16
-
-
-def test_a_drawn_digit_is_preprocessed_and_answered_by_every_variant(browser, server):
-    """The production page's canvas: a "7" drawn small in a corner reaches the server, is shown
-    as the 28×28 the model sees, and every variant answers with its latency."""
-    page = open_page(browser, server, "production", {"epochs": "1"}, height=2600)
-    train_button(page, "production").click()
-    alert(page, "Done in").wait_for(timeout=120_000)
-    page.wait_for_selector(IDLE, timeout=60_000)
-    canvas = page.locator(".st-key-production-canvas canvas")
-    canvas.wait_for(timeout=60_000)
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
-    page.mouse.move(box["x"] + 40, box["y"] + 40)
-    page.mouse.down()
-    for x, y in ((120, 40), (70, 150)):
-        page.mouse.move(box["x"] + x, box["y"] + y, steps=12)
-    page.mouse.up()
-    answers = page.locator(".st-key-production-answers", has_text="int8 dynamic")
-    answers.wait_for(timeout=60_000)
-    page.wait_for_selector(IDLE, timeout=60_000)
-    text = answers.inner_text()
-    for variant in (
-        "float32 (eager)",
-        "int8 dynamic",
-        "pruned 80%",
-        "ONNX (onnxruntime)",
-        "torch.export (.pt2)",
-    ):
-        assert variant in text, (variant, text)
-    assert page.get_by_text("what the model sees").count() == 1
-    assert_no_exception(page)
-    page.close()

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from components.views import production as views
+from labs import deploy
 from labs import production as lab
 from tests.runs import run_view
 
@@ -37,9 +38,9 @@ def test_dynamic_quantization_shrinks_the_linear_layers_about_4x_for_under_a_poi
 def test_the_exported_models_match_pytorch_within_the_stated_tolerance(deployed, lesson):
     diffs = deployed.view["export"]["max_diff"]
     # measured over seeds 0-2: ONNX 2.4-2.9e-6, torch.export 0
-    lesson.expect("ONNX (onnxruntime): max |Δ logit|", diffs["ONNX (onnxruntime)"], "<=", lab.TOLERANCE)
-    lesson.expect("torch.export: max |Δ logit|", diffs["torch.export (.pt2)"], "<=", lab.TOLERANCE)
-    assert row(deployed, "ONNX (onnxruntime)")["max_diff"] <= lab.TOLERANCE  # over the whole test set
+    lesson.expect("ONNX (onnxruntime): max |Δ logit|", diffs["ONNX (onnxruntime)"], "<=", deploy.TOLERANCE)
+    lesson.expect("torch.export: max |Δ logit|", diffs["torch.export (.pt2)"], "<=", deploy.TOLERANCE)
+    assert row(deployed, "ONNX (onnxruntime)")["max_diff"] <= deploy.TOLERANCE  # over the whole test set
 
 
 @pytest.mark.lesson
@@ -65,7 +66,7 @@ def test_the_files_load_back_and_the_table_covers_every_variant(deployed):
     model.load_state_dict(deployed.state_dict)
     x = torch.rand(5, 1, 28, 28)  # another batch size than the export's example
     with torch.no_grad():
-        assert torch.allclose(program(x), model.eval()(x), atol=lab.TOLERANCE)
+        assert torch.allclose(program(x), model.eval()(x), atol=deploy.TOLERANCE)
     names = [r["variant"] for r in deployed.view["table"]]
     assert names == [
         "float32 (eager)",
@@ -93,9 +94,9 @@ def test_an_lstm_is_quantized_too():
             return self.head(self.lstm(x)[0][:, -1])
 
     model = Reader().eval()
-    quantized = lab.quantize(model)
+    quantized = deploy.quantize(model)
     assert isinstance(quantized.lstm, torch.ao.nn.quantized.dynamic.LSTM)
-    assert len(lab.state_bytes(model)) / len(lab.state_bytes(quantized)) > 3
+    assert len(deploy.state_bytes(model)) / len(deploy.state_bytes(quantized)) > 3
     x = torch.randn(4, 10, 32)
     with torch.no_grad():
         assert (quantized(x) - model(x)).abs().max() < 0.05
@@ -104,8 +105,8 @@ def test_an_lstm_is_quantized_too():
 def test_pruning_zeroes_the_asked_share_of_weights():
     model = lab.DigitNet()
     for sparsity in (0.0, 0.5, 0.9):
-        assert lab.sparsity_of(lab.pruned_copy(model, sparsity)) == pytest.approx(sparsity, abs=0.01)
-    assert lab.sparsity_of(model) < 0.01  # the original is untouched
+        assert deploy.sparsity_of(deploy.pruned_copy(model, sparsity)) == pytest.approx(sparsity, abs=0.01)
+    assert deploy.sparsity_of(model) < 0.01  # the original is untouched
 
 
 def test_a_digit_drawn_small_in_a_corner_is_cropped_scaled_and_centred_like_mnist():
@@ -144,9 +145,9 @@ def test_an_mnist_digit_preprocessed_again_is_read_the_same(deployed):
 
 
 def test_without_onnx_the_chapter_says_so_and_the_rest_works(monkeypatch):
-    monkeypatch.setattr(lab, "onnx_available", lambda: False)
+    monkeypatch.setattr(deploy, "onnx_available", lambda: False)
     view = run_view(lab.train, lab.Config(epochs=1))
-    assert lab.ONNX_MISSING in view.notes
+    assert deploy.ONNX_MISSING in view.notes
     names = [r["variant"] for r in view.view["table"]]
     assert "ONNX (onnxruntime)" not in names and "int8 dynamic" in names
     assert "ONNX (onnxruntime)" not in view.view["files"] and "torch.export (.pt2)" in view.view["files"]

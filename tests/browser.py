@@ -1,0 +1,148 @@
+"""The browser suites' machinery: a real `streamlit run` on a free port (`lab_server`), Debian's
+Chromium through Playwright, and waits on states (frame counters, status lines, alerts).
+Test modules import the fixtures `server` and `browser` from here."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
+PANEL = ".dl-panel.dl-live"  # a panel showing a run (idle ones wait hidden on every page)
+FRAMES_JS = "() => Number(document.querySelector('.dl-panel.dl-live')?.dataset.frames || 0)"
+STATUS_JS = "() => document.querySelector('.dl-panel.dl-live .dl-status span')?.textContent || ''"
+# The furthest step any chart's curve reaches (the final charts are Streamlit's, the live ones
+# the panel's; both are plotly, whose decoded traces hold the x values).
+LAST_STEP_JS = """() => Math.max(0, ...Array.from(document.querySelectorAll('.js-plotly-plot'))
+  .flatMap(p => (p._fullData || []).filter(t => t.type === 'scatter' && t.x && t.x.length)
+    .map(t => Math.max(...Array.from(t.x).filter(v => Number.isFinite(v))))))"""
+# Live charts wider than their cell: plotly sizes a chart to its div when drawn, and a row that
+# gains a cell later shrinks the div under it.
+OVERFLOWING_JS = """() => Array.from(document.querySelectorAll('.dl-part'))
+  .filter(b => b._fullLayout && b._fullLayout.width > b.clientWidth + 2).map(b => b.dataset.part)"""
+IDLE_CAPTIONS_JS = """() => Array.from(document.querySelectorAll('p'))
+  .filter(p => p.textContent.includes('to start a run')).length"""
+LONG_PLAYGROUND = "epochs=1000&points=2000&batch_size=4"  # minutes of tiny steps, within the budget
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def lab_server(*flags: str, base: str = "", **settings: str):
+    """A real `streamlit run app.py` on a free port (two CPU run slots unless `settings` say
+    otherwise); yields its URL."""
+    port = free_port()
+    env = {**os.environ, "DLLAB_ALLOW_DOWNLOAD": "0", "DLLAB_CPU_RUNS": "2", **settings}
+    env.pop("DLLAB_EXECUTOR", None)  # the real thing: worker processes
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    proc = subprocess.Popen(
+        [*command, "--server.address", "127.0.0.1", *flags],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}{base}"
+    for _ in range(240):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("streamlit did not start")
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:  # a worker still winding down a long step
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with lab_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run `make test`, it installs it"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def open_page(target, base, slug, params, height=1000):
+    """A page of `slug` in a new tab of `target` (the browser, or one learner's context)."""
+    page = target.new_page()
+    page.set_viewport_size({"width": 1400, "height": height})
+    query = params if isinstance(params, str) else urlencode(params)
+    page.goto(f"{base}/{slug}?{query}")
+    page.wait_for_selector(IDLE, timeout=90_000)
+    return page
+
+
+def train_button(page, key):
+    button = page.locator(f".st-key-{key}-train button")
+    button.wait_for(timeout=60_000)
+    return button
+
+
+def assert_no_exception(page):
+    assert page.locator("[data-testid=stException]").count() == 0, page.locator(
+        "[data-testid=stException]"
+    ).all_inner_texts()
+
+
+def wait_until(page, js, test, what, timeout=90):
+    """Poll a measure in the page until `test(value)`; returns the value."""
+    end = time.time() + timeout
+    while time.time() < end:
+        value = page.evaluate(js)
+        if test(value):
+            return value
+        page.wait_for_timeout(100)
+    raise AssertionError(f"{what}: still {page.evaluate(js)!r} after {timeout} s")
+
+
+def frames_beyond(page, n, timeout=90):
+    return wait_until(page, FRAMES_JS, lambda f: f > n, f"frames beyond {n}", timeout)
+
+
+def status_says(page, text, timeout=90):
+    return wait_until(page, STATUS_JS, lambda s: text in s, f"panel status '{text}'", timeout)
+
+
+def alert(page, text):
+    """A Streamlit status box (success, info, warning, error) that says `text`."""
+    return page.locator("[data-testid=stAlert]", has_text=text).first

@@ -1,0 +1,85 @@
+"""Pages a learner acts on beyond Train and Stop, in a real browser: an uploaded text is checked
+before it trains, a clicked pixel is the one explained, a drawn digit is preprocessed and
+answered by every deployed variant. Every wait is on a state."""
+
+from tests.browser import (
+    IDLE,
+    alert,
+    assert_no_exception,
+    open_page,
+    train_button,
+)
+
+PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 16  # a picture named .txt
+
+
+def test_a_text_upload_is_checked_and_a_good_one_trains(browser, server):
+    page = open_page(browser, server, "language", {"corpus": "upload", "steps": "30"}, height=1600)
+    upload = page.locator(".st-key-language-upload input[type=file]")
+    upload.set_input_files(files=[{"name": "photo.txt", "mimeType": "text/plain", "buffer": PNG_BYTES}])
+    page.get_by_text("photo.txt contains NUL bytes").wait_for(timeout=30_000)
+    text = ("A small text to learn from, line after line.\n" * 80).encode()
+    upload.set_input_files(files=[{"name": "notes.csv", "mimeType": "text/csv", "buffer": text}])
+    page.get_by_text("ready to train").wait_for(timeout=30_000)  # any plain text, any extension
+    train_button(page, "language").click()
+    alert(page, "Done in").wait_for(timeout=120_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    assert_no_exception(page)
+    assert page.get_by_text("Ask the trained model").count() == 1
+    page.close()
+
+
+def test_a_clicked_pixel_is_the_one_explained(browser, server):
+    """Streamlit hears clicks on points, not on a heatmap's cells: the segmentation page lays a
+    transparent point on every pixel. A click there moves the sliders and the explanation."""
+    page = open_page(browser, server, "segmentation", {"steps": "20"}, height=2600)
+    train_button(page, "segmentation").click()
+    alert(page, "Done in").wait_for(timeout=120_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    chart = page.locator(".st-key-segmentation-pick .js-plotly-plot")
+    chart.wait_for(timeout=60_000)
+    chart.scroll_into_view_if_needed()
+    # where pixel (row 12, column 50) of the image half is drawn, from plotly's own axes
+    x, y = chart.evaluate(
+        "p => { const L = p._fullLayout, r = p.getBoundingClientRect(); return ["
+        "r.left + L._size.l + L.xaxis.d2p(50), r.top + L._size.t + L.yaxis.d2p(12)] }"
+    )
+    page.mouse.click(x, y)
+    page.locator(".st-key-segmentation-row", has_text="12").wait_for(timeout=60_000)
+    page.locator(".st-key-segmentation-col", has_text="50").wait_for(timeout=30_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    assert_no_exception(page)
+    page.close()
+
+
+def test_a_drawn_digit_is_preprocessed_and_answered_by_every_variant(browser, server):
+    """The production page's canvas: a "7" drawn small in a corner reaches the server, is shown
+    as the 28×28 the model sees, and every variant answers with its latency."""
+    page = open_page(browser, server, "production", {"epochs": "1"}, height=2600)
+    train_button(page, "production").click()
+    alert(page, "Done in").wait_for(timeout=120_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    canvas = page.locator(".st-key-production-canvas canvas")
+    canvas.wait_for(timeout=60_000)
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 40, box["y"] + 40)
+    page.mouse.down()
+    for x, y in ((120, 40), (70, 150)):
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=12)
+    page.mouse.up()
+    answers = page.locator(".st-key-production-answers", has_text="int8 dynamic")
+    answers.wait_for(timeout=60_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    text = answers.inner_text()
+    for variant in (
+        "float32 (eager)",
+        "int8 dynamic",
+        "pruned 80%",
+        "ONNX (onnxruntime)",
+        "torch.export (.pt2)",
+    ):
+        assert variant in text, (variant, text)
+    assert page.get_by_text("what the model sees").count() == 1
+    assert_no_exception(page)
+    page.close()
