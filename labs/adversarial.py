@@ -173,7 +173,8 @@ def train_one(kind: str, cfg: Config, device: torch.device):
             for a in ATTACKS
         }
         metrics["clean_acc"] = accuracy(model, X_att, y_att)
-        yield Snapshot(plan.step, plan.total, metrics, view=view)
+        if (yield Snapshot(plan.step, plan.total, metrics, view=view)):
+            plan.stopped = True
     plan.close()
     model.train()
     yield Snapshot(plan.step, plan.total, final=True, state_dict=cpu_state_dict(model))

@@ -197,30 +197,36 @@ def _deploy(model, cfg: Config, plan: Plan, X_test, y_test, notes):
             variants[name] = {"run": runner, "file": exported["files"][name]}
         if exported["onnx_error"]:
             notes.append(exported["onnx_error"])
-        yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)
+        if (yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)):
+            plan.stopped = True
     for _ in plan.take(1):
         quantized = deploy.quantize(model)
         variants["int8 dynamic"] = {"run": quantized, "file": deploy.state_bytes(quantized)}
         linear = {"float32": deploy.linear_bytes(model), "int8": deploy.linear_bytes(quantized)}
         view["linear_bytes"] = linear
-        yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)
+        if (yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)):
+            plan.stopped = True
     for _ in plan.take(1):
         pruned = deploy.pruned_copy(model, cfg.sparsity)
         variants[f"pruned {cfg.sparsity:.0%}"] = {"run": pruned, "file": deploy.state_bytes(pruned)}
-        yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)
+        if (yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)):
+            plan.stopped = True
     sweep = {"sparsity": [], "accuracy": []}
     for sparsity, _ in zip(SWEEP, plan.take(len(SWEEP))):
         sweep["sparsity"].append(sparsity)
         sweep["accuracy"].append(accuracy(deploy.pruned_copy(model, sparsity), X_test, y_test))
         view["sweep"] = {k: list(v) for k, v in sweep.items()}
-        yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)
+        if (yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)):
+            plan.stopped = True
     reference = predict_logits(model, X_test)
     rows = []
     for (name, variant), _ in zip(variants.items(), plan.take(len(variants))):
         rows.append(table_row(name, variant, reference, X_test, y_test))
         view["table"] = list(rows)
-        metrics = {f"{name}: accuracy": rows[-1]["accuracy"]} if len(rows) == len(variants) else {}
-        yield Snapshot(plan.step, plan.total, metrics, view=dict(view), notes=notes)
+        done = len(rows) == len(variants)  # then every variant's accuracy joins the metrics (.csv)
+        metrics = {f"{r['variant']}: accuracy": r["accuracy"] for r in rows} if done else {}
+        if (yield Snapshot(plan.step, plan.total, metrics, view=dict(view), notes=notes)):
+            plan.stopped = True
     return files
 
 

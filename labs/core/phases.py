@@ -29,6 +29,8 @@ class Plan:
 
     def take(self, n: int) -> Iterator[int]:
         for step in itertools.islice(self._ticks, n):
+            if self.stopped:
+                return
             self.step = step
             yield step
 
