@@ -4,6 +4,7 @@ a high sparsity costs accuracy (over seeds). A drawn digit is preprocessed as MN
 without onnx/onnxruntime the chapter says so and the rest works. Latency is the bench's."""
 
 import io
+import sys
 
 import numpy as np
 import pytest
@@ -155,3 +156,10 @@ def test_without_onnx_the_chapter_says_so_and_the_rest_works(monkeypatch):
     assert "ONNX (onnxruntime)" not in served
     answers = lab.serve(served, torch.zeros(1, 1, 28, 28))
     assert all(abs(a["probs"].sum() - 1) < 1e-4 for a in answers.values())
+
+
+def test_without_onnxscript_the_older_exporter_still_makes_a_matching_onnx_file(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # `import onnxscript` now fails
+    exported = deploy.export(lab.DigitNet().eval(), torch.rand(2, 1, 28, 28))
+    assert exported["onnx_error"] == ""
+    assert exported["max_diff"]["ONNX (onnxruntime)"] <= deploy.TOLERANCE  # on a batch of 64: dynamic
