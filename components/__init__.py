@@ -1,2 +1,3 @@
-"""Figures and thin Streamlit renderers shared by the pages. Components never see a model:
-they take numbers and arrays (or a runner's RunView) and draw them."""
+"""Streamlit UI shared by the pages: controls generated from a Config, the live panel and a
+run's final state (live.py, panel.js), page furniture (page.py) and the drawing canvas. The
+figures they show come from figures/; the runs they start and stop belong to server/."""

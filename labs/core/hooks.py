@@ -50,6 +50,7 @@ def activation_stats(a: torch.Tensor, hist_range: tuple[float, float]) -> dict[s
         "act_std": float(flat.std()) if flat.numel() > 1 else 0.0,
         "near_zero": float((flat.abs() < NEAR_ZERO).float().mean()),
         "hist": (counts / max(flat.numel(), 1)).cpu().numpy().astype(np.float32),
+        "hist_range": (float(lo), float(hi)),  # the histogram says what its bins span
     }
 
 

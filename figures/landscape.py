@@ -1,0 +1,97 @@
+"""Figures for the optimizers chapter (and chapter 1's loss surface): trajectories on
+contours, the LR range test, schedules."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from figures import plot
+
+MAX_PATH_POINTS = 500
+COLORS = {
+    "sgd": "#e45756",
+    "momentum": "#4c78a8",
+    "nesterov": "#72b7b2",
+    "rmsprop": "#f58518",
+    "adam": "#54a24b",
+    "adamw": "#b279a2",
+}
+
+
+def trajectories_figure(
+    contours: dict, paths: dict[str, np.ndarray], minima, title: str = "", height: int = 460
+):
+    """Each optimizer's path from the shared start, over log-spaced contours of the surface."""
+    z = np.asarray(contours["z"])
+    data = [
+        {
+            "type": "contour",
+            "x": np.asarray(contours["x"], dtype=np.float32),
+            "y": np.asarray(contours["y"], dtype=np.float32),
+            "z": np.log1p(z - z.min()).astype(np.float32),
+            "colorscale": plot.scale("Greys"),
+            "ncontours": 30,
+            "showscale": False,
+            "contours": {"coloring": "lines"},
+            "hoverinfo": "skip",
+            "showlegend": False,
+        }
+    ]
+    for i, (name, path) in enumerate(paths.items()):
+        path = np.asarray(path)
+        if len(path) > MAX_PATH_POINTS:  # long races stay light to draw; keep where it ended
+            path = np.concatenate([path[:: len(path) // MAX_PATH_POINTS], path[-1:]])
+        color = COLORS.get(name, plot.colour(i))
+        data.append(
+            plot.line(
+                path[:, 0],
+                path[:, 1],
+                name,
+                color=color,
+                mode="lines+markers",
+                marker={"size": 3, "color": color},
+            )
+        )
+    mx, my = zip(*minima)
+    star = {"symbol": "star", "size": 16, "color": "gold", "line": {"width": 1, "color": "black"}}
+    data.append(plot.markers(list(mx), list(my), "minimum", marker=star))
+    return plot.figure(
+        data,
+        title,
+        height,
+        xaxis={"range": [float(contours["x"][0]), float(contours["x"][-1])]},
+        yaxis={"range": [float(contours["y"][0]), float(contours["y"][-1])]},
+    )
+
+
+def lr_finder_figure(lrs: np.ndarray, losses: np.ndarray, suggested: float | None) -> dict:
+    """Smoothed loss against learning rate (log x); click a point to pick that rate."""
+    data = [plot.line(lrs, losses, "smoothed loss", mode="lines+markers", marker={"size": 5})]
+    fig = plot.figure(
+        data,
+        "LR range test: smoothed loss as the learning rate grows",
+        340,
+        legend=False,
+        xaxis=plot.log_axis(lrs, title="learning rate"),
+        yaxis={"title": "loss"},
+    )
+    if suggested:
+        fig = plot.with_marks(
+            fig, plot.vline(suggested, f"suggested {suggested:.2g}", color="#54a24b", dash="dash")
+        )
+    return fig
+
+
+def schedule_figure(lrs: np.ndarray, used: tuple[list, list] | None = None) -> dict:
+    """The planned learning rate per step, and the rate actually used so far."""
+    data = [plot.line(np.arange(1, len(lrs) + 1), lrs, "planned", color="#bbbbbb", width=3)]
+    if used and used[0]:
+        data.append(plot.line(used[0], used[1], "used", color="#4c78a8"))
+    return plot.figure(data, "learning rate", 300, xaxis={"title": "step"})
+
+
+def example() -> dict:
+    xs = np.linspace(-2, 2, 30)
+    gx, gy = np.meshgrid(xs, xs)
+    path = np.array([[-1.5, 1.5], [-1, 1], [0, 0]])
+    return trajectories_figure({"x": xs, "y": xs, "z": gx**2 + gy**2}, {"sgd": path}, [(0, 0)])

@@ -1,0 +1,124 @@
+"""Chapter 19 live: training, then each variant as it is made and measured: the export check,
+the size/accuracy/latency table, accuracy against sparsity, and latency with its spread."""
+
+from __future__ import annotations
+
+from figures import curves, plot
+from figures.views import NUMBERS, Views, last_number
+
+LAYOUT = (("loss", "accuracy"), ("table",), ("sweep", "latency"), ("export",))
+COLUMNS = (
+    ("variant", "variant", "{}"),
+    ("size_kb", "size on disk (KB)", "{:,.0f}"),
+    ("gzip_kb", "gzipped (KB)", "{:,.0f}"),
+    ("accuracy", "accuracy", "{:.1%}"),
+    ("max_diff", "max |Δ logit| vs float32", "{:.1e}"),
+    ("b1_median_ms", "batch 1: median ms", "{:.3f}"),
+    ("b1_p90_ms", "batch 1: p90 ms", "{:.3f}"),
+    ("b64_median_ms", "batch 64: median ms", "{:.2f}"),
+    ("b64_p90_ms", "batch 64: p90 ms", "{:.2f}"),
+)
+
+
+def draw(run) -> dict:
+    if not run.history and not run.view:
+        return {}
+    v = run.view
+    parts = {NUMBERS: [["test accuracy", last_number(run, "test_acc", ".1%")]]}
+    linear = v.get("linear_bytes")
+    if linear:
+        parts[NUMBERS].append(
+            ["Linear layers, float32 → int8", f"{linear['float32'] / linear['int8']:.1f}× smaller"]
+        )
+    diffs = v.get("export", {}).get("max_diff", {})
+    if "ONNX (onnxruntime)" in diffs:
+        parts[NUMBERS].append(["ONNX vs PyTorch, max |Δ|", f"{diffs['ONNX (onnxruntime)']:.1e}"])
+    loss = run.series("train_loss")
+    if loss[0]:
+        parts["loss"] = curves.curves_figure({"batches": loss}, "training loss", height=240)
+    acc = (
+        [r["step"] for r in run.history if "test_acc" in r],
+        [r["test_acc"] for r in run.history if "test_acc" in r],
+    )
+    if acc[0]:
+        parts["accuracy"] = curves.curves_figure({"test set": acc}, "test accuracy", height=240)
+    if v.get("table"):
+        parts["table"] = table_figure(v["table"])
+        parts["latency"] = latency_figure(v["table"])
+    if v.get("sweep"):
+        chosen = run.cfg.sparsity if run.cfg is not None else None
+        parts["sweep"] = sweep_figure(v["sweep"], chosen)
+    if "export" in v:
+        parts["export"] = {"title": "Exported models against PyTorch", "text": export_text(v)}
+    return parts
+
+
+def table_figure(rows: list[dict]) -> dict:
+    cells = [[fmt.format(r[key]) for r in rows] for key, _, fmt in COLUMNS]
+    trace = {
+        "type": "table",
+        "columnwidth": [2.2] + [1] * (len(COLUMNS) - 1),
+        "header": {
+            "values": [title for _, title, _ in COLUMNS],
+            "fill": {"color": "#eef1f5"},
+            "align": "left",
+        },
+        "cells": {"values": cells, "align": "left", "height": 26},
+    }
+    return plot.figure(
+        [trace], "each variant: size, accuracy, latency (CPU, this server)", 90 + 28 * len(rows), legend=False
+    )
+
+
+def latency_figure(rows: list[dict]) -> dict:
+    names = [r["variant"] for r in rows]
+    data = []
+    for i, (batch, label) in enumerate(((1, "batch 1"), (64, "batch 64"))):
+        median = [r[f"b{batch}_median_ms"] for r in rows]
+        p90 = [r[f"b{batch}_p90_ms"] - r[f"b{batch}_median_ms"] for r in rows]
+        data.append(
+            plot.bar(
+                names,
+                median,
+                plot.colour(i),
+                name=label,
+                error_y={"type": "data", "array": p90, "symmetric": False, "thickness": 1},
+            )
+        )
+    values = [r[k] for r in rows for k in ("b1_median_ms", "b64_p90_ms")]
+    return plot.figure(
+        data,
+        "latency per call: median, whisker to p90",
+        300,
+        barmode="group",
+        xaxis={"type": "category"},
+        yaxis=plot.log_axis(values, title="ms"),
+    )
+
+
+def sweep_figure(sweep: dict, chosen: float | None) -> dict:
+    fig = plot.figure(
+        [plot.line(sweep["sparsity"], sweep["accuracy"], "global magnitude pruning", mode="lines+markers")],
+        "test accuracy against sparsity (no fine-tuning)",
+        300,
+        legend=False,
+        xaxis={"title": "share of weights set to zero", "range": [0, 1]},
+        yaxis={"title": "accuracy", "range": [0, 1.02]},
+    )
+    return plot.with_marks(fig, plot.vline(chosen, "your sparsity")) if chosen is not None else fig
+
+
+def export_text(v: dict) -> str:
+    e, tolerance = v["export"], v.get("tolerance", 1e-4)
+    lines = [
+        f"Tolerance: largest |logit difference| from the eager float32 model ≤ {tolerance:.0e}, on 64 images."
+    ]
+    for name, diff in e["max_diff"].items():
+        verdict = "within" if diff <= tolerance else "OUTSIDE"
+        lines.append(f"{name}: max |Δ| = {diff:.1e}, {verdict} tolerance")
+    if e.get("onnx_error"):
+        lines.append(e["onnx_error"])
+    return "\n".join(lines)
+
+
+VIEWS = Views(draw, LAYOUT)
