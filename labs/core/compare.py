@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from figures.variants import metric
 from labs.core.control import current, prefixed
 from labs.core.failures import Diverged
 from labs.core.snapshot import Snapshot, Stopwatch, timed_by
-
-SEPARATOR = ": "  # metric "plain: train_loss"; layer "plain: layer 3"
 
 
 @dataclass
@@ -38,7 +37,6 @@ class _Variant:
     gen: Iterator[Snapshot]
     watch: Stopwatch = field(default_factory=Stopwatch)
     rng: tuple | None = None  # (cpu state, cuda state) while another variant runs
-    started: bool = False
     done: bool = False
     step: int = 0
     total: int = 1
@@ -54,16 +52,15 @@ def side_by_side(variants: dict[str, Iterator[Snapshot]], device: torch.device) 
     """Train every variant's generator in lockstep, yielding one merged snapshot per variant
     snapshot. Metrics and layers are prefixed with the variant's name; `view["variants"]`
     holds each variant's latest view with its step and status. The final snapshot carries
-    {variant: state_dict}. Send True (Stop) and every variant ends with its weights."""
+    {variant: state_dict}. On Stop (or the budget) every variant ends with its weights."""
     runs = [_Variant(name, gen) for name, gen in variants.items()]
-    stop = False
-    while not stop and (active := [r for r in runs if not r.done]):
+    while (active := [r for r in runs if not r.done]) and current().should_end() is None:
         run = min(active, key=lambda r: r.step / max(r.total, 1))  # the one furthest behind
-        snap = _advance(run, None, device)
-        stop = bool((yield _merged(runs, run, snap)))
+        snap = _advance(run, device)
+        yield _merged(runs, run, snap)
     for run in runs:
-        if not run.done:  # stopped: each variant's loop breaks and hands over its weights
-            _advance(run, True, device)
+        while not run.done:  # stopped: each variant's steps() ends its loop, which hands over its weights
+            _advance(run, device)
     yield Snapshot(
         max(r.step for r in runs),
         max(r.total for r in runs),
@@ -73,12 +70,11 @@ def side_by_side(variants: dict[str, Iterator[Snapshot]], device: torch.device) 
     )
 
 
-def _advance(run: _Variant, message: bool | None, device: torch.device) -> Snapshot:
-    """Let one variant train up to its next snapshot (or, with True, wind down)."""
-    with timed_by(run.watch), _own_random_stream(run, device), prefixed(run.name + SEPARATOR):
+def _advance(run: _Variant, device: torch.device) -> Snapshot:
+    """Let one variant train up to its next snapshot (after Stop: its final one)."""
+    with timed_by(run.watch), _own_random_stream(run, device), prefixed(metric(run.name, "")):
         try:
-            snap = run.gen.send(message) if run.started else next(run.gen)
-            run.started = True
+            snap = next(run.gen)
         except StopIteration:
             run.done, run.status = True, "done"
             return Snapshot(run.step, run.total)
@@ -89,7 +85,7 @@ def _advance(run: _Variant, message: bool | None, device: torch.device) -> Snaps
     run.view.update(snap.view)
     if snap.final:
         run.done, run.state_dict = True, snap.state_dict
-        stopped = message or current().should_end() is not None  # Stop, or the server's budget
+        stopped = current().should_end() is not None  # Stop, or the server's budget
         run.status = "stopped" if stopped else run.view.get("ended", "done")
     return snap
 
@@ -108,12 +104,11 @@ def _own_random_stream(run: _Variant, device: torch.device):
 
 
 def _merged(runs: list[_Variant], run: _Variant, snap: Snapshot) -> Snapshot:
-    prefix = run.name + SEPARATOR
     return Snapshot(
         snap.step,
         snap.total_steps,
-        metrics={prefix + k: v for k, v in snap.metrics.items()},
-        layers={prefix + k: v for k, v in snap.layers.items()},
+        metrics={metric(run.name, k): v for k, v in snap.metrics.items()},
+        layers={metric(run.name, k): v for k, v in snap.layers.items()},
         view={"variants": {r.name: r.public() for r in runs}},
         notes=snap.notes,
     )
@@ -129,19 +124,3 @@ def load_variants(state_dicts: dict[str, dict], variants: dict[str, str], build)
         model.load_state_dict(state)
         models[label] = model.eval()
     return models
-
-
-def metric(variant: str, name: str) -> str:
-    """The history key of one variant's metric."""
-    return variant + SEPARATOR + name
-
-
-def layer_history_of(layer_history: list[tuple[int, dict]], variant: str) -> list[tuple[int, dict]]:
-    """One variant's per-layer statistics over time, with its own layer names."""
-    prefix = variant + SEPARATOR
-    picked = []
-    for step, layers in layer_history:
-        mine = {k[len(prefix) :]: v for k, v in layers.items() if k.startswith(prefix)}
-        if mine:
-            picked.append((step, mine))
-    return picked

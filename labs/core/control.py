@@ -13,10 +13,11 @@ step count and ask for Stop while the worker is busy computing.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 
@@ -38,26 +39,40 @@ class Control:
 
     `stop` is anything with is_set() and set() (threading.Event, or a multiprocessing Event
     for a worker); `progress` anything indexable with two integers, [steps done, total]
-    (a list, or a multiprocessing RawArray the server reads while the worker trains)."""
+    (a list, or a multiprocessing RawArray the server reads while the worker trains).
 
-    def __init__(self, stop=None, progress=None, seconds=None, memory_bytes=None, rss_start=None, sink=None):
+    `clock` is what every pacing decision of the run reads (when curve points leave, when a
+    snapshot is due, when a frame is drawn, the time budget): time.monotonic, or, in tests, a
+    clock that ticks by reads, which makes a run's frames the same wherever it is driven."""
+
+    def __init__(
+        self,
+        stop=None,
+        progress=None,
+        seconds=None,
+        memory_bytes=None,
+        rss_start=None,
+        sink=None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.sink = sink  # receives dense curve points (a list of {"step": s, name: value})
         self.prefix = ""  # a side-by-side variant's "LSTM: " in front of what it logs
+        self.clock = clock
         self._pending: dict[str, list] = {}
         self._points: list[dict] = []
-        self._flushed_at = 0.0
+        self._flushed_at = -math.inf  # the first points leave at once
         self.stop = stop if stop is not None else threading.Event()
         self.progress = progress if progress is not None else [0, 0]
-        self.deadline = time.monotonic() + seconds if seconds else None
+        self.deadline = clock() + seconds if seconds else None
         self.memory_bytes = memory_bytes  # growth of this process's resident memory allowed
         self._rss_start = rss_start if rss_start is not None else resident_bytes() if memory_bytes else 0
-        self._next_memory_check = 0.0
+        self._next_memory_check = -math.inf
         self.ending: Ending | None = None
         self.peak_bytes = 0
 
     def report(self, done: int, total: int) -> None:
         self.progress[0], self.progress[1] = done, total
-        if self._points and time.monotonic() - self._flushed_at > FLUSH_SECONDS:
+        if self._points and self.clock() - self._flushed_at > FLUSH_SECONDS:
             self.flush()
 
     # -- dense curves: every step's value, as means of at most POINT_STEPS steps -------------
@@ -84,7 +99,7 @@ class Control:
         if step is not None:
             for name in [n for n in self._pending if n.startswith(self.prefix)]:
                 self._point(step, name)
-        self._flushed_at = time.monotonic()
+        self._flushed_at = self.clock()
         points, self._points = self._points, []
         if points and self.sink is not None:
             self.sink(points)
@@ -98,7 +113,7 @@ class Control:
     def _why_end(self) -> Ending | None:
         if self.stop.is_set():
             return Ending.STOP
-        now = time.monotonic()
+        now = self.clock()
         if self.deadline is not None and now > self.deadline:
             return Ending.TIME
         if self.memory_bytes and now >= self._next_memory_check:

@@ -1,7 +1,8 @@
 """Live frames: a run's figures, drawn where its snapshots are made and encoded once.
 
 A chapter's live views are a pure function from a run's history to plain figure dicts
-(components/views/). A `FrameMaker` keeps the history in the worker, calls that function when
+(figures/views/). A `FrameMaker` keeps the history where the run is driven (a worker process, or
+the runner's thread in tests: labs/core/driver.py), calls that function when
 something new arrived, encodes each figure to JSON bytes, and keeps only those that changed:
 the server relays bytes and never builds a figure while a run trains.
 
@@ -73,21 +74,22 @@ def to_json(obj) -> bytes:
 class FrameMaker:
     """The worker's side of the live view: history in, changed figures (as bytes) out."""
 
-    def __init__(self, views: Callable[[History], dict], cfg):
+    def __init__(self, views: Callable[[History], dict], cfg, clock: Callable[[], float] = time.monotonic):
         self.views = views
         self.history = History(cfg)
+        self.clock = clock  # the run's clock (labs/core/control.py)
         self._sent: dict[str, bytes] = {}
         self._sent_at: dict[str, float] = {}
-        self._next_at = 0.0
+        self._next_at = -math.inf
 
     def frame(self, force: bool = False) -> dict[str, bytes]:
         """{name: JSON bytes} of every part that changed since the last frame; {} when it is too
         soon for another (unless forced: the first and the final snapshot always draw). A heavy
         part waits HEAVY_SECONDS between sends, so a browser's drawing keeps up with the curves."""
-        now = time.monotonic()
+        now = self.clock()
         if not force and now < self._next_at:
             return {}
-        start = time.perf_counter()
+        start = self.clock()
         parts = {name: to_json(part) for name, part in self.views(self.history).items()}
         changed = {
             name: data
@@ -96,7 +98,7 @@ class FrameMaker:
         }
         self._sent.update(changed)
         self._sent_at.update(dict.fromkeys(changed, now))
-        cost = time.perf_counter() - start
+        cost = self.clock() - start
         self._next_at = now + max(MIN_FRAME_SECONDS, FRAME_SHARE * cost)
         return changed
 

@@ -8,7 +8,6 @@ next sees the same model with one thing changed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +17,7 @@ from torch.nn import functional as F
 from labs.core import budget, data
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
-from labs.core.failures import Diverged
+from labs.core.divergence import EXPLODES, LossWatch
 from labs.core.hooks import layer_stats, record_activations
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
 
@@ -214,33 +213,6 @@ def shuffled_batches(n: int, batch_size: int, g: torch.Generator, device: torch.
             yield order[i * batch_size : (i + 1) * batch_size]
 
 
-class ExplosionWatch:
-    """Divergence is a blown-up loss, not only a NaN: a net can spike to 1e17 and come back
-    with every ReLU dead. The worst loss is kept on the device (no sync per step) and
-    checked at snapshots: non-finite, or above 4× where it started (the LR finder's rule)."""
-
-    FACTOR = 4.0
-
-    def __init__(self):
-        self.first, self.worst = None, None
-
-    def see(self, loss: torch.Tensor) -> None:
-        loss = loss.detach()
-        if self.worst is None:
-            self.first, self.worst = loss.item(), loss
-        else:
-            self.worst = torch.maximum(self.worst, loss)
-
-    def check(self, step: int) -> None:
-        worst = self.worst.item()
-        if not math.isfinite(worst):
-            raise Diverged(f"the loss became {worst} by step {step}.")
-        if worst > self.FACTOR * self.first:
-            raise Diverged(
-                f"the loss exploded to {worst:.3g} by step {step} (it started at {self.first:.2f})."
-            )
-
-
 def train_digits(r: Recipe, device: torch.device):
     """SGD with momentum on the shipped digits, snapshots with every layer's statistics."""
     g = seed_everything(r.seed)
@@ -249,7 +221,7 @@ def train_digits(r: Recipe, device: torch.device):
     opt = torch.optim.SGD(model.parameters(), lr=r.learning_rate, momentum=0.9, foreach=True)
     cadence = Cadence(r.steps, max_snaps=60, min_seconds=0.05)
     batches = shuffled_batches(len(X_train), r.batch_size, g, device)
-    step, watch = 0, ExplosionWatch()
+    step, watch = 0, LossWatch(explode=EXPLODES)
     for step in steps(r.steps):  # ends early on Stop
         batch = next(batches)
         loss = F.cross_entropy(model(X_train[batch]), y_train[batch])
@@ -257,11 +229,10 @@ def train_digits(r: Recipe, device: torch.device):
         loss.backward()
         opt.step()
         log(step, train_loss=loss)
-        watch.see(loss)
+        watch.see(loss=loss)
         if cadence.due(step):
             watch.check(step)
-            if (yield _snapshot(model, r, step, loss.item(), X_train, X_test, y_test)):
-                break
+            yield _snapshot(model, r, step, loss.item(), X_train, X_test, y_test)
     yield Snapshot(step, r.steps, final=True, state_dict=cpu_state_dict(model))
 
 

@@ -2,7 +2,8 @@
 
 Chapters 18 and 19 train a net and then do as much work again on it. Counting that work as
 steps of the same `steps()` loop means the progress bar covers it and Stop is heard between
-any two pieces of it, not only while the net trains.
+any two pieces of it, not only while the net trains: once the run must end, `take` hands out
+no more steps and `ended` says so.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Iterator
 import torch
 
 from labs.core.control import current, steps
-from labs.core.failures import Diverged
 
 
 class Plan:
@@ -25,18 +25,15 @@ class Plan:
         self.total = total
         self._ticks = steps(total)
         self.step = 0
-        self.stopped = False  # Stop sent through the generator (the runner also sets the control)
 
     def take(self, n: int) -> Iterator[int]:
         for step in itertools.islice(self._ticks, n):
-            if self.stopped:
-                return
             self.step = step
             yield step
 
     @property
     def ended(self) -> bool:
-        return self.stopped or current().should_end() is not None
+        return current().should_end() is not None
 
     def close(self) -> None:
         self._ticks.close()
@@ -57,10 +54,3 @@ def descend(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-
-
-def finite(loss: torch.Tensor, step: int, what: str = "loss") -> None:
-    """Raise Diverged (the runner's message for a run that blew up) if the loss is not finite."""
-    value = loss.item()
-    if not math.isfinite(value):
-        raise Diverged(f"the {what} became {value} at step {step}.")

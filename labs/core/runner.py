@@ -3,8 +3,9 @@
 A page hands `(train, cfg, device)` to a `TrainingRun` and reads `run.view()` whenever it
 redraws. The run is first weighed against the server's budget (labs/core/budget.py: refused
 with a message that says what to lower), then waits in a visible FIFO queue until a slot for
-its device kind is free, and trains in a worker process (or, for tests, on its own thread).
-Nothing here imports Streamlit.
+its device kind is free, and is driven by its executor: a worker process from the pool (the
+default), or the runner's own thread (DLLAB_EXECUTOR=thread: tests, AppTest). Both drive the
+loop with the same code (labs/core/driver.py). Nothing here imports Streamlit.
 
 Stopping: Stop reaches the loop between two steps (labs/core/control.py). The loop then yields
 its final snapshot with the weights, so Stop keeps what was learned so far; a worker that
@@ -24,35 +25,34 @@ from enum import StrEnum
 
 import torch
 
+from figures.record import RunRecord
 from labs.core.budget import Cost, Limits, judge, measured_speed
 from labs.core.config import ConfigError, to_params
-from labs.core.control import Control, Ending, installed
+from labs.core.control import Ending
+from labs.core.driver import IN_THREAD, Job
 from labs.core.failures import IN_WORDS, CutShort, Diverged, WorkerLost, ending_message, explain_failure
-from labs.core.frames import FrameMaker, light_first
-from labs.core.history import History, Reported
+from labs.core.history import History
 from labs.core.snapshot import Snapshot
-from labs.core.workers import RemoteJob
+from labs.core.workers import POOL
 
 log = logging.getLogger("dllab.runner")
 
 
-@dataclass(frozen=True)
-class Experiment:
-    """What a page's Train button starts: a lab's loop, what a config of it costs, and where
-    it is best trained."""
-
-    config: type  # the Config dataclass its controls and links are made from
-    train: Callable[..., Iterator[Snapshot]]
-    cost: Callable[[object], Cost]
-    prefers_gpu: bool = False
-
-
 class RunState(StrEnum):
+    """Where a run is. The live panel gets these names from here (components/live.py)."""
+
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
     STOPPED = "stopped"
     FAILED = "failed"
+
+    @property
+    def alive(self) -> bool:
+        return self in (RunState.QUEUED, RunState.RUNNING)
+
+
+ENDED = tuple(s for s in RunState if not s.alive)  # done, stopped, failed
 
 
 class Slots:
@@ -114,7 +114,7 @@ SLOTS = {
 
 
 @dataclass
-class RunView(Reported):
+class RunView(RunRecord):
     """A consistent copy of a run's state for one redraw (safe to read without the lock)."""
 
     id: str
@@ -138,61 +138,13 @@ class RunView(Reported):
 
     @property
     def alive(self) -> bool:
-        return self.state in (RunState.QUEUED, RunState.RUNNING)
+        return self.state.alive
 
 
-class LocalJob:
-    """A run on the runner's own thread (tests, AppTest): Stop and the time budget are heard
-    between steps; memory cannot be told apart from the rest of the process, so it is not
-    enforced here (the worker processes enforce it)."""
-
-    def __init__(self, train: Callable, cfg, device: torch.device, limits: Limits, views=None):
-        self._gen = train(cfg, device)
-        self._points: list[dict] = []
-        self.control = Control(seconds=limits.seconds, sink=self._points.extend)
-        self.frames = FrameMaker(views, cfg) if views is not None else None
-        self.peak_bytes = 0
-
-    @property
-    def ending(self) -> Ending | None:
-        return self.control.ending
-
-    @property
-    def process_id(self) -> int:
-        return os.getpid()
-
-    def request_stop(self) -> None:
-        self.control.stop.set()
-
-    def progress(self) -> tuple[int, int]:
-        return int(self.control.progress[0]), int(self.control.progress[1])
-
-    def messages(self) -> Iterator[tuple[str, object]]:
-        """("snap", Snapshot), ("points", [...]) and ("frame", {name: bytes}), as a worker sends them."""
-        with installed(self.control):  # the loop's code runs on this thread, inside next()
-            try:
-                snap = next(self._gen)
-                while True:
-                    yield from self._deliver(snap)
-                    if snap.final:
-                        return
-                    snap = self._gen.send(self.control.should_end() is not None)
-            except StopIteration:
-                return
-            finally:
-                self._gen.close()
-
-    def _deliver(self, snap: Snapshot) -> Iterator[tuple[str, object]]:
-        points, self._points[:] = list(self._points), []
-        if points:
-            yield "points", points
-        yield "snap", snap
-        if self.frames is not None:
-            self.frames.history.add_points(points)
-            self.frames.history.add(snap)
-            frame = self.frames.frame(force=snap.final or len(self.frames.history.history) <= 1)
-            for part in light_first(frame):
-                yield "frame", part
+def default_executor():
+    """Worker processes (off the server's GIL, and killable), or the runner's own thread when
+    DLLAB_EXECUTOR=thread (tests and AppTest: one process is all there is)."""
+    return IN_THREAD if os.environ.get("DLLAB_EXECUTOR", "process") == "thread" else POOL
 
 
 class TrainingRun:
@@ -206,7 +158,7 @@ class TrainingRun:
         device: torch.device,
         slots: Slots | None = None,
         label: str = "",
-        remote: bool = False,
+        executor=None,
         cost: Callable[[object], Cost] | None = None,
         limits: Limits | None = None,
         views: Callable | None = None,
@@ -214,12 +166,13 @@ class TrainingRun:
         self.id = uuid.uuid4().hex[:8]
         self.cfg, self.device, self.label = cfg, device, label
         self.limits = limits or Limits.from_env()
-        self._train, self._remote, self._cost, self._views = train, remote, cost, views
+        self._train, self._cost, self._views = train, cost, views
+        self._executor = executor or default_executor()  # POOL, IN_THREAD, or a test's own
         self._slots = slots or SLOTS[device.type if device.type in SLOTS else "cpu"]
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._first = threading.Event()
-        self._job: LocalJob | RemoteJob | None = None
+        self._job = None  # the executor's handle on the run, once it has a slot
         self.verdict = None  # the budget's estimate, when a cost function was given
         self._state, self._message = RunState.QUEUED, ""
         self._h = History(cfg)
@@ -284,13 +237,12 @@ class TrainingRun:
             with self._lock:
                 self._state, self._t_running = RunState.RUNNING, time.perf_counter()
             self._tell()
-            job_kind = RemoteJob if self._remote else LocalJob
-            self._job = job = job_kind(self._train, self.cfg, self.device, self.limits, self._views)
+            job = Job(self._train, self.cfg, self.device, self.limits, self._views)
+            self._job = running = self._executor.start(job)
             if self._stop.is_set():
-                job.request_stop()
-            for kind, payload in job.messages():
-                self._receive(kind, payload)
-            self._ended(job.ending, job.peak_bytes)
+                running.request_stop()
+            running.run(self._receive)
+            self._ended(running.ending, running.peak_bytes)
         except CutShort as cut:
             log.warning("run %s: worker ended by the server (%s); %s", self.id, cut.detail, self._settings())
             message = ending_message(cut.ending, self.limits, False, self._job.peak_bytes)

@@ -1,14 +1,13 @@
 """What a training loop yields: plain data only (numbers and NumPy arrays).
 
-Plain data lets a run live in a worker thread today and in another process tomorrow, and lets
-components draw it without ever seeing a model.
+Plain data lets a run be driven on a thread or in a worker process without changing a chapter,
+and lets the figures draw it without ever seeing a model.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from labs.core.control import current
 
 
 @dataclass
@@ -44,21 +45,22 @@ class Stopwatch:
 
     When several runs share one thread (a side-by-side comparison steps each in turn), wall
     time would charge each run for the others' work, and a snapshot's cost would look many
-    times larger than it is."""
+    times larger than it is. It reads the run's clock (control.py)."""
 
     def __init__(self):
+        self._clock = current().clock
         self._spent, self._since = 0.0, None
 
     def resume(self) -> None:
-        self._since = time.perf_counter()
+        self._since = self._clock()
 
     def pause(self) -> None:
         if self._since is not None:
-            self._spent += time.perf_counter() - self._since
+            self._spent += self._clock() - self._since
             self._since = None
 
     def now(self) -> float:
-        running = time.perf_counter() - self._since if self._since is not None else 0.0
+        running = self._clock() - self._since if self._since is not None else 0.0
         return self._spent + running
 
 
@@ -66,8 +68,9 @@ _clocks = threading.local()
 
 
 def clock() -> Callable[[], float]:
-    """The clock of whatever is running on this thread now (wall time unless a comparison set one)."""
-    return getattr(_clocks, "now", time.perf_counter)
+    """The clock of whatever is running on this thread now: a side-by-side variant's own
+    stopwatch, else the run's clock (control.py)."""
+    return getattr(_clocks, "now", None) or current().clock
 
 
 @contextmanager

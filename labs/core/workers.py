@@ -22,13 +22,12 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from labs.core.budget import Limits, size
-from labs.core.control import Control, Ending, installed, resident_bytes
+from labs.core.control import Control, Ending, resident_bytes
+from labs.core.driver import Emit, Job, drive
 from labs.core.failures import EXPECTED, CutShort, RemoteFailure, WorkerLost, explain_failure
-from labs.core.frames import FrameMaker, light_first
 
 log = logging.getLogger("dllab.workers")
 _CTX = mp.get_context("spawn")  # fork after torch has started threads can deadlock the child
@@ -37,62 +36,38 @@ HARD_MEMORY_FACTOR = 1.5  # past this share of its budget a worker is killed, no
 POLL_SECONDS = 0.2
 
 
-def _serve(jobs, results, stop, progress, preload: tuple[str, ...] = ()) -> None:
-    """The worker's main loop: run one job at a time, stream its snapshots back."""
+def _serve(jobs, results, stop, progress) -> None:
+    """The worker's main loop: drive one job at a time (labs/core/driver.py), its messages
+    going home on the results queue, tagged with the job's number."""
+    import figures.views
+    import labs
     from labs.core.device import configure_threads, warm_up
 
     configure_threads()
-    # A first job should not wait for a chapter's imports (sklearn, plotly's figure helpers:
-    # seconds); `preload` names the packages the server will send functions from (live views).
-    _import_packages(("labs", *preload))
+    # A first job should not wait for a chapter's imports (sklearn, the figure helpers:
+    # seconds): every lab and every chapter's live views are imported now.
+    _import_every_module(labs, figures.views)
     warm_up()
     baseline = resident_bytes()
     results.put((None, "ready", baseline))
     while True:
-        job, train, cfg, device, limits, views = jobs.get()
-        control = Control(stop, progress, limits.seconds, limits.memory_bytes, rss_start=baseline)
+        number, job = jobs.get()
+        limits = job.limits
+        control = Control(stop, progress, limits.seconds, limits.memory_bytes, baseline, clock=job.clock)
         try:
-            with installed(control):
-                _drive(job, train(cfg, device), control, results, FrameMaker(views, cfg) if views else None)
-            results.put((job, "end", (control.ending, control.peak_bytes)))
+            drive(job, control, _sender(results, number))
+            results.put((number, "end", (control.ending, control.peak_bytes)))
         except Exception as err:  # reported to the learner; the worker lives on
             if isinstance(err, EXPECTED):
                 log.info("run refused in worker %s: %s", os.getpid(), err)
             else:
                 log.exception("run failed in worker %s", os.getpid())
-            results.put((job, "error", explain_failure(err)))
+            results.put((number, "error", explain_failure(err)))
 
 
-def _drive(job, gen, control: Control, results, frames: FrameMaker | None) -> None:
-    """Send every snapshot, the dense curve points and the live figures home. The lab hears
-    "end now" (Stop, time, memory) between steps through `steps()`, and at its yields."""
-
-    def send_frame(force: bool = False) -> None:
-        frame = frames.frame(force) if frames is not None else {}
-        for part in light_first(frame):
-            results.put((job, "frame", part))
-
-    def sink(points: list[dict]) -> None:  # called from inside the loop, at most ~10 times a second
-        results.put((job, "points", points))
-        if frames is not None:
-            frames.history.add_points(points)
-            send_frame()
-
-    control.sink = sink
-    try:
-        snap = next(gen)
-        while True:
-            results.put((job, "snap", snap))
-            if frames is not None:
-                frames.history.add(snap)
-                send_frame(force=snap.final or len(frames.history.history) <= 1)
-            if snap.final:
-                return
-            snap = gen.send(control.should_end() is not None)
-    except StopIteration:
-        return
-    finally:
-        gen.close()
+def _sender(results, number: int) -> Emit:
+    """What the driver calls with each message: onto the results queue, tagged with the job."""
+    return lambda kind, payload: results.put((number, kind, payload))
 
 
 _MAIN_LOCK = threading.Lock()
@@ -112,24 +87,23 @@ def _bare_main():
             sys.modules["__main__"] = real
 
 
-def _import_packages(names: tuple[str, ...]) -> None:
-    """Import each package and every module directly in it."""
+def _import_every_module(*packages: types.ModuleType) -> None:
+    """Import every module directly in each package."""
     import importlib
     import pkgutil
 
-    for name in names:
-        package = importlib.import_module(name)
+    for package in packages:
         for module in pkgutil.iter_modules(package.__path__):
-            importlib.import_module(f"{name}.{module.name}")
+            importlib.import_module(f"{package.__name__}.{module.name}")
 
 
 class Worker:
-    def __init__(self, preload: tuple[str, ...] = ()):
+    def __init__(self):
         self.jobs, self.results, self.stop = _CTX.Queue(), _CTX.Queue(), _CTX.Event()
         self.progress = _CTX.RawArray("q", 2)  # [steps done, total], written by the worker
         self.proc = _CTX.Process(
             target=_serve,
-            args=(self.jobs, self.results, self.stop, self.progress, preload),
+            args=(self.jobs, self.results, self.stop, self.progress),
             daemon=True,
             name="dllab-worker",
         )
@@ -173,12 +147,13 @@ class Worker:
                 if end is not None and time.monotonic() > end:
                     raise
 
-    def send(self, train: Callable, cfg, device, limits: Limits, views: Callable | None = None) -> int:
+    def send(self, job: Job) -> int:
+        """Hand the worker a job; its number tags the messages that come back."""
         self.wait_ready()
         self.stop.clear()
         self.progress[0] = self.progress[1] = 0
         self._jobs_sent += 1
-        self.jobs.put((self._jobs_sent, train, cfg, device, limits, views))
+        self.jobs.put((self._jobs_sent, job))
         return self._jobs_sent
 
     def resident(self) -> int:
@@ -199,15 +174,16 @@ class Worker:
 
 
 class RemoteJob:
-    """One run in a borrowed worker, seen from the server: its snapshots, its step count, Stop,
-    and a watchdog that kills the worker when it will not end."""
+    """One run in a worker borrowed from `pool`, seen from the server: its messages, its step
+    count, Stop, and a watchdog that kills the worker when it will not end."""
 
-    def __init__(self, train: Callable, cfg, device, limits: Limits, views: Callable | None = None):
-        self.limits = limits
+    def __init__(self, pool: WorkerPool, job: Job):
+        self.limits = job.limits
         self.ending: Ending | None = None
         self.peak_bytes = 0
-        self._worker = POOL.borrow()
-        self._job = self._worker.send(train, cfg, device, limits, views)
+        self._pool = pool
+        self._worker = pool.borrow()
+        self._job = self._worker.send(job)
         self._started = time.monotonic()
         self._stop_asked: float | None = None
         self._finished = False  # the worker said "end" or "error": it is free again
@@ -224,13 +200,14 @@ class RemoteJob:
     def process_id(self) -> int:
         return self._worker.proc.pid
 
-    def messages(self) -> Iterator[tuple[str, object]]:
-        """("snap", Snapshot), ("points", [...]), ("frame", {name: bytes}) until the run ends."""
+    def run(self, receive: Emit) -> None:
+        """Hand each message the worker sends (labs/core/driver.py) to `receive` until the run
+        ends; a failure inside the worker arrives as RemoteFailure, in the learner's words."""
         try:
             while True:
                 kind, payload = self._next()
                 if kind in ("snap", "points", "frame"):
-                    yield kind, payload
+                    receive(kind, payload)
                     continue
                 self._finished = True
                 if kind == "error":
@@ -281,25 +258,27 @@ class RemoteJob:
                     pass
             except (queue.Empty, WorkerLost):
                 worker.kill()
-        POOL.give_back(worker)
+        self._pool.give_back(worker)
 
 
 class WorkerPool:
-    """Idle workers wait here between runs; a run borrows one and gives it back. A worker that
-    died, was killed, or kept much memory after its run is replaced in the background."""
+    """The executor for a server: each run is driven in a worker process borrowed from here
+    and given back after. A worker that died, was killed, or kept much memory after its run is
+    replaced in the background."""
 
     def __init__(self):
         self._idle: list[Worker] = []
         self._lock = threading.Lock()
         self.size = 0  # how many workers the server wants warm
-        self.preload: tuple[str, ...] = ()  # packages every worker imports before its first job
         self._closed = False
 
-    def prestart(self, n: int, preload: tuple[str, ...] = ()) -> None:
-        """Start n workers now (each imports torch: seconds), so first runs need not wait;
-        they and their replacements also import `preload` (the server's live-view modules)."""
-        self.preload = preload
-        workers = [Worker(preload) for _ in range(n)]
+    def start(self, job: Job) -> RemoteJob:
+        return RemoteJob(self, job)
+
+    def prestart(self, n: int) -> None:
+        """Start n workers now (each imports torch, the labs and their views: seconds), so
+        first runs need not wait."""
+        workers = [Worker() for _ in range(n)]
         with self._lock:
             self._idle += workers
             self.size += n
@@ -321,7 +300,7 @@ class WorkerPool:
         with self._lock:
             alive = [w for w in self._idle if w.alive]
             self._idle = alive[1:]
-            return alive[0] if alive else Worker(self.preload)
+            return alive[0] if alive else Worker()
 
     def give_back(self, worker: Worker) -> None:
         bloated = worker.ready and worker.resident() - worker.baseline > Limits.from_env().memory_bytes / 2
@@ -349,14 +328,9 @@ class WorkerPool:
             threading.Thread(target=self._add_one, daemon=True, name="worker-replacement").start()
 
     def _add_one(self) -> None:
-        worker = Worker(self.preload)
+        worker = Worker()
         with self._lock:
             self._idle.append(worker)
 
 
-POOL = WorkerPool()
-
-
-def executor() -> str:
-    """ "process" (the default: training off the server's GIL) or "thread" (DLLAB_EXECUTOR)."""
-    return "thread" if os.environ.get("DLLAB_EXECUTOR", "process") == "thread" else "process"
+POOL = WorkerPool()  # the server's pool: the lifespan prestarts it (server/lifespan.py)
