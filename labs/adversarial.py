@@ -25,7 +25,8 @@ from labs.core.compare import side_by_side
 from labs.core.config import check, knob
 from labs.core.control import log
 from labs.core.device import seed_everything
-from labs.core.phases import Plan, descend, finite, minibatches
+from labs.core.divergence import LossWatch
+from labs.core.phases import Plan, descend, minibatches
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 from labs.saliency import BATCH, LEARNING_RATE, SIDE, SLOWDOWN, accuracy, build, digits, per_epoch
 
@@ -134,6 +135,7 @@ def train_one(kind: str, cfg: Config, device: torch.device):
     plan = Plan(n_train + len(EPSILONS) + 1)
     cadence = Cadence(n_train, max_snaps=20, min_seconds=0.2)
     notes = [ds.note] if ds.note else []
+    watch = LossWatch()
     for step, _, xb, yb in minibatches(plan, n_train, X, y, g, BATCH):
         loss = F.cross_entropy(model(xb), yb)
         if kind == "adversarial" and cfg.epsilon > 0:
@@ -141,15 +143,13 @@ def train_one(kind: str, cfg: Config, device: torch.device):
         descend(opt, loss)
         log(step, train_loss=loss)
         if cadence.due(step):
-            finite(loss, step)
+            watch.check(step, loss=loss)
             metrics = {
                 "epoch": step / per_epoch(),
                 "test_acc": accuracy(model, X_test, y_test),
                 "fgsm_acc": robust_accuracy(model, X_att, y_att, cfg.epsilon, "FGSM"),
             }
-            if (yield Snapshot(step, plan.total, metrics, notes=notes)):
-                plan.stopped = True
-                break
+            yield Snapshot(step, plan.total, metrics, notes=notes)
     model.eval()
     curve = {"eps": [], **{a: [] for a in ATTACKS}}
     for eps, _ in zip(EPSILONS, plan.take(len(EPSILONS))):
@@ -158,10 +158,7 @@ def train_one(kind: str, cfg: Config, device: torch.device):
         curve["eps"].append(eps)
         for method in ATTACKS:
             curve[method].append(robust_accuracy(model, X_att, y_att, eps, method, cfg.pgd_steps))
-        if (
-            yield Snapshot(plan.step, plan.total, view={"robustness": {k: list(v) for k, v in curve.items()}})
-        ):
-            plan.stopped = True
+        yield Snapshot(plan.step, plan.total, view={"robustness": {k: list(v) for k, v in curve.items()}})
     for _ in plan.take(1):
         if plan.ended:
             break
@@ -173,8 +170,7 @@ def train_one(kind: str, cfg: Config, device: torch.device):
             for a in ATTACKS
         }
         metrics["clean_acc"] = accuracy(model, X_att, y_att)
-        if (yield Snapshot(plan.step, plan.total, metrics, view=view)):
-            plan.stopped = True
+        yield Snapshot(plan.step, plan.total, metrics, view=view)
     plan.close()
     model.train()
     yield Snapshot(plan.step, plan.total, final=True, state_dict=cpu_state_dict(model))

@@ -17,11 +17,11 @@ from captum.attr import IntegratedGradients
 from labs.core import budget
 from labs.core.attribution import evaluating
 from labs.core.config import ConfigError, check, knob
+from labs.core.contract import Experiment
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
-from labs.core.mlp import ExplosionWatch
+from labs.core.divergence import EXPLODES, LossWatch
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 from labs.core.seq2seq import TinyTransformer, cross_entropy
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
@@ -193,7 +193,7 @@ def train(cfg: Config, device: torch.device):
     probe = _probe(cfg, device)
     cadence = Cadence(cfg.steps, max_snaps=20, min_seconds=1.0)
     shortest, longest = trained_lengths(cfg)
-    step, watch = 0, ExplosionWatch()
+    step, watch = 0, LossWatch(explode=EXPLODES)
     for step in steps(cfg.steps):  # ends early on Stop
         length = int(torch.randint(shortest, longest + 1, (1,), generator=g))
         src, target = (t.to(device) for t in make_batch(cfg.task, cfg.batch_size, length, g))
@@ -203,11 +203,10 @@ def train(cfg: Config, device: torch.device):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         log(step, train_loss=loss)
-        watch.see(loss)
+        watch.see(loss=loss)
         if cadence.due(step):
             watch.check(step)
-            if (yield _snapshot(cfg, model, step, loss.item(), probe)):
-                break
+            yield _snapshot(cfg, model, step, loss.item(), probe)
     yield Snapshot(step, cfg.steps, final=True, state_dict=cpu_state_dict(model))
 
 
@@ -247,6 +246,7 @@ def _snapshot(cfg: Config, model: TinyTransformer, step: int, loss: float, probe
     }
     view = {
         "lengths": probe["lengths"],
+        "trained_lengths": (shortest, longest),
         "acc_by_length": [s for _, s in scores],
         "attention": maps,
         "example": {"input": token_text(src[0].tolist()), "output": token_text(tgt[0].tolist())},
@@ -368,3 +368,4 @@ QUESTIONS = [
 ]
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

@@ -18,14 +18,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from figures.variants import metric
 from labs.core import budget, data
-from labs.core.compare import metric, side_by_side
+from labs.core.compare import side_by_side
 from labs.core.config import check, knob
+from labs.core.contract import Experiment
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
-from labs.core.failures import Diverged
+from labs.core.divergence import LossWatch
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
 PREFERS_GPU = True
@@ -155,6 +156,7 @@ def train_one(kind: str, cfg: Config, device: torch.device):
         "corrupted": to_numpy(shown_noisy[:, 0]),
     }
     step = 0
+    watch = LossWatch()
     for step in steps(cfg.steps):
         x = X[torch.randint(0, len(X), (cfg.batch_size,), generator=g).to(device)]
         x_in = corrupt(x, cfg.noise, g) if kind == "dae" else x
@@ -164,11 +166,9 @@ def train_one(kind: str, cfg: Config, device: torch.device):
         opt.step()
         log(step, train_loss=total, **({"recon": recon, "kl": kl} if kind == "vae" else {}))
         if cadence.due(step):
-            if not math.isfinite(total.item()):
-                raise Diverged(f"the loss became {total.item()} at step {step}.")
+            watch.check(step, loss=total)
             metrics, picture = measure(model, X_test, test_noisy, shown, shown_noisy)
-            if (yield Snapshot(step, cfg.steps, metrics, view={**view, **picture})):
-                break
+            yield Snapshot(step, cfg.steps, metrics, view={**view, **picture})
             view = {}
     yield Snapshot(step, cfg.steps, final=True, state_dict=cpu_state_dict(model))
 
@@ -349,3 +349,4 @@ QUESTIONS = [
 ]
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

@@ -18,12 +18,12 @@ import torch
 
 from labs.core import budget
 from labs.core.config import check, knob
+from labs.core.contract import Experiment
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
-from labs.core.failures import Diverged
+from labs.core.divergence import LossWatch
 from labs.core.graph import autograd_graph
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot
 
 PREFERS_GPU = False  # a handful of numbers: the CPU is the right place
@@ -119,6 +119,7 @@ def train(cfg: Config, device: torch.device):
     losses = torch.zeros(cfg.steps)  # losses[i - 1]: loss on all points after step i
     cadence = Cadence(cfg.steps, max_snaps=60, min_seconds=0.05)
     step = 0
+    watch = LossWatch(limit=1e8)
     for step in steps(cfg.steps):  # ends early on Stop
         idx = torch.randperm(cfg.points, generator=g)[:batch]
         phi_b, y_b = phi[idx], y[idx]
@@ -139,11 +140,9 @@ def train(cfg: Config, device: torch.device):
         path[step], grads[step - 1] = c.detach(), grad
         losses[step - 1] = loss = mse(phi, y, c.detach())
         log(step, loss=loss)
-        if not torch.isfinite(loss) or loss > 1e8:
-            raise Diverged(f"the loss reached {loss.item():.3g} at step {step}.")
+        watch.check(step, loss=loss)  # every step: a fit past 1e8 will not come back
         if cadence.due(step):
-            if (yield _snapshot(cfg, step, x, y, phi, c.detach(), path, grads, losses)):
-                break
+            yield _snapshot(cfg, step, x, y, phi, c.detach(), path, grads, losses)
     yield Snapshot(step, cfg.steps, final=True, state_dict={"coefficients": c.detach().clone()})
 
 
@@ -180,12 +179,6 @@ def _thinned(n: int) -> list[int]:
     stride = -(-n // MAX_ROWS)
     rows = list(range(0, n, stride))
     return rows if rows[-1] == n - 1 else rows + [n - 1]
-
-
-def fit_at(view: dict, row: int) -> np.ndarray:
-    """The fitted curve on view["grid"] with the coefficients of path row `row` (replay)."""
-    c = torch.from_numpy(view["path"][min(row, len(view["path"]) - 1)])
-    return (features(torch.from_numpy(view["grid"]), len(c) - 1) @ c).numpy()
 
 
 def loss_surface(phi, y, c, path: np.ndarray) -> dict:
@@ -236,3 +229,4 @@ QUESTIONS = [
 ]
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

@@ -20,11 +20,11 @@ from labs.core import budget, data
 from labs.core.classifier_metrics import accuracy
 from labs.core.compare import side_by_side
 from labs.core.config import check, knob
+from labs.core.contract import Experiment
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
-from labs.core.failures import Diverged
+from labs.core.divergence import LossWatch
 from labs.core.hooks import layer_stats, record_activations
-from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
 
 PREFERS_GPU = True
@@ -155,6 +155,7 @@ def train_stack(kind: str, cfg: BlocksConfig, device: torch.device):
     notes = [f"{kind}: {n_params(model):,} weights"]
     step = 0
     with record_activations(layers) as latest:
+        watch = LossWatch()
         for step in steps(cfg.steps):
             batch = torch.randint(0, len(X), (cfg.batch_size,), generator=g).to(device)
             loss = F.cross_entropy(model(X[batch]), y[batch])
@@ -163,8 +164,7 @@ def train_stack(kind: str, cfg: BlocksConfig, device: torch.device):
             opt.step()
             log(step, train_loss=loss)
             if cadence.due(step):
-                if not math.isfinite(loss.item()):
-                    raise Diverged(f"the loss became {loss.item()} at step {step}.")
+                watch.check(step, loss=loss)
                 stats = layer_stats(layers, latest, convs, hist_range=(-0.5, 3.0))
                 test_loss, test_acc = accuracy(model, X_test[:500], y_test[:500])
                 snap = Snapshot(
@@ -176,8 +176,7 @@ def train_stack(kind: str, cfg: BlocksConfig, device: torch.device):
                     notes=notes,
                 )
                 notes = []
-                if (yield snap):
-                    break
+                yield snap
     yield Snapshot(step, cfg.steps, final=True, state_dict=cpu_state_dict(model))
 
 

@@ -20,15 +20,16 @@ from scipy import sparse
 from sklearn.decomposition import TruncatedSVD
 from torch import nn
 
+from figures.variants import metric
 from labs.core import budget
-from labs.core.compare import metric, side_by_side
+from labs.core.compare import side_by_side
 from labs.core.config import check, knob
+from labs.core.contract import Experiment
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
-from labs.core.failures import Diverged
+from labs.core.divergence import LossWatch
 from labs.core.projection import principal_plane
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
 from labs.ratings import Ratings, RatingsUnavailable, generated, movielens, split
 
@@ -173,6 +174,7 @@ def train_one(variant: str, cfg: Config, ratings: Ratings, notes: list[str], dev
         f"and {len(val_rows):,} validation ratings."
     ]
     step, perm = 0, torch.empty(0, dtype=torch.long)
+    watch = LossWatch()
     for step in steps(total):
         at = (step - 1) % per_epoch
         if at == 0:
@@ -185,8 +187,7 @@ def train_one(variant: str, cfg: Config, ratings: Ratings, notes: list[str], dev
         opt.step()
         log(step, train_mse=mse)
         if cadence.due(step):
-            if not math.isfinite(loss.item()):
-                raise Diverged(f"the loss became {loss.item()} at step {step}.")
+            watch.check(step, loss=loss)
             metrics = {
                 "train RMSE": rmse(model, users, items, R, ratings.scale),
                 "val RMSE": rmse(model, *val, ratings.scale),
@@ -194,8 +195,7 @@ def train_one(variant: str, cfg: Config, ratings: Ratings, notes: list[str], dev
             }
             if factors:
                 view["items"] = item_map(model)
-            if (yield Snapshot(step, total, metrics, view=view, notes=notes)):
-                break
+            yield Snapshot(step, total, metrics, view=view, notes=notes)
             view, notes = {}, []
     yield Snapshot(step, total, final=True, state_dict=cpu_state_dict(model))
 
@@ -328,3 +328,4 @@ QUESTIONS = [
 ]
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

@@ -18,12 +18,12 @@ from torch.nn import functional as F
 
 from labs.core import attribution, budget, data
 from labs.core.config import check, knob
+from labs.core.contract import Experiment
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
-from labs.core.failures import Diverged
+from labs.core.divergence import LossWatch
 from labs.core.hooks import layer_stats, record_activations
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
 PREFERS_GPU = True
@@ -196,6 +196,7 @@ def train(cfg: Config, device: torch.device):
     )
     recent, step = [], 0
     with record_activations(acts) as latest:
+        watch = LossWatch()
         for step in steps(total):  # ends early on Stop
             if (step - 1) % per_epoch == 0:
                 order = torch.randperm(len(X), generator=g).to(device)
@@ -209,8 +210,7 @@ def train(cfg: Config, device: torch.device):
             if cadence.due(step):
                 train_loss = torch.stack(recent).mean().item()
                 recent = []
-                if not math.isfinite(train_loss):
-                    raise Diverged(f"the loss became {train_loss} at step {step}.")
+                watch.check(step, loss=train_loss)
                 snap = _snapshot(
                     model,
                     step,
@@ -225,8 +225,7 @@ def train(cfg: Config, device: torch.device):
                     notes,
                     step / per_epoch,
                 )
-                if (yield snap):
-                    break
+                yield snap
     final = Snapshot(step, total, final=True, state_dict=cpu_state_dict(model))
     final.view = {"mistakes": confident_mistakes(model, X_test, y_test)}
     yield final
@@ -358,3 +357,4 @@ QUESTIONS = [
 ]
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

@@ -10,7 +10,6 @@ and Integrated Gradients of the chosen action's Q-value over the four state feat
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +22,7 @@ from labs.core import budget
 from labs.core.config import ConfigError, check, knob
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
-from labs.core.failures import Diverged
+from labs.core.divergence import LossWatch
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
 
 try:  # the RL chapter's one extra dependency: without it the rest of the lab still works
@@ -161,6 +160,7 @@ def train(cfg: CartPoleConfig, device: torch.device):
     state, _ = env.reset(seed=cfg.seed)
     episode_return, step = 0.0, 0
     notes = [f"A random policy keeps the pole up for {random_return:.0f} steps on average (its return)."]
+    watch = LossWatch()
     for step in steps(cfg.steps):
         eps = epsilon_at(step, cfg)
         with torch.no_grad():
@@ -184,8 +184,7 @@ def train(cfg: CartPoleConfig, device: torch.device):
         if step % cfg.target_every == 0:
             target.load_state_dict(net.state_dict())
         if cadence.due(step):
-            if not all(math.isfinite(v) for v in q.tolist()):
-                raise Diverged(f"the Q-values became {q.tolist()} at step {step}.")
+            watch.check(step, Q_values=q)
             recent = [r for _, r in returns[-20:]]
             metrics = {"epsilon": eps, "replay size": float(len(buffer)), "episodes": float(len(returns))}
             if recent:
@@ -196,8 +195,7 @@ def train(cfg: CartPoleConfig, device: torch.device):
                 "returns": np.asarray(returns, dtype=np.float32).reshape(-1, 2),
                 "random_return": random_return,
             }
-            if (yield Snapshot(step, cfg.steps, metrics, view=view, notes=notes)):
-                break
+            yield Snapshot(step, cfg.steps, metrics, view=view, notes=notes)
             notes = []
     net = net.cpu().eval()
     greedy = evaluate(env, net, GREEDY_EPISODES, cfg.seed + 20_000)

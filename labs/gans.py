@@ -24,11 +24,11 @@ from torch.nn import functional as F
 
 from labs.core import budget, data
 from labs.core.config import check, knob
+from labs.core.contract import Experiment
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
-from labs.core.failures import Diverged
+from labs.core.divergence import LossWatch
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
 PREFERS_GPU = False  # the 2-D nets are tiny: launch overhead would dominate on a GPU
@@ -188,7 +188,7 @@ def train(cfg: Config, device: torch.device):
     shown_target = to_numpy(sample_target(cfg.target, SHOWN, g))
     cadence = Cadence(cfg.steps, max_snaps=150, min_seconds=0.1)
     view = {"target": shown_target, "grid": np.linspace(-EXTENT, EXTENT, GRID, dtype=np.float32)}
-    step = 0
+    step, watch = 0, LossWatch()
     for step in steps(cfg.steps):
         for _ in range(cfg.d_steps):
             real = sample_target(cfg.target, cfg.batch_size, g).to(device)
@@ -205,12 +205,10 @@ def train(cfg: Config, device: torch.device):
         opt_g.step()
         log(step, d_loss=loss_d, g_loss=loss_g)
         if cadence.due(step):
-            if not (math.isfinite(loss_d.item()) and math.isfinite(loss_g.item())):
-                raise Diverged(f"a loss became infinite at step {step}.")
+            watch.check(step, D_loss=loss_d, G_loss=loss_g)
             metrics, picture = look(cfg, G, D, fixed_z)
             metrics.update(d_grad_norm=d_norm, g_grad_norm=grad_norm(G))
-            if (yield Snapshot(step, cfg.steps, metrics, view={**view, **picture})):
-                break
+            yield Snapshot(step, cfg.steps, metrics, view={**view, **picture})
             view = {}  # the target and grid are sent once
     yield Snapshot(step, cfg.steps, final=True, state_dict={"G": cpu_state_dict(G), "D": cpu_state_dict(D)})
 
@@ -317,7 +315,7 @@ def train_digits(cfg: DigitsConfig, device: torch.device):
     fixed_z = torch.randn(32, cfg.noise_dim, generator=g).to(device)
     cadence = Cadence(cfg.steps, max_snaps=60, min_seconds=0.3)
     notes = [f"{len(X):,} real digits (the 28×28 set that ships with the lab)."]
-    step = 0
+    step, watch = 0, LossWatch()
     for step in steps(cfg.steps):
         real = X[torch.randint(0, len(X), (cfg.batch_size,), generator=g).to(device)]
         z = torch.randn(cfg.batch_size, cfg.noise_dim, generator=g).to(device)
@@ -333,15 +331,13 @@ def train_digits(cfg: DigitsConfig, device: torch.device):
         opt_g.step()
         log(step, d_loss=loss_d, g_loss=loss_g)
         if cadence.due(step):
-            if not (math.isfinite(loss_d.item()) and math.isfinite(loss_g.item())):
-                raise Diverged(f"a loss became infinite at step {step}.")
+            watch.check(step, D_loss=loss_d, G_loss=loss_g)
             G.eval()
             with torch.no_grad():
                 samples = to_numpy(G(fixed_z)[:, 0])
             G.train()
             metrics = {"d_grad_norm": d_norm, "g_grad_norm": grad_norm(G)}
-            if (yield Snapshot(step, cfg.steps, metrics, view={"samples": samples}, notes=notes)):
-                break
+            yield Snapshot(step, cfg.steps, metrics, view={"samples": samples}, notes=notes)
     yield Snapshot(step, cfg.steps, final=True, state_dict={"G": cpu_state_dict(G), "D": cpu_state_dict(D)})
 
 
@@ -388,3 +384,5 @@ QUESTIONS = [
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
 DIGITS = Experiment(DigitsConfig, train_digits, digits_cost, True)
+# by part, in the order of the page's Train buttons (labs/core/contract.py)
+EXPERIMENTS = {"toy": EXPERIMENT, "digits": DIGITS}

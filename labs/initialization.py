@@ -16,8 +16,8 @@ import torch
 
 from labs.core import mlp
 from labs.core.config import check, knob
+from labs.core.contract import Experiment
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 
 PREFERS_GPU = True  # 20+ layers of matrix products: a GPU helps once width grows
 PRESETS = {  # what each shows, and the settings that show it
@@ -126,3 +126,4 @@ QUESTIONS = [
 ]
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

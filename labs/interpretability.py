@@ -8,11 +8,13 @@ adversarial training that resists them (labs/adversarial.py).
 from __future__ import annotations
 
 from labs import adversarial, saliency
+from labs.core.contract import Experiment
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 
 EXPLAIN = Experiment(saliency.Config, saliency.train, saliency.cost, saliency.PREFERS_GPU)
 ATTACK = Experiment(adversarial.Config, adversarial.train, adversarial.cost, adversarial.PREFERS_GPU)
+# by part, in the order of the page's Train buttons (labs/core/contract.py)
+EXPERIMENTS = {"explain": EXPLAIN, "attack": ATTACK}
 
 
 def _after_head(view, method: str) -> float:

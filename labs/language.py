@@ -19,12 +19,12 @@ from torch import nn
 from labs.core import budget, text
 from labs.core.attribution import evaluating
 from labs.core.config import ConfigError, check, knob
+from labs.core.contract import Experiment
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
+from labs.core.divergence import EXPLODES, LossWatch
 from labs.core.hooks import activation_stats, dead_fraction
-from labs.core.mlp import ExplosionWatch
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
 from labs.core.text import Corpus, stdlib
 
@@ -175,7 +175,7 @@ def train(cfg: Config, device: torch.device, upload: Corpus | None = None):
     cadence = Cadence(cfg.steps, max_snaps=12, min_seconds=1.0)
     prompt = _sample_prompt(corpus.decode(val_ids[:200]))
     reference = {"vocab": corpus.vocab, "unigram_bits": unigram_bits(train_ids)}
-    step, watch = 0, ExplosionWatch()
+    step, watch = 0, LossWatch(explode=EXPLODES)
     for step in steps(cfg.steps):  # ends early on Stop
         starts = torch.randint(0, len(train_ids) - cfg.context - 1, (cfg.batch_size,), generator=g)
         x, y = windows(train_ids, starts.to(device), cfg.context)
@@ -185,13 +185,12 @@ def train(cfg: Config, device: torch.device, upload: Corpus | None = None):
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         log(step, train_loss=loss)
-        watch.see(loss)
+        watch.see(loss=loss)
         if cadence.due(step):
             watch.check(step)
             snap = _snapshot(cfg, model, corpus, step, loss.item(), (x, y), val_ids, val_starts, prompt)
             snap.view.update(reference)
-            if (yield snap):
-                break
+            yield snap
     yield Snapshot(
         step, cfg.steps, final=True, state_dict=cpu_state_dict(model), view={"vocab": corpus.vocab}
     )
@@ -360,3 +359,4 @@ QUESTIONS = [
 ]
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

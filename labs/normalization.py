@@ -17,8 +17,8 @@ import torch
 from labs.core import budget, mlp
 from labs.core.compare import side_by_side
 from labs.core.config import check, knob
+from labs.core.contract import Experiment
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 
 PREFERS_GPU = True
 VARIANTS = {  # key -> (label, norm, residual)
@@ -135,3 +135,4 @@ QUESTIONS = [
 ]
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

@@ -20,10 +20,11 @@ from torch.nn import functional as F
 from labs import surfaces
 from labs.core import budget, data
 from labs.core.config import check, knob
+from labs.core.contract import Experiment
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
+from labs.core.divergence import EXPLODES
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
 
 PREFERS_GPU = False  # 2-parameter races and a 64-32-10 MLP: overhead-bound, CPU is as fast
@@ -107,8 +108,7 @@ def race_on_surface(cfg: SurfaceConfig, device: torch.device):
                 "contours": contours,
                 "minima": surface.minima,
             }
-            if (yield Snapshot(step, cfg.steps, losses, view=view)):
-                break
+            yield Snapshot(step, cfg.steps, losses, view=view)
     yield Snapshot(step, cfg.steps, final=True, view={"reached": dict(reached), "diverged": dict(diverged)})
 
 
@@ -222,6 +222,7 @@ def train(cfg: Config, device: torch.device):
     scheds = {n: make_scheduler(cfg.schedule, o, cfg.steps, cfg.learning_rate) for n, o in opts.items()}
     cadence = Cadence(cfg.steps, max_snaps=80, min_seconds=0.05)
     recent = {n: [] for n in models}
+    planned = {"planned_lr": lr_curve(cfg.schedule, cfg.learning_rate, cfg.steps)}  # sent once
     step = 0
     for step in steps(cfg.steps):  # ends early on Stop
         batch = torch.randint(0, len(X), (cfg.batch_size,), generator=g).to(device)
@@ -237,8 +238,8 @@ def train(cfg: Config, device: torch.device):
         if cadence.due(step):
             metrics = {"lr": lr_now} | _race_metrics(models, recent, X_test, y_test)
             recent = {n: [] for n in models}
-            if (yield Snapshot(step, cfg.steps, metrics)):
-                break
+            yield Snapshot(step, cfg.steps, metrics, view=planned)
+            planned = {}
     yield Snapshot(step, cfg.steps, final=True, state_dict={n: cpu_state_dict(m) for n, m in models.items()})
 
 
@@ -280,7 +281,7 @@ def finder_cost(cfg: FinderConfig) -> budget.Cost:
 
 def lr_range_test(cfg: FinderConfig, device: torch.device, race: Config = Config()):
     """Raise the learning rate exponentially, one mini-batch at a time, and record the
-    smoothed loss (Smith 2015; fastai's lr_find). Stops once the loss is 4× its best."""
+    smoothed loss (Smith 2015; fastai's lr_find). Stops once the loss is 4× its best (EXPLODES)."""
     check(cfg)
     g = seed_everything(cfg.seed)
     X, y, _, _ = digits_tensors(cfg.seed, device)
@@ -301,14 +302,15 @@ def lr_range_test(cfg: FinderConfig, device: torch.device, race: Config = Config
         log(step, loss=loss)
         avg = 0.9 * avg + 0.1 * loss.item()
         smoothed = avg / (1 - 0.9**step)  # bias-corrected exponential average
-        exploded = not math.isfinite(smoothed) or smoothed > 4 * best
+        exploded = not math.isfinite(smoothed) or smoothed > EXPLODES * best
         if not exploded:
             lrs.append(lr)
             losses.append(smoothed)
             best = min(best, smoothed)
         if exploded or cadence.due(step):
             view = {"lrs": np.array(lrs), "losses": np.array(losses)}
-            if (yield Snapshot(step, cfg.steps, {"lr": lr, "loss": smoothed}, view=view)) or exploded:
+            yield Snapshot(step, cfg.steps, {"lr": lr, "loss": smoothed}, view=view)
+            if exploded:  # the range test's own end: past here, higher rates only blow up
                 break
     yield Snapshot(
         step,
@@ -376,3 +378,9 @@ QUESTIONS = [
 RACE = Experiment(SurfaceConfig, race_on_surface, race_cost, PREFERS_GPU)
 FINDER = Experiment(FinderConfig, lr_range_test, finder_cost, PREFERS_GPU)
 NET = Experiment(Config, train, cost, PREFERS_GPU)
+# by part, in the order of the page's Train buttons (labs/core/contract.py)
+EXPERIMENTS = {
+    "surface": RACE,
+    "finder": FINDER,
+    "net": NET,
+}

@@ -19,12 +19,12 @@ from torch.nn import functional as F
 
 from labs.core import attribution, budget, data
 from labs.core.config import check, knob
+from labs.core.contract import Experiment
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
-from labs.core.failures import Diverged
+from labs.core.divergence import LossWatch
 from labs.core.hooks import layer_stats, record_activations
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
 PREFERS_GPU = False  # a 16-unit MLP is overhead-bound: the CPU is as fast as a GPU
@@ -200,9 +200,11 @@ def train(cfg: Config, device: torch.device):
         "y_train": y_train.numpy(),
         "X_test": X_test.numpy(),
         "y_test": y_test.numpy(),
+        "extent": EXTENT,  # the plane the boundary grid covers: [-EXTENT, EXTENT]²
     }
     step = 0
     with record_activations(acts) as latest:
+        watch = LossWatch()
         for step in steps(total):  # ends early on Stop
             if (step - 1) % per_epoch == 0:
                 order = torch.randperm(n, generator=g).to(device)  # a fresh shuffle each epoch
@@ -214,8 +216,7 @@ def train(cfg: Config, device: torch.device):
             opt.step()
             log(step, train_loss=loss)
             if cadence.due(step):
-                if not math.isfinite(loss.item()):
-                    raise Diverged(f"the loss became {loss.item()} at step {step}.")
+                watch.check(step, loss=loss)
                 snap = _snapshot(
                     model,
                     step,
@@ -231,8 +232,7 @@ def train(cfg: Config, device: torch.device):
                     cfg,
                     points,
                 )
-                if (yield snap):
-                    break
+                yield snap
     yield Snapshot(step, total, final=True, state_dict=cpu_state_dict(model))
 
 
@@ -308,3 +308,4 @@ QUESTIONS = [
 ]
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

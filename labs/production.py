@@ -30,11 +30,12 @@ from torch.nn import functional as F
 from labs import convnets, deploy
 from labs.core import budget, data
 from labs.core.config import check, knob
+from labs.core.contract import Experiment
 from labs.core.control import log
 from labs.core.device import seed_everything
-from labs.core.phases import Plan, descend, finite, minibatches
+from labs.core.divergence import LossWatch
+from labs.core.phases import Plan, descend, minibatches
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
 from labs.saliency import SLOWDOWN
 
@@ -149,18 +150,17 @@ def train(cfg: Config, device: torch.device, pretrained: tuple | None = None):
     plan = Plan(n_train + after_training_steps())
     cadence = Cadence(max(1, n_train), max_snaps=20, min_seconds=0.2)
     opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    watch = LossWatch()
     for step, _, xb, yb in minibatches(plan, n_train, X, y, g, BATCH):
         loss = F.cross_entropy(model(xb), yb)
         descend(opt, loss)
         log(step, train_loss=loss)
         if cadence.due(step):
-            finite(loss, step)
+            watch.check(step, loss=loss)
             model.eval()
             metrics = {"epoch": step / per_epoch(), "test_acc": accuracy(model, X_test, y_test)}
             model.train()
-            if (yield Snapshot(step, plan.total, metrics, notes=notes)):
-                plan.stopped = True
-                break
+            yield Snapshot(step, plan.total, metrics, notes=notes)
     model.eval()
     files = {}
     if not plan.ended:
@@ -197,27 +197,23 @@ def _deploy(model, cfg: Config, plan: Plan, X_test, y_test, notes):
             variants[name] = {"run": runner, "file": exported["files"][name]}
         if exported["onnx_error"]:
             notes.append(exported["onnx_error"])
-        if (yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)):
-            plan.stopped = True
+        yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)
     for _ in plan.take(1):
         quantized = deploy.quantize(model)
         variants["int8 dynamic"] = {"run": quantized, "file": deploy.state_bytes(quantized)}
         linear = {"float32": deploy.linear_bytes(model), "int8": deploy.linear_bytes(quantized)}
         view["linear_bytes"] = linear
-        if (yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)):
-            plan.stopped = True
+        yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)
     for _ in plan.take(1):
         pruned = deploy.pruned_copy(model, cfg.sparsity)
         variants[f"pruned {cfg.sparsity:.0%}"] = {"run": pruned, "file": deploy.state_bytes(pruned)}
-        if (yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)):
-            plan.stopped = True
+        yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)
     sweep = {"sparsity": [], "accuracy": []}
     for sparsity, _ in zip(SWEEP, plan.take(len(SWEEP))):
         sweep["sparsity"].append(sparsity)
         sweep["accuracy"].append(accuracy(deploy.pruned_copy(model, sparsity), X_test, y_test))
         view["sweep"] = {k: list(v) for k, v in sweep.items()}
-        if (yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)):
-            plan.stopped = True
+        yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)
     reference = predict_logits(model, X_test)
     rows = []
     for (name, variant), _ in zip(variants.items(), plan.take(len(variants))):
@@ -225,8 +221,7 @@ def _deploy(model, cfg: Config, plan: Plan, X_test, y_test, notes):
         view["table"] = list(rows)
         done = len(rows) == len(variants)  # then every variant's accuracy joins the metrics (.csv)
         metrics = {f"{r['variant']}: accuracy": r["accuracy"] for r in rows} if done else {}
-        if (yield Snapshot(plan.step, plan.total, metrics, view=dict(view), notes=notes)):
-            plan.stopped = True
+        yield Snapshot(plan.step, plan.total, metrics, view=dict(view), notes=notes)
     return files
 
 
@@ -352,3 +347,4 @@ QUESTIONS = [
 ]
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

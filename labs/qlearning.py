@@ -19,9 +19,9 @@ import torch
 from labs import gridworld as gw
 from labs.core import budget
 from labs.core.config import check, knob
-from labs.core.control import steps
+from labs.core.contract import Experiment
+from labs.core.control import steps, stop_requested
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot
 
 MAX_EPISODE_STEPS = 200
@@ -131,10 +131,11 @@ def train_grid(cfg: GridConfig, device=None):
             if watching and time.perf_counter() - shown >= FRAME_SECONDS:
                 shown = time.perf_counter()
                 picture = {**view, "q": q.copy(), "trail": trail[-40:]}
-                if (yield Snapshot(episode, cfg.episodes, view=picture, notes=notes)):
+                yield Snapshot(episode, cfg.episodes, view=picture, notes=notes)
+                view, notes = {}, []
+                if stop_requested():  # a watched episode is long: Stop is heard within it
                     stop = True
                     break
-                view, notes = {}, []
             if done:
                 break
         metrics = {
@@ -147,8 +148,7 @@ def train_grid(cfg: GridConfig, device=None):
             break
         if watching or cadence.due(episode):
             picture = {**view, "q": q.copy(), "trail": trail[-40:], "path": gw.greedy_path(grid, q)}
-            if (yield Snapshot(episode, cfg.episodes, metrics, view=picture, notes=notes)):
-                break
+            yield Snapshot(episode, cfg.episodes, metrics, view=picture, notes=notes)
             view, notes = {}, []
     yield Snapshot(episode, cfg.episodes, view={"q": q.copy(), "path": gw.greedy_path(grid, q)})
     # the "weights" a learner downloads: the Q-table, a row per cell (row-major), a column per action

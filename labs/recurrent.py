@@ -27,11 +27,11 @@ from labs.core import budget
 from labs.core.attribution import integrated_gradients, occlude_steps
 from labs.core.compare import side_by_side
 from labs.core.config import check, knob
+from labs.core.contract import Experiment
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
-from labs.core.mlp import ExplosionWatch
+from labs.core.divergence import EXPLODES, LossWatch
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
 PREFERS_GPU = False  # a few thousand weights stepping through time: overhead-bound, CPU is as fast
@@ -198,7 +198,7 @@ def train_cell(cfg: Config, cell: str, device: torch.device):
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     probe = _probe(cfg, device)
     cadence = Cadence(cfg.steps, max_snaps=40, min_seconds=0.1)
-    step, watch = 0, ExplosionWatch()
+    step, watch = 0, LossWatch(explode=EXPLODES)
     for step in steps(cfg.steps):  # ends early on Stop
         inputs, target = _batch(cfg, cfg.batch_size, g, device)
         loss = _loss(cfg, model(inputs), target)
@@ -207,11 +207,10 @@ def train_cell(cfg: Config, cell: str, device: torch.device):
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         log(step, train_loss=loss)
-        watch.see(loss)
+        watch.see(loss=loss)
         if cadence.due(step):
             watch.check(step)
-            if (yield _snapshot(cfg, model, step, loss.item(), probe)):
-                break
+            yield _snapshot(cfg, model, step, loss.item(), probe)
     yield Snapshot(step, cfg.steps, final=True, state_dict=cpu_state_dict(model))
 
 
@@ -264,6 +263,7 @@ def _snapshot(cfg: Config, model: SequenceNet, step: int, loss: float, probe: di
         if cfg.task == "memory":
             metrics = {"train_loss": loss, "test_acc": _accuracy(out, probe["y"])}
             view["spans"] = probe["spans"]
+            view["chance"] = 1 / SYMBOLS  # a guess among the symbols
             view["acc_by_span"] = [_accuracy(model(X), y) for X, y in probe["by_span"]]
         else:
             clean = probe["clean"]
@@ -375,3 +375,4 @@ QUESTIONS = [
 ]
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

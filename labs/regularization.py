@@ -17,13 +17,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from figures.variants import metric
 from labs.core import budget, mlp
 from labs.core.compare import side_by_side
 from labs.core.config import check, knob
+from labs.core.contract import Experiment
 from labs.core.control import log, steps, stop_requested
 from labs.core.device import seed_everything
+from labs.core.divergence import LossWatch
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
 PREFERS_GPU = True
@@ -146,14 +148,13 @@ def train_one(cfg: Config, device: torch.device):
     )
     cadence = Cadence(cfg.epochs, max_snaps=60, min_seconds=0.05)
     best = (math.inf, 0, None)  # (validation loss, epoch, weights)
-    view = {"samples": _augmented_samples(X_train, cfg, g)}
-    epoch = 0
+    view = {"samples": _augmented_samples(X_train, cfg, g), "weight_range": WEIGHT_RANGE}
+    epoch, watch = 0, LossWatch()
     for epoch in steps(cfg.epochs):  # ends early on Stop
         if not one_epoch(model, opt, X_train, y_train, cfg, g, epoch):
             break  # stopped mid-epoch: the final snapshot keeps what was learned
         metrics = evaluate(model, X_train, y_train, X_val, y_val)
-        if not math.isfinite(metrics["train_loss"]):
-            raise mlp.Diverged(f"the loss became {metrics['train_loss']} in epoch {epoch}.")
+        watch.check(epoch, loss=metrics["train_loss"])
         if metrics["val_loss"] < best[0]:
             best = (metrics["val_loss"], epoch, cpu_state_dict(model) if cfg.patience else None)
         view["best_epoch"] = best[1]
@@ -165,7 +166,8 @@ def train_one(cfg: Config, device: torch.device):
         if cadence.due(epoch) or stopping:
             snap = Snapshot(epoch, cfg.epochs, metrics, view={**view, "weights": weight_histograms(model)})
             view.pop("samples", None)  # sent once
-            if (yield snap) or stopping:
+            yield snap
+            if stopping:  # early stopping ends the run here, as Stop would
                 break
     yield Snapshot(epoch, cfg.epochs, final=True, state_dict=cpu_state_dict(model), view=view)
 
@@ -223,8 +225,8 @@ def _augmented_samples(X_train: torch.Tensor, cfg: Config, g: torch.Generator) -
     return to_numpy(torch.stack(copies, 1).reshape(-1, 28, 28))
 
 
-def last(view, variant: str, metric: str) -> float | None:
-    return view.last(f"{variant}: {metric}")
+def last(view, variant: str, name: str) -> float | None:
+    return view.last(metric(variant, name))
 
 
 def _gap_outcome(view):
@@ -266,3 +268,4 @@ QUESTIONS = [
 ]
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

@@ -32,7 +32,8 @@ from labs.core.attribution import BASELINES, METHODS
 from labs.core.config import check, knob
 from labs.core.control import log
 from labs.core.device import seed_everything
-from labs.core.phases import Plan, descend, finite, minibatches
+from labs.core.divergence import LossWatch
+from labs.core.phases import Plan, descend, minibatches
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
 PREFERS_GPU = True
@@ -131,20 +132,15 @@ def fit(model: nn.Module, X, y, plan: Plan, n_steps: int, g, X_test, y_test, nam
     with the test accuracy. Returns when done, or when Stop arrives."""
     opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     cadence = Cadence(n_steps, max_snaps=25, min_seconds=0.2)
+    watch = LossWatch()
     for step, n, xb, yb in minibatches(plan, n_steps, X, y, g, BATCH):
         loss = F.cross_entropy(model(xb), yb)
         descend(opt, loss)
         log(step, **{f"{name} loss": loss})
         if cadence.due(n):
-            finite(loss, step, f"{name} loss")
+            watch.check(step, **{f"{name} loss": loss})
             acc = accuracy(model, X_test, y_test)
-            if (
-                yield Snapshot(
-                    step, plan.total, {f"{name} test_acc": acc, "epoch": n / per_epoch()}, notes=notes
-                )
-            ):
-                plan.stopped = True
-                return
+            yield Snapshot(step, plan.total, {f"{name} test_acc": acc, "epoch": n / per_epoch()}, notes=notes)
 
 
 @torch.no_grad()
@@ -232,8 +228,7 @@ def train(cfg: Config, device: torch.device, pretrained: tuple | None = None):
                 "maps": scaled(maps),
             }
         }
-        if (yield Snapshot(plan.step, plan.total, {"digits test_acc": test_acc}, view=view, notes=notes)):
-            plan.stopped = True
+        yield Snapshot(plan.step, plan.total, {"digits test_acc": test_acc}, view=view, notes=notes)
     if maps is None or plan.ended:
         yield final()
         return
@@ -285,9 +280,7 @@ def _cascade(model, x, target, original, cfg, plan, notes):
                 "maps": {m: np.stack(v) for m, v in shown.items()},
             }
         }
-        if (yield Snapshot(plan.step, plan.total, metrics, view=view, notes=notes)):
-            plan.stopped = True
-            return
+        yield Snapshot(plan.step, plan.total, metrics, view=view, notes=notes)
 
 
 def _data_randomization(model, x, target, original, cfg, plan, g, X, y, X_test, y_test, device, notes):
@@ -315,8 +308,7 @@ def _data_randomization(model, x, target, original, cfg, plan, g, X, y, X_test, 
             }
         }
         metrics = {f"shuffled ρ: {m}": v for m, v in rho.items()}
-        if (yield Snapshot(plan.step, plan.total, metrics, view=view, notes=notes)):
-            plan.stopped = True
+        yield Snapshot(plan.step, plan.total, metrics, view=view, notes=notes)
 
 
 def _faithfulness(model, x, target, cfg, plan, notes):
@@ -331,15 +323,11 @@ def _faithfulness(model, x, target, cfg, plan, notes):
             _, delta = ig.attribute(x, baseline, target=target, n_steps=n, return_convergence_delta=True)
         deltas.append(float(delta.abs().mean()))
         view = {"ig_delta": {"steps": list(IG_STEPS[: len(deltas)]), "delta": list(deltas)}}
-        if (yield Snapshot(plan.step, plan.total, {"IG delta": deltas[-1]}, view=view, notes=notes)):
-            plan.stopped = True
-            return
+        yield Snapshot(plan.step, plan.total, {"IG delta": deltas[-1]}, view=view, notes=notes)
     scores = {}
     for method, _ in zip(METHODS, plan.take(len(METHODS))):
         scores[method] = faithfulness(model, x, target, method, cfg)
-        if (yield Snapshot(plan.step, plan.total, view={"faithfulness": dict(scores)}, notes=notes)):
-            plan.stopped = True
-            return
+        yield Snapshot(plan.step, plan.total, view={"faithfulness": dict(scores)}, notes=notes)
 
 
 def load(cfg: Config, state_dict: dict, pretrained_cfg=None) -> nn.Module:

@@ -19,14 +19,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from figures.variants import metric
 from labs.core import attribution, budget
-from labs.core.compare import load_variants, metric, side_by_side
+from labs.core.compare import load_variants, side_by_side
 from labs.core.config import check, knob
+from labs.core.contract import Experiment
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
-from labs.core.failures import Diverged
+from labs.core.divergence import LossWatch
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
 PREFERS_GPU = True
@@ -279,6 +280,7 @@ def train_one(variant: str, cfg: Config, device: torch.device):
     view = {"images": to_numpy(X_test[:SHOWN, 0]), "truth": M_test[:SHOWN].cpu().numpy()}
     notes = [f"{len(train_set):,} generated training images, {len(X_test)} test images (64×64)."]
     step = 0
+    watch = LossWatch()
     for step in steps(cfg.steps):
         X, M = (
             t.to(device)
@@ -293,14 +295,12 @@ def train_one(variant: str, cfg: Config, device: torch.device):
         schedule.step()
         log(step, train_loss=loss)
         if cadence.due(step):
-            if not math.isfinite(loss.item()):
-                raise Diverged(f"the loss became {loss.item()} at step {step}.")
+            watch.check(step, loss=loss)
             if step == 1:  # the first update only draws the shown masks: it comes at once
                 metrics, picture = {}, {"masks": predict(model, X_test[:SHOWN]).cpu().numpy()}
             else:
                 metrics, picture = evaluate(model, X_test, M_test, band)
-            if (yield Snapshot(step, cfg.steps, metrics, view={**view, **picture}, notes=notes)):
-                break
+            yield Snapshot(step, cfg.steps, metrics, view={**view, **picture}, notes=notes)
             view, notes = {}, []
     yield Snapshot(step, cfg.steps, final=True, state_dict=cpu_state_dict(model))
 
@@ -424,3 +424,4 @@ QUESTIONS = [
 ]
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

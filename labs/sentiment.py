@@ -20,16 +20,17 @@ from captum.attr import LayerIntegratedGradients
 from torch import nn
 from torch.nn import functional as F
 
+from figures.variants import metric
 from labs import reviews as grammar
 from labs.core import budget
-from labs.core.compare import load_variants, metric, side_by_side
+from labs.core.compare import load_variants, side_by_side
 from labs.core.config import check, knob
+from labs.core.contract import Experiment
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
-from labs.core.failures import Diverged
+from labs.core.divergence import LossWatch
 from labs.core.projection import principal_plane
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
 
 PREFERS_GPU = False  # sentences of at most 9 words through a 32-unit LSTM: overhead-bound
@@ -152,7 +153,13 @@ def train_one(variant: str, cfg: Config, device: torch.device):
         f"{len(data.texts):,} generated training reviews, {TEST_REVIEWS:,} test reviews; "
         f"{len(grammar.VOCAB) - 2} words. e.g. “{data.texts[0]}”, “{data.texts[1]}”."
     ]
+    legend = {  # what the word maps and slice charts are labelled with: sent once
+        "vocabulary": list(grammar.VOCAB[2:]),
+        "roles": [grammar.role(w) for w in grammar.VOCAB[2:]],
+        "slices": list(grammar.SLICES),
+    }
     step = 0
+    watch = LossWatch()
     for step in steps(cfg.steps):
         b = torch.randint(0, len(labels), (cfg.batch_size,), generator=g).to(device)
         loss = F.binary_cross_entropy_with_logits(model(tokens[b], lengths[b]), labels[b])
@@ -161,16 +168,14 @@ def train_one(variant: str, cfg: Config, device: torch.device):
         opt.step()
         log(step, train_loss=loss)
         if cadence.due(step):
-            if not math.isfinite(loss.item()):
-                raise Diverged(f"the loss became {loss.item()} at step {step}.")
-            view = {"words": word_map(model)}
+            watch.check(step, loss=loss)
+            view = {"words": word_map(model), **legend}
             if isinstance(model, Reader):
                 with torch.no_grad():
                     view["states"] = to_numpy(model.states(shown.to(device))[0])
                 view["shown"] = SHOWN
-            if (yield Snapshot(step, cfg.steps, slice_accuracy(model, test, device), view=view, notes=notes)):
-                break
-            notes = []
+            yield Snapshot(step, cfg.steps, slice_accuracy(model, test, device), view=view, notes=notes)
+            notes, legend = [], {}
     yield Snapshot(step, cfg.steps, final=True, state_dict=cpu_state_dict(model))
 
 
@@ -246,3 +251,4 @@ QUESTIONS = [
 ]
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

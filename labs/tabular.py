@@ -27,12 +27,12 @@ from torch.nn import functional as F
 
 from labs.core import budget
 from labs.core.config import ConfigError, check, knob
+from labs.core.contract import Experiment
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
-from labs.core.failures import Diverged
+from labs.core.divergence import LossWatch
 from labs.core.projection import principal_plane
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
 from labs.core.tables import Table, split
 from labs.tabular_baselines import attributions, fit_baselines, permutation_scores
@@ -275,6 +275,7 @@ def train(cfg: Config, device: torch.device, upload: Table | None = None):
     ]
     baselines: dict[str, float] = {}
     step, order = 0, torch.empty(0, dtype=torch.long)
+    watch = LossWatch()
     for step in steps(total):
         at = (step - 1) % per_epoch
         if at == 0:
@@ -286,16 +287,14 @@ def train(cfg: Config, device: torch.device, upload: Table | None = None):
         opt.step()
         log(step, train_loss=loss)
         if cadence.due(step):
-            if not math.isfinite(loss.item()):
-                raise Diverged(f"the loss became {loss.item()} at step {step}.")
+            watch.check(step, loss=loss)
             metrics = {
                 f"MLP + embeddings: {name}": score(model, data, data.val, table.task),
                 "epoch": step / per_epoch,
             }
             metrics.update({f"{b}: {name}": v for b, v in baselines.items()})
             snap = Snapshot(step, total, metrics, view={**view, "maps": embedding_maps(model)}, notes=notes)
-            if (yield snap):
-                break
+            yield snap
             view, notes = {}, []
             if not baselines:  # after the first update, so it comes at once: ~1 s of fitting
                 baselines, fitted = fit_baselines(table, cfg.seed)
@@ -360,3 +359,4 @@ QUESTIONS = [
 ]
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

@@ -12,7 +12,6 @@ shows which layers fine-tuning changed; Grad-CAM shows what the net looks at bef
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from figures.variants import metric
 from labs.backbones import (
     RESNET18_FILE,
     SOURCE,
@@ -37,16 +37,16 @@ from labs.backbones import (
     target_digits,
     with_pretraining,
 )
-from labs.blocks import BLOCKS  # noqa: F401 (the page's third experiment, listed with its own)
+from labs.blocks import BLOCKS  # the page's third experiment, listed with its own
 from labs.core import attribution, budget, data
 from labs.core.classifier_metrics import accuracy
-from labs.core.compare import metric, side_by_side
+from labs.core.compare import side_by_side
 from labs.core.config import check, knob
+from labs.core.contract import Experiment
 from labs.core.control import log, steps, stop_requested
-from labs.core.failures import Diverged
+from labs.core.divergence import LossWatch
 from labs.core.hooks import record_activations
 from labs.core.questions import Question
-from labs.core.runner import Experiment
 from labs.core.similarity import centred_gram, gram_cka
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
 
@@ -200,6 +200,7 @@ def adapt(way: str, cfg, backbone_state, train_set, test_set, device, reference=
     g = torch.Generator().manual_seed(cfg.seed + 2)  # the same batches in every way
     cadence = Cadence(cfg.steps, max_snaps=40, min_seconds=0.1)
     step = 0
+    watch = LossWatch()
     for step in steps(cfg.steps):
         batch = torch.randint(0, len(X), (min(cfg.batch_size, len(X)),), generator=g).to(device)
         if way == "frozen":
@@ -211,13 +212,11 @@ def adapt(way: str, cfg, backbone_state, train_set, test_set, device, reference=
         log(step, train_loss=loss)
         if cadence.due(step):
             test_loss, test_acc = accuracy(model, X_test, y_test)
-            if not math.isfinite(test_loss):
-                raise Diverged(f"the test loss became {test_loss} at step {step}.")
+            watch.check(step, test_loss=test_loss)
             view = {}
             if reference is not None:
                 view["cka"] = cka_to(reference, model.backbone, probe)
-            if (yield Snapshot(step, cfg.steps, {"test_loss": test_loss, "test_acc": test_acc}, view=view)):
-                break
+            yield Snapshot(step, cfg.steps, {"test_loss": test_loss, "test_acc": test_acc}, view=view)
     yield Snapshot(step, cfg.steps, final=True, state_dict=cpu_state_dict(model))
 
 
@@ -275,15 +274,11 @@ def train(cfg: Config, device: torch.device):
 
 
 def _first_with(gen, notes: list[str], view: dict):
-    """Pass a run's snapshots (and Stop) through, adding notes and a view to the first."""
-    snap = next(gen)
-    snap.notes, snap.view = notes + snap.notes, {**view, **snap.view}
-    while True:
-        message = yield snap
-        try:
-            snap = gen.send(message)
-        except StopIteration:
-            return
+    """Pass a run's snapshots through, adding notes and a view to the first."""
+    first = next(gen)
+    first.notes, first.view = notes + first.notes, {**view, **first.view}
+    yield first
+    yield from gen
 
 
 # ---------------------------------------------------------------- the sweep over labels
@@ -303,9 +298,7 @@ def sweep(cfg: SweepConfig, device: torch.device):
     fits = [(n, w) for n in sorted(int(p) for p in cfg.points) for w in WAYS]
     results: dict[str, list] = {WAYS[w]: [] for w in WAYS}
     # at once, before the first fit: the backbone's curve and the axes the points will land on
-    if (yield Snapshot(0, len(fits), view={"sweep": results, "pretrain_curve": curve})):
-        yield Snapshot(0, len(fits), view={"sweep": results}, final=True)
-        return
+    yield Snapshot(0, len(fits), view={"sweep": results, "pretrain_curve": curve})
     done = 0
     for done in steps(len(fits)):
         n, way = fits[done - 1]
@@ -315,8 +308,7 @@ def sweep(cfg: SweepConfig, device: torch.device):
             break  # Stop during this fit
         results[WAYS[way]].append([len(y) // len(TARGET), acc])
         metrics = {"labels_per_class": n, f"{WAYS[way]}: test_acc": acc}
-        if (yield Snapshot(done, len(fits), metrics, view={"sweep": results, "pretrain_curve": curve})):
-            break
+        yield Snapshot(done, len(fits), metrics, view={"sweep": results, "pretrain_curve": curve})
     yield Snapshot(done, len(fits), view={"sweep": results}, final=True)
 
 
@@ -417,3 +409,9 @@ QUESTIONS = [
 
 ADAPT = Experiment(Config, train, cost, PREFERS_GPU)
 SWEEP = Experiment(SweepConfig, sweep, sweep_cost, PREFERS_GPU)
+# by part, in the order of the page's Train buttons (labs/core/contract.py)
+EXPERIMENTS = {
+    "adapt": ADAPT,
+    "sweep": SWEEP,
+    "blocks": BLOCKS,
+}
