@@ -21,6 +21,30 @@ PARTS = (
 )
 
 
+KEY_SEPARATOR = "--"
+
+
+def run_key(slug: str, part: str = "") -> str:
+    """The key of one experiment of a page: its runs, widgets and session state live under it.
+    A page with one experiment uses its slug; several use "<slug>--<part>"."""
+    return f"{slug}{KEY_SEPARATOR}{part}" if part else slug
+
+
+def page_of(key: str) -> str:
+    """The page a run key belongs to (a learner has one live run per page)."""
+    return key.split(KEY_SEPARATOR, 1)[0]
+
+
+def part_of(key: str) -> str:
+    """The experiment's part name within its page ("" on a one-experiment page)."""
+    return key.split(KEY_SEPARATOR, 1)[1] if KEY_SEPARATOR in key else ""
+
+
+def link_prefix(part: str) -> str:
+    """How a page with several experiments names one's settings in a shared link: "<part>."."""
+    return f"{part}." if part else ""
+
+
 @dataclass(frozen=True)
 class Chapter:
     number: int
@@ -30,7 +54,7 @@ class Chapter:
     summary: str
     icon: str
     smoke: dict = field(default_factory=dict)  # URL settings for a quick run (tests, demos)
-    experiments: tuple[str, ...] = ()  # run keys of the page's Train buttons (default: slug)
+    parts: tuple[str, ...] = ("",)  # the lab's EXPERIMENTS, in the order of the page's Train buttons
     long_run: dict = field(default_factory=dict)  # URL settings for a run long enough to Stop
     suffix: str = ""  # "b" for 12b: a chapter added beside another, after it
 
@@ -45,12 +69,12 @@ class Chapter:
 
     @property
     def run_keys(self) -> tuple[str, ...]:
-        return self.experiments or (self.slug,)
+        return tuple(run_key(self.slug, part) for part in self.parts)
 
     @property
     def page(self) -> str:
-        """The page's file, as an absolute path: the navigation script lives in server/, not
-        beside pages/ (see server/navigation.py)."""
+        """The page's file, as an absolute path (the navigation script, pages/navigation.py,
+        hands Streamlit absolute paths)."""
         return str(PAGES / f"{self.slug}.py")
 
     @property
@@ -87,7 +111,7 @@ CHAPTERS = (
         "SGD to AdamW racing on surfaces and on a real net; LR range test; schedules.",
         "🏁",
         {"surface.steps": "60", "net.steps": "60", "finder.steps": "40"},
-        ("optimizers--surface", "optimizers--finder", "optimizers--net"),
+        ("surface", "finder", "net"),
         long_run={"surface.steps": "10000", "surface.surface": "rosenbrock"},
     ),
     Chapter(
@@ -146,7 +170,7 @@ CHAPTERS = (
             "blocks.steps": "20",
             "blocks.depth": "4",
         },
-        ("transfer--adapt", "transfer--sweep", "transfer--blocks"),
+        ("adapt", "sweep", "blocks"),
         long_run={"adapt.steps": "3000", "adapt.labels_per_class": "500"},
     ),
     Chapter(
@@ -198,7 +222,7 @@ CHAPTERS = (
         "a DCGAN draws digits.",
         "🎭",
         {"toy.steps": "100", "digits.steps": "50"},
-        ("gans--toy", "gans--digits"),
+        ("toy", "digits"),
         long_run={"toy.steps": "50000"},
     ),
     Chapter(
@@ -209,7 +233,7 @@ CHAPTERS = (
         "Q-learning walks a grid world to the optimal policy value iteration knows; a DQN balances CartPole.",
         "🕹️",
         {"grid.episodes": "50", "cartpole.steps": "1000"},
-        ("reinforcement--grid", "reinforcement--cartpole"),
+        ("grid", "cartpole"),
         long_run={"grid.episodes": "20000", "grid.watch_ms": "2"},
     ),
     Chapter(
@@ -261,7 +285,7 @@ CHAPTERS = (
         "Eight Captum methods on one set of digits; which pass sanity checks; FGSM, PGD, a net that resists.",
         "🔍",
         {"explain.epochs": "1", "explain.shuffled_epochs": "0", "attack.epochs": "1"},
-        ("interpretability--explain", "interpretability--attack"),
+        ("explain", "attack"),
         long_run={"explain.epochs": "30"},
     ),
     Chapter(

@@ -11,28 +11,28 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from chapters import link_prefix, part_of
+from components.keys import state_key, widget_key
 from labs.core.config import Knob, coerce_value, from_params, knobs, log_ladder, to_params
 
 
-def _widget_key(key: str, name: str) -> str:
-    return f"{key}-{name}"
-
-
-def config_controls(cls, key: str, container=None, prefix: str = "", exclude: tuple = ()):
-    """Draw one control per knob of `cls` in `container`; return the Config they describe."""
+def config_controls(cls, key: str, container=None, exclude: tuple = ()):
+    """Draw one control per knob of `cls` in `container`; return the Config they describe.
+    On a page with several experiments, each reads and writes its own "<part>." link settings."""
     container = container or st.sidebar
+    prefix = link_prefix(part_of(key))
     _read_link_once(cls, key, prefix)
-    saved = st.session_state.get(f"{key}.__cfg")  # survives leaving the page; widgets do not
+    saved = st.session_state.get(state_key(key, "cfg"))  # survives leaving the page; widgets do not
     values = {}
     for name, k, default in knobs(cls):
         if name in exclude:
             continue
-        wkey = _widget_key(key, name)
+        wkey = widget_key(key, name)
         if wkey not in st.session_state:
             st.session_state[wkey] = getattr(saved, name) if saved is not None else default
         values[name] = _control(container, k, default, wkey)
     cfg = cls(**values)
-    st.session_state[f"{key}.__cfg"] = cfg
+    st.session_state[state_key(key, "cfg")] = cfg
     _write_link(cfg, prefix)
     return cfg
 
@@ -61,7 +61,7 @@ def _control(container, k: Knob, default, wkey: str):
 
 def saved_config(key: str):
     """The Config the controls of `key` described at the last script run."""
-    return st.session_state[f"{key}.__cfg"]
+    return st.session_state[state_key(key, "cfg")]
 
 
 def set_control(cls, key: str, name: str, value) -> None:
@@ -69,24 +69,24 @@ def set_control(cls, key: str, name: str, value) -> None:
     Call it from a button's on_click, before the control is drawn."""
     k = next(kn for n, kn, _ in knobs(cls) if n == name)
     default = next(d for n, _, d in knobs(cls) if n == name)
-    st.session_state[_widget_key(key, name)] = coerce_value(name, k, default, value)[0]
+    st.session_state[widget_key(key, name)] = coerce_value(name, k, default, value)[0]
 
 
 def _read_link_once(cls, key: str, prefix: str) -> None:
-    marker = f"{key}.__link_read"
+    marker = state_key(key, "link_read")
     if marker in st.session_state:
         return
     st.session_state[marker] = True
     raw = {k: st.query_params.get(k) for k in st.query_params}
     cfg, notices = from_params(cls, raw, prefix)
     for name, _, _ in knobs(cls):
-        st.session_state[_widget_key(key, name)] = getattr(cfg, name)
-    st.session_state[f"{key}.__notices"] = notices
+        st.session_state[widget_key(key, name)] = getattr(cfg, name)
+    st.session_state[state_key(key, "notices")] = notices
 
 
 def link_notices(key: str) -> None:
     """Say which settings of the opened link were out of range or invalid, and what was used."""
-    notices = st.session_state.get(f"{key}.__notices") or []
+    notices = st.session_state.get(state_key(key, "notices")) or []
     if notices:
         st.warning(
             "Some settings in this link were adjusted:\n\n" + "\n".join(f"- {n}" for n in notices), icon="🔧"
@@ -105,11 +105,11 @@ def _write_link(cfg, prefix: str) -> None:
 
 def share_link(*configs: tuple) -> None:
     """The full link to these settings, to paste to a classmate (the seed included).
-    Pass (cfg, prefix) pairs; a page with several experiments shares them all in one link."""
+    Pass (cfg, run key) pairs; a page with several experiments shares them all in one link."""
     base = (st.context.url or "").split("?")[0]
     params = {}
-    for cfg, prefix in configs:
-        params |= to_params(cfg, prefix)
+    for cfg, key in configs:
+        params |= to_params(cfg, link_prefix(part_of(key)))
     with st.sidebar.expander("Share this run"):
         st.caption("Anyone opening this link gets the same settings and seed, so the same run.")
         st.code(f"{base}?{urlencode(params)}" if params else base, language=None)

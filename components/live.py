@@ -1,5 +1,6 @@
-"""A page's runs: Train and Stop, the budget's estimate, the live panel while a run trains, and
-its final state once it has ended.
+"""What a page shows of its runs: Train and Stop, the budget's estimate, the live panel while a
+run trains, and its final state once it has ended. Which runs a session holds, and starting and
+stopping them, is the server's (server/sessions.py).
 
 While a run trains the page does not rerun: one components-v2 element per experiment, the
 live panel (panel.js), receives the frames the worker draws over a WebSocket (server/channel.py)
@@ -8,8 +9,7 @@ channel, so a run's first frame reaches it without waiting for the rerun that Tr
 When the run ends, the panel asks for one rerun, and the page draws the final state with the
 same figure functions, plus what needs the weights.
 
-Runs belong to the browser session through a session-scoped resource: closing the tab releases
-it, which stops the session's runs and frees their slots for other learners.
+The panel is told the run states' names (labs/core/runner.py RunState) rather than knowing them.
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ from pathlib import Path
 import streamlit as st
 
 from components import controls
-from components.views import NUMBERS, Views, cells
+from components.keys import state_key, widget_key
+from figures.views import NUMBERS, Views, cells
 from labs.core.budget import Limits, duration, judge, measured_speed, size
+from labs.core.contract import Experiment
 from labs.core.device import pick_device
-from labs.core.runner import Experiment, RunState, RunView, TrainingRun
-from labs.core.workers import executor
-from server.channel import HUB, Channel, owner_of
-from server.routes import XSRF_COOKIE, live_path, plotly_url
+from labs.core.runner import ENDED, RunState, RunView
+from server.channel import IDLE
+from server.routes import live_path, plotly_url
+from server.sessions import channel_for, current_run, start_run, stop_run
 
 HERE = Path(__file__).resolve().parent
 PANEL = st.components.v2.component(
@@ -36,63 +38,9 @@ PANEL = st.components.v2.component(
 )
 
 
-def _stop_all(runs: dict[str, TrainingRun]) -> None:
-    for run in runs.values():
-        run.stop()
-
-
-@st.cache_resource(scope="session", on_release=_stop_all, show_spinner=False)
-def session_runs() -> dict[str, TrainingRun]:
-    """This browser session's runs, by key ("page" or "page--experiment")."""
-    return {}
-
-
-def _close_all(channels: dict[str, Channel]) -> None:
-    for channel in channels.values():
-        channel.close()
-
-
-@st.cache_resource(scope="session", on_release=_close_all, show_spinner=False)
-def session_channels() -> dict[str, Channel]:
-    """This browser session's live channels, one per experiment key."""
-    return {}
-
-
-def channel_for(key: str) -> Channel:
-    """The experiment's channel for its next run (or its live one). Once a run on it has ended,
-    a fresh token replaces it: the old one lapses shortly after, with its run."""
-    channels = session_channels()
-    channel = channels.get(key)
-    if channel is None or channel.expired or channel.ended:
-        channel = channels[key] = HUB.open(None, owner_of(st.context.cookies.get(XSRF_COOKIE)))
-    return channel
-
-
-def current_run(key: str) -> TrainingRun | None:
-    return session_runs().get(key)
-
-
-def start_run(key: str, experiment: Experiment, cfg, views: Views) -> TrainingRun:
-    """Start a run; a learner has one live run per page, so any other one on the page stops.
-    A run past the server's budget is refused at once, with what to lower."""
-    runs = session_runs()
-    page = key.split("--")[0]
-    for other_key, other in runs.items():
-        if other_key.split("--")[0] == page:
-            other.stop()
-    run = TrainingRun(
-        experiment.train,
-        cfg,
-        pick_device(experiment.prefers_gpu),
-        label=key,
-        remote=executor() == "process",  # off the server's GIL, and killable
-        cost=experiment.cost,
-        views=views.draw,
-    )
-    runs[key] = run
-    run.channel = channel_for(key)
-    run.channel.attach(run)  # before it starts: the panel already listens on this channel
-    return run.start()
+# The run states' names, as the panel compares them, and which of them end a run; IDLE is what
+# a channel says before the page's first run (server/channel.py).
+STATES = {s.name: s.value for s in RunState} | {"ENDED": [s.value for s in ENDED], "IDLE": IDLE}
 
 
 def run_buttons(key: str, experiment: Experiment, cfg, views: Views) -> None:
@@ -112,7 +60,7 @@ def _buttons(key: str, experiment: Experiment, cfg, views: Views) -> None:
     left.button(
         views.button,
         type="primary",
-        key=f"{key}-train",
+        key=widget_key(key, "train"),
         width="stretch",
         on_click=start_run,
         args=(key, experiment, cfg, views),
@@ -120,19 +68,13 @@ def _buttons(key: str, experiment: Experiment, cfg, views: Views) -> None:
     run = current_run(key)
     right.button(
         "Stop",
-        key=f"{key}-stop",
+        key=widget_key(key, "stop"),
         width="stretch",
-        on_click=_stop,
+        on_click=stop_run,
         args=(key,),
-        disabled=run is None or run.status()["state"] not in ("queued", "running"),
+        disabled=run is None or not RunState(run.status()["state"]).alive,
     )
     _estimate(key, experiment, cfg)
-
-
-def _stop(key: str) -> None:
-    run = current_run(key)
-    if run is not None:
-        run.stop()
 
 
 def _estimate(key: str, experiment: Experiment, cfg) -> None:
@@ -148,7 +90,7 @@ def _estimate(key: str, experiment: Experiment, cfg) -> None:
     st.warning(verdict.message, icon="🧮")
     if verdict.suggestion and st.button(
         "Use settings that fit",
-        key=f"{key}-fit",
+        key=widget_key(key, "fit"),
         on_click=_use_settings,
         args=(type(cfg), key, verdict.suggestion),
     ):
@@ -190,8 +132,11 @@ def panel(key: str, views: Views, view: RunView | None) -> None:
         "layout": views.layout,
         "final": view.id if view is not None and not view.alive else None,
         "live": view.id if view is not None and view.alive else None,
+        "states": STATES,
     }
-    PANEL(key=f"{key}-live", data=data, on_started_change=lambda: None, on_ended_change=lambda: None)
+    PANEL(
+        key=widget_key(key, "live"), data=data, on_started_change=lambda: None, on_ended_change=lambda: None
+    )
 
 
 def preload() -> None:
@@ -214,10 +159,10 @@ def status(view: RunView) -> None:
 
 def final_parts(key: str, views: Views, view: RunView) -> dict:
     """The ended run's parts, drawn once (a rerun after each widget change reuses them)."""
-    memo = st.session_state.get(f"{key}.__final")
+    memo = st.session_state.get(state_key(key, "final"))
     if memo is None or memo[0] != view.id:
         memo = (view.id, views.draw(view))
-        st.session_state[f"{key}.__final"] = memo
+        st.session_state[state_key(key, "final")] = memo
     return memo[1]
 
 
@@ -246,4 +191,4 @@ def _part(column, key: str, name: str, part: dict, selectable: bool) -> None:
 
 def chart_key(key: str, name: str) -> str:
     """The widget key of a final chart (its selection is in st.session_state under it)."""
-    return f"{key}-chart-{name}"
+    return widget_key(key, f"chart-{name}")

@@ -13,10 +13,13 @@ import streamlit as st
 
 import chapters
 from components import controls, live
-from components.views import Views
+from components.keys import state_key, widget_key
+from figures.views import Views
+from labs.core.contract import Experiment
 from labs.core.questions import Question
-from labs.core.runner import Experiment, RunView
+from labs.core.runner import RunView
 from labs.core.snapshot import weights_bytes
+from server.sessions import current_run, start_run
 
 CONTENT = Path(__file__).resolve().parents[1] / "content"
 
@@ -27,7 +30,7 @@ def chapter(slug: str, lab, views: Views):
     Returns the Config the controls describe."""
     intro(slug, chapters.by_slug(slug).label)
     cfg = controls.config_controls(lab.Config, slug)
-    controls.share_link((cfg, ""))
+    controls.share_link((cfg, slug))
     controls.link_notices(slug)
     live.run_buttons(slug, lab.EXPERIMENT, cfg, views)
     return cfg
@@ -59,7 +62,7 @@ def intro(stem: str, title: str) -> None:
 def memo(key: tuple, compute):
     """compute() once per key for this session (explanations of a finished run): a rerun
     after each widget change should not redo Integrated Gradients. Keeps the last 16."""
-    cache = st.session_state.setdefault("__memo", {})
+    cache = st.session_state.setdefault(state_key("app", "memo"), {})
     if key not in cache:
         if len(cache) >= 16:
             cache.pop(next(iter(cache)))
@@ -70,7 +73,7 @@ def memo(key: tuple, compute):
 def cnn_from_cnn_chapter():
     """(Config, weights) of the CNN this session trained on 28×28 digits in the CNN chapter, for
     the chapters that explain or deploy it; None if there is none (not yet, an MLP, 8×8 digits)."""
-    run = live.current_run("convnets")
+    run = current_run("convnets")
     view = run.view() if run is not None else None
     if view is None or view.alive or view.state_dict is None:
         return None
@@ -123,14 +126,14 @@ def downloads(view: RunView | None, stem: str) -> None:
             "Download weights (.pt)",
             weights_bytes(view.state_dict, view.cfg),
             f"{stem}-{view.id}.pt",
-            key=f"{stem}-dl-pt",
+            key=widget_key(stem, "dl-pt"),
             on_click="ignore",
         )
     right.download_button(
         "Download metrics (.csv)",
         pd.DataFrame(view.history).to_csv(index=False),
         f"{stem}-{view.id}.csv",
-        key=f"{stem}-dl-csv",
+        key=widget_key(stem, "dl-csv"),
         on_click="ignore",
     )
 
@@ -139,12 +142,12 @@ def questions(items: list[Question], key: str, experiment: Experiment, views: Vi
     """Each question: pick a prediction, run the experiment that settles it, see who was right."""
     st.subheader("Predict, then run")
     for i, q in enumerate(items):
-        qkey = f"{key}-q{i}"
+        qkey = widget_key(key, f"q{i}")
         with st.container(border=True):
-            guess = st.radio(q.prompt, q.options, index=None, key=f"{qkey}-guess", horizontal=True)
+            guess = st.radio(q.prompt, q.options, index=None, key=widget_key(qkey, "guess"), horizontal=True)
             st.button(
                 "Run it",
-                key=f"{qkey}-run",
+                key=widget_key(qkey, "run"),
                 disabled=guess is None,
                 on_click=_run_question,
                 args=(q, qkey, key, experiment, views),
@@ -156,12 +159,12 @@ def _run_question(q: Question, qkey: str, key: str, experiment: Experiment, view
     cfg = dataclasses.replace(controls.saved_config(key), **q.settings)
     for name, value in q.settings.items():  # the sidebar shows the settings that answer it
         controls.set_control(type(cfg), key, name, value)
-    st.session_state[f"{qkey}.run_id"] = live.start_run(key, experiment, cfg, views).id
+    st.session_state[state_key(qkey, "run_id")] = start_run(key, experiment, cfg, views).id
 
 
 def _verdict(q: Question, qkey: str, key: str, guess: str | None) -> None:
-    run = live.current_run(key)
-    if run is None or st.session_state.get(f"{qkey}.run_id") != run.id:
+    run = current_run(key)
+    if run is None or st.session_state.get(state_key(qkey, "run_id")) != run.id:
         return
     view = run.view()
     if view.alive:

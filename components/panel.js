@@ -1,4 +1,4 @@
-// The live panel: one per chapter page. It opens the run's WebSocket, draws every frame into
+// The live panel: one per experiment of a page. It opens the run's WebSocket, draws every frame into
 // stable divs with Plotly.react (a chart is never remounted while the run trains), and asks
 // for the next frame only once the last one is drawn: the server keeps only the newest, so a
 // slow browser skips frames instead of falling behind.
@@ -50,15 +50,19 @@ function cells(layout, names) {
   return rows;
 }
 
-function statusText(s) {
+// A run's states come from the server (labs/core/runner.py RunState, sent by components/live.py
+// as `data.states`); the panel has one state of its own: it lost its connection.
+const LOST = "lost";
+
+function statusText(s, states) {
   const step = s.total ? `step ${s.step.toLocaleString()} of ${s.total.toLocaleString()}` : "starting";
   const eta = s.eta != null ? ` · about ${Math.round(s.eta)} s left` : "";
   switch (s.state) {
-    case "queued":
+    case states.QUEUED:
       return `⏳ Waiting for a free slot: position ${s.queue || 1} in the queue (${s.busy} runs training now).`;
-    case "running":
+    case states.RUNNING:
       return `${s.stopping ? "Stopping" : "Training"}: ${step}${eta}`;
-    case "done":
+    case states.DONE:
       return `✅ Done in ${s.elapsed.toFixed(1)} s.`;
     default:
       return s.message || s.state;
@@ -83,7 +87,7 @@ class Panel {
     const root = document.createElement("div");
     root.className = "dl-panel";
     root.innerHTML =
-      '<div class="dl-status" data-state="idle"><div class="dl-bar"><div></div></div><span></span></div>' +
+      '<div class="dl-status"><div class="dl-bar"><div></div></div><span></span></div>' +
       '<div class="dl-notes"></div><div class="dl-numbers"></div><div class="dl-grid"></div>';
     parent.appendChild(root);
     root.__panel = this; // for the browser tests (they cut the connection to see it come back)
@@ -119,11 +123,12 @@ class Panel {
       this.token = data.token;
       this.retries = 0;
       this.root.dataset.path = data.path; // the channel's address (tests read it)
+      this.status.dataset.state = data.states.IDLE;
       this.reset(null);
       const token = data.token;
       loadPlotly(data.plotly).then(
         () => this.connect(token),
-        (err) => this.say({ state: "failed", message: String(err) }),
+        (err) => this.say({ state: data.states.FAILED, message: String(err) }),
       );
     }
     this.root.classList.toggle("dl-live", this.run !== null && this.run !== data.final);
@@ -164,7 +169,7 @@ class Panel {
       if (socket === this.socket) this.root.dataset.connected = "";
       if (socket !== this.socket || this.ended || token !== this.token) return;
       if (this.retries >= MAX_RETRIES) {
-        return this.say({ state: "lost", message: "The live view lost its connection: reload the page." });
+        return this.say({ state: LOST, message: "The live view lost its connection: reload the page." });
       }
       const wait = RETRY_MS[Math.min(this.retries++, RETRY_MS.length - 1)];
       setTimeout(() => this.connect(token), wait); // a dropped connection: pick the run up again
@@ -291,10 +296,10 @@ class Panel {
 
   say(s) {
     this.status.dataset.state = s.state;
-    this.status.lastChild.textContent = statusText(s);
+    this.status.lastChild.textContent = statusText(s, this.data.states);
     this.status.firstChild.firstChild.style.width = `${Math.round(100 * Math.min(s.progress || 0, 1))}%`;
     this.notes.textContent = (s.notes || []).join("\n");
-    const over = ["done", "stopped", "failed", "lost"].includes(s.state);
+    const over = [...this.data.states.ENDED, LOST].includes(s.state);
     if (over && !this.ended && this.run !== null && this.run !== this.data.final) {
       this.ended = true;
       this.unannounced = null; // the "ended" rerun shows it

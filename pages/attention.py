@@ -3,9 +3,9 @@ model labs/core/seq2seq.py."""
 
 import streamlit as st
 
-from components import attention as figures
 from components import page
-from components.views import attention as views
+from figures import attention as figures
+from figures.views import attention as views
 from labs import attention as lab
 from labs.core import seq2seq
 

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from components import page
-from components.views import autoencoders as views
+from figures.views import autoencoders as views
 from labs import autoencoders as lab
 
 KEY = "autoencoders"

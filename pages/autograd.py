@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from components import curves, graph, live, page
-from components.views import autograd as views
+from components import live, page
+from figures import curves, graph
+from figures.views import autograd as views
 from labs import autograd as lab
 from labs import expression
 

@@ -1,11 +1,11 @@
 """Chapter 11 — Collaborative filtering. UI only: the models and loop are labs/collaborative.py,
-the ratings labs/ratings.py, what they show while they train components/views/collaborative.py."""
+the ratings labs/ratings.py, what they show while they train figures/views/collaborative.py."""
 
 import pandas as pd
 import streamlit as st
 
 from components import page
-from components.views import collaborative as views
+from figures.views import collaborative as views
 from labs import collaborative as lab
 from labs.ratings import split
 

@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from components import images, page
-from components.views import convnets as views
+from components import page
+from figures import images
+from figures.views import convnets as views
 from labs import convnets as lab
 
 KEY = "convnets"

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from components import controls, page
-from components.views import initialization as views
+from figures.views import initialization as views
 from labs import initialization as lab
 from labs.core import mlp
 

@@ -1,18 +1,20 @@
 """Chapter 18 — Interpretability. UI only: the methods and sanity checks are labs/saliency.py,
-the attacks labs/adversarial.py, what they show components/views/interpretability.py."""
+the attacks labs/adversarial.py, what they show figures/views/interpretability.py."""
 
 import dataclasses
 
 import streamlit as st
 
 import chapters
-from components import controls, images, live, page
-from components.views import interpretability as views
+from chapters import run_key
+from components import controls, live, page
+from figures import images
+from figures.views import interpretability as views
 from labs import adversarial, saliency
 from labs import interpretability as lab
 
 PAGE = "interpretability"
-EXPLAIN, ATTACK = f"{PAGE}--explain", f"{PAGE}--attack"
+EXPLAIN, ATTACK = run_key(PAGE, "explain"), run_key(PAGE, "attack")
 page.intro(PAGE, chapters.by_slug(PAGE).label)
 explain_tab, attack_tab = st.tabs(["Eight methods, and their sanity checks", "Adversarial examples"])
 
@@ -73,7 +75,7 @@ def attacked_examples(view) -> None:
 
 
 with explain_tab:
-    e_cfg = controls.config_controls(saliency.Config, EXPLAIN, st.container(), prefix="explain.")
+    e_cfg = controls.config_controls(saliency.Config, EXPLAIN, st.container())
     controls.link_notices(EXPLAIN)
     explaining = page.with_cnn_from_cnn_chapter(lab.EXPLAIN, e_cfg, "Explaining", "Conv layers and epochs")
     live.run_buttons(EXPLAIN, explaining, e_cfg, views.EXPLAIN)
@@ -84,7 +86,7 @@ with explain_tab:
     page.questions(lab.EXPLAIN_QUESTIONS, EXPLAIN, lab.EXPLAIN, views.EXPLAIN)
 
 with attack_tab:
-    a_cfg = controls.config_controls(adversarial.Config, ATTACK, st.container(), prefix="attack.")
+    a_cfg = controls.config_controls(adversarial.Config, ATTACK, st.container())
     controls.link_notices(ATTACK)
     live.run_buttons(ATTACK, lab.ATTACK, a_cfg, views.ATTACK)
     attack_view = live.show(ATTACK, views.ATTACK)
@@ -93,7 +95,7 @@ with attack_tab:
     page.downloads(attack_view, ATTACK)
     page.questions(lab.ATTACK_QUESTIONS, ATTACK, lab.ATTACK, views.ATTACK)
 
-controls.share_link((e_cfg, "explain."), (a_cfg, "attack."))
+controls.share_link((e_cfg, EXPLAIN), (a_cfg, ATTACK))
 page.show_code(
     saliency.train, saliency.all_maps, saliency.cascade_layers, adversarial.fgsm_step, adversarial.attack
 )

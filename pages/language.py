@@ -6,8 +6,9 @@ import functools
 
 import streamlit as st
 
-from components import controls, live, page, sequences
-from components.views import language as views
+from components import controls, live, page
+from figures import sequences
+from figures.views import language as views
 from labs import language as lab
 from labs.core import text
 
@@ -17,7 +18,7 @@ KEY = "language"
 UPLOAD_CAP_MB = 50
 page.intro(KEY, "13. Language models")
 cfg = controls.config_controls(lab.Config, KEY)
-controls.share_link((cfg, ""))
+controls.share_link((cfg, KEY))
 controls.link_notices(KEY)
 
 

@@ -1,7 +1,7 @@
 """Chapter 5 — Normalization & residual connections. UI only: the lab is labs/normalization.py."""
 
 from components import page
-from components.views import normalization as views
+from figures.views import normalization as views
 from labs import normalization as lab
 from labs.core import compare as core_compare
 from labs.core import mlp

@@ -1,10 +1,11 @@
 """Chapter 2 — Neural network playground. UI only: the model and loop are labs/playground.py,
-what a run shows while it trains components/views/playground.py."""
+what a run shows while it trains figures/views/playground.py."""
 
 import streamlit as st
 
-from components import images, live, page
-from components.views import playground as views
+from components import live, page
+from figures import images
+from figures.views import playground as views
 from labs import playground as lab
 
 KEY = "playground"

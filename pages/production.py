@@ -1,5 +1,5 @@
 """Chapter 19 — Taking a model to production. UI only: export, quantization, pruning and timing
-are labs/production.py, what they show components/views/production.py, the canvas
+are labs/production.py, what they show figures/views/production.py, the canvas
 components/canvas.py."""
 
 import numpy as np
@@ -7,15 +7,16 @@ import pandas as pd
 import streamlit as st
 
 import chapters
-from components import canvas, controls, images, live, page
-from components.views import production as views
+from components import canvas, controls, live, page
+from figures import images
+from figures.views import production as views
 from labs import deploy
 from labs import production as lab
 
 KEY = "production"
 page.intro(KEY, chapters.by_slug(KEY).label)
 cfg = controls.config_controls(lab.Config, KEY)
-controls.share_link((cfg, ""))
+controls.share_link((cfg, KEY))
 controls.link_notices(KEY)
 if not deploy.onnx_available():
     st.warning(deploy.ONNX_MISSING)

@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from components import page, sequences
-from components.views import recurrent as views
+from components import page
+from figures import sequences
+from figures.views import recurrent as views
 from labs import recurrent as lab
 from labs.core import compare as core_compare
 

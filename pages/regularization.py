@@ -1,7 +1,7 @@
 """Chapter 6 — Overfitting & regularization. UI only: the lab is labs/regularization.py."""
 
 from components import page
-from components.views import regularization as views
+from figures.views import regularization as views
 from labs import regularization as lab
 from labs.core import compare as core_compare
 

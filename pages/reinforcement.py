@@ -1,16 +1,17 @@
 """Chapter 17 — Reinforcement learning. UI only: Q-learning is labs/qlearning.py (the world
-labs/gridworld.py), the DQN labs/dqn.py, what they show components/views/reinforcement.py."""
+labs/gridworld.py), the DQN labs/dqn.py, what they show figures/views/reinforcement.py."""
 
 import streamlit as st
 
 import chapters
+from chapters import run_key
 from components import controls, live, page
-from components.views import reinforcement as views
+from figures.views import reinforcement as views
 from labs import dqn
 from labs import reinforcement as lab
 
 PAGE = "reinforcement"
-GRID, CARTPOLE = f"{PAGE}--grid", f"{PAGE}--cartpole"
+GRID, CARTPOLE = run_key(PAGE, "grid"), run_key(PAGE, "cartpole")
 page.intro(PAGE, chapters.by_slug(PAGE).label)
 grid_tab, cart_tab = st.tabs(["Q-learning on a grid world", "DQN on CartPole"])
 
@@ -58,7 +59,7 @@ def greedy_replay(view) -> None:
 
 
 with grid_tab:
-    g_cfg = controls.config_controls(lab.GridConfig, GRID, st.container(), prefix="grid.")
+    g_cfg = controls.config_controls(lab.GridConfig, GRID, st.container())
     controls.link_notices(GRID)
     live.run_buttons(GRID, lab.GRID, g_cfg, views.GRID)
     page.downloads(live.show(GRID, views.GRID), GRID)
@@ -67,7 +68,7 @@ with grid_tab:
 with cart_tab:
     if not dqn.available():
         st.warning(dqn.GYM_MISSING)
-    c_cfg = controls.config_controls(lab.CartPoleConfig, CARTPOLE, st.container(), prefix="cartpole.")
+    c_cfg = controls.config_controls(lab.CartPoleConfig, CARTPOLE, st.container())
     controls.link_notices(CARTPOLE)
     live.run_buttons(CARTPOLE, lab.CARTPOLE, c_cfg, views.CARTPOLE)
     cart_view = live.show(CARTPOLE, views.CARTPOLE)
@@ -75,5 +76,5 @@ with cart_tab:
         greedy_replay(cart_view)
     page.downloads(cart_view, CARTPOLE)
 
-controls.share_link((g_cfg, "grid."), (c_cfg, "cartpole."))
+controls.share_link((g_cfg, GRID), (c_cfg, CARTPOLE))
 page.show_code(lab.train_grid, dqn.train, dqn.td_loss)

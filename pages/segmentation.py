@@ -1,10 +1,10 @@
 """Chapter 9 — Segmentation. UI only: the nets and loop are labs/segmentation.py, what they show
-while they train components/views/segmentation.py."""
+while they train figures/views/segmentation.py."""
 
 import streamlit as st
 
 from components import page
-from components.views import segmentation as views
+from figures.views import segmentation as views
 from labs import segmentation as lab
 
 KEY = "segmentation"

@@ -1,10 +1,10 @@
 """Chapter 12b — Text classification. UI only: the reviews are labs/reviews.py, the models and
-loop labs/sentiment.py, what they show while they train components/views/sentiment.py."""
+loop labs/sentiment.py, what they show while they train figures/views/sentiment.py."""
 
 import streamlit as st
 
 from components import page
-from components.views import sentiment as views
+from figures.views import sentiment as views
 from labs import reviews as grammar
 from labs import sentiment as lab
 

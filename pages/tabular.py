@@ -7,7 +7,7 @@ import functools
 import streamlit as st
 
 from components import controls, live, page
-from components.views import tabular as views
+from figures.views import tabular as views
 from labs import tabular as lab
 from labs.core import tables
 
@@ -15,7 +15,7 @@ KEY = "tabular"
 UPLOAD_CAP_MB = 50  # past this the browser refuses the file; below it the lab says why (20 MB)
 page.intro(KEY, "10. Tabular data & embeddings")
 cfg = controls.config_controls(lab.Config, KEY)
-controls.share_link((cfg, ""))
+controls.share_link((cfg, KEY))
 controls.link_notices(KEY)
 
 

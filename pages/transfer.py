@@ -1,17 +1,19 @@
 """Chapter 8 — Modern CNNs & transfer learning. UI only: the experiments are labs/transfer.py,
-what they show while they train components/views/transfer.py."""
+what they show while they train figures/views/transfer.py."""
 
 import streamlit as st
 
 import chapters
-from components import controls, images, live, page
-from components.views import transfer as views
+from chapters import run_key
+from components import controls, live, page
+from figures import images
+from figures.views import transfer as views
 from labs import blocks
 from labs import transfer as lab
 from labs.core.similarity import linear_cka
 
 PAGE = "transfer"
-ADAPT, SWEEP, BLOCKS = f"{PAGE}--adapt", f"{PAGE}--sweep", f"{PAGE}--blocks"
+ADAPT, SWEEP, BLOCKS = run_key(PAGE, "adapt"), run_key(PAGE, "sweep"), run_key(PAGE, "blocks")
 page.intro(PAGE, chapters.by_slug(PAGE).label)
 adapt_tab, sweep_tab, blocks_tab = st.tabs(
     ["Transfer, three ways", "How many labels?", "Plain, residual, dense"]
@@ -42,7 +44,7 @@ def grad_cam_before_and_after(view) -> None:
 
 
 with adapt_tab:
-    a_cfg = controls.config_controls(lab.Config, ADAPT, st.container(), prefix="adapt.")
+    a_cfg = controls.config_controls(lab.Config, ADAPT, st.container())
     controls.link_notices(ADAPT)
     live.run_buttons(ADAPT, lab.ADAPT, a_cfg, views.ADAPT)
     adapt = live.show(ADAPT, views.ADAPT)
@@ -55,13 +57,13 @@ with sweep_tab:
         "Each point adapts the same pre-trained backbone afresh with that many labelled examples "
         "of each digit, three ways, and scores it on the same unseen digits."
     )
-    s_cfg = controls.config_controls(lab.SweepConfig, SWEEP, st.container(), prefix="sweep.")
+    s_cfg = controls.config_controls(lab.SweepConfig, SWEEP, st.container())
     controls.link_notices(SWEEP)
     live.run_buttons(SWEEP, lab.SWEEP, s_cfg, views.SWEEP)
     page.downloads(live.show(SWEEP, views.SWEEP), SWEEP)
 
 with blocks_tab:
-    b_cfg = controls.config_controls(blocks.BlocksConfig, BLOCKS, st.container(), prefix="blocks.")
+    b_cfg = controls.config_controls(blocks.BlocksConfig, BLOCKS, st.container())
     growth = blocks.dense_growth(b_cfg.depth, b_cfg.width)
     plain, dense = (blocks.conv_params(k, b_cfg.depth, b_cfg.width, growth) for k in ("plain", "dense"))
     st.caption(
@@ -72,6 +74,6 @@ with blocks_tab:
     live.run_buttons(BLOCKS, blocks.BLOCKS, b_cfg, views.BLOCKS)
     page.downloads(live.show(BLOCKS, views.BLOCKS), BLOCKS)
 
-controls.share_link((a_cfg, "adapt."), (s_cfg, "sweep."), (b_cfg, "blocks."))
+controls.share_link((a_cfg, ADAPT), (s_cfg, SWEEP), (b_cfg, BLOCKS))
 page.questions(lab.QUESTIONS, ADAPT, lab.ADAPT, views.ADAPT)
 page.show_code(lab.pretraining, lab.adapt, linear_cka, blocks.DeepCNN)

@@ -1,2 +1,3 @@
-"""What the web server process does besides running pages: the navigation script, the live
-channel and its routes, and the lifespan that starts the training workers once."""
+"""What the web server process does besides running pages: which runs and live channels each
+browser session holds (sessions.py), the live channel and its routes, and the lifespan that
+starts the training workers once. It imports nothing from components/ or pages/."""

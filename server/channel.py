@@ -26,12 +26,13 @@ import threading
 import time
 
 from labs.core.frames import to_json
+from labs.core.runner import ENDED
 
 EXPIRE_SECONDS = 30.0  # after its run ends, a token still serves the final frame this long
 IDLE_EXPIRE_SECONDS = 6 * 3600.0  # a page left open this long without a run: its token lapses
 STATUS_SECONDS = 0.25  # with no new figure, a viewer still gets a fresh progress line this often
-IDLE_STATUS = to_json({"state": "idle", "run": None})
-ENDED = ("done", "stopped", "failed")
+IDLE = "idle"  # what a channel's status says before the page's first run
+IDLE_STATUS = to_json({"state": IDLE, "run": None})
 
 
 class Channel:
@@ -61,7 +62,7 @@ class Channel:
         """Called on the run's thread (or the server's, for Stop) whenever the run moved on."""
         if run is not self.run:
             return
-        if self.ended_at is None and run.status()["state"] in ENDED:
+        if self.ended_at is None and run.status()["state"] in ENDED:  # StrEnum: "done" == DONE
             self.ended_at = time.monotonic()
         self._wake()
 

@@ -1,5 +1,6 @@
 """Once per server process: start the training workers and warm what every first run would
-otherwise wait for; at shutdown, stop every run and its worker."""
+otherwise wait for; at shutdown, end the idle workers (busy ones are daemon processes: they end
+with the server process)."""
 
 from __future__ import annotations
 
@@ -19,16 +20,16 @@ def prepare() -> None:
     from labs.core import data
     from labs.core.budget import measured_speed
     from labs.core.device import configure_threads, warm_up
-    from labs.core.runner import SLOTS
-    from labs.core.workers import POOL, executor
+    from labs.core.runner import SLOTS, default_executor
+    from labs.core.workers import POOL
 
     configure_threads()
     measured_speed("cpu")  # before the workers start importing torch beside it
     if torch.cuda.is_available():
         measured_speed("cuda")
-    if executor() == "process":  # one worker per run that may train at once
+    if default_executor() is POOL:  # one worker per run that may train at once
         gpu_runs = SLOTS["cuda"].limit if torch.cuda.is_available() else 0
-        POOL.prestart(SLOTS["cpu"].limit + gpu_runs, preload=("components.views",))
+        POOL.prestart(SLOTS["cpu"].limit + gpu_runs)
     data.mnist_subset()  # writes the .npz cache that workers then read in milliseconds
     warm_up()
 

@@ -1,8 +1,9 @@
 """The script Streamlit runs for every page view: the navigation, built from the chapter registry.
 
-It lives in server/, not beside pages/: Streamlit still treats a `pages/` folder beside the
-main script as a legacy multipage app, and would then run a page's file directly when a deep
-link is a fresh server's first request, bypassing this navigation.
+It lives inside pages/, not beside it: Streamlit still treats a `pages/` folder beside the main
+script as a legacy multipage app, and would then run a page's file directly when a deep link is
+a fresh server's first request, bypassing this navigation. (Beside this script would be
+pages/pages/, which does not exist.)
 """
 
 import streamlit as st
