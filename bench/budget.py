@@ -10,7 +10,6 @@ size, and seconds per step, beside what `cost(cfg)` estimated before it started.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -18,22 +17,23 @@ import sys
 import time
 
 from labs.core import budget
+from labs.core.budget import Limits
 from labs.core.config import from_params, to_params
-from labs.core.control import Control, installed
+from labs.core.contract import experiments_of, lab_of
+from labs.core.control import Control
+from labs.core.driver import Job, drive
 
 MEASURE_SECONDS = 8.0  # a heavy config is measured over its first steps only
 FIXED = {"language": {"corpus": "python"}}
 
 
 def experiments():
+    """(slug, part, Experiment) for every Train button of every registered chapter."""
     from chapters import CHAPTERS
-    from labs.core.runner import Experiment
 
     for chapter in CHAPTERS:
-        lab = importlib.import_module(f"labs.{chapter.slug}")
-        for name, value in vars(lab).items():
-            if isinstance(value, Experiment):
-                yield chapter.slug, name, value
+        for part, experiment in experiments_of(lab_of(chapter.slug)).items():
+            yield chapter.slug, part, experiment
 
 
 def peak_bytes() -> int:
@@ -45,32 +45,29 @@ def peak_bytes() -> int:
     return 0
 
 
-def measure_one(slug: str, name: str, params: dict) -> dict:
+def measure_one(slug: str, part: str, params: dict) -> dict:
     """In this (fresh) process: train until MEASURE_SECONDS or the end; report peak and pace."""
     import torch
 
     from labs.core.device import configure_threads, warm_up
 
     configure_threads()
-    experiment = getattr(importlib.import_module(f"labs.{slug}"), name)
+    experiment = experiments_of(lab_of(slug))[part]
     cfg, _ = from_params(experiment.config, params)
     warm_up()
     idle = peak_bytes()
     control = Control(seconds=MEASURE_SECONDS)
     start = time.perf_counter()
-    with installed(control):
-        gen = experiment.train(cfg, torch.device("cpu"))
-        snap = next(gen)
-        while not snap.final:
-            snap = gen.send(control.should_end() is not None)
+    job = Job(experiment.train, cfg, torch.device("cpu"), Limits(seconds=MEASURE_SECONDS))
+    drive(job, control, lambda kind, payload: None)  # the app's driver, without live views
     elapsed = time.perf_counter() - start
     done = max(control.progress[0], 1)
     return {"peak": peak_bytes() - idle, "seconds_per_step": elapsed / done, "steps": done}
 
 
-def measure(slug: str, name: str, cfg) -> dict:
+def measure(slug: str, part: str, cfg) -> dict:
     """`measure_one` in a fresh Python, so each peak is that config's alone."""
-    call = f"b.measure_one({slug!r}, {name!r}, {to_params(cfg)!r})"
+    call = f"b.measure_one({slug!r}, {part!r}, {to_params(cfg)!r})"
     code = f"import json, bench.budget as b; print(json.dumps({call}))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=os.getcwd(), timeout=900
@@ -87,7 +84,8 @@ def main() -> None:
     )
     columns = ("memory est.", "measured", "s/step est.", "measured")
     print(f"\n{'experiment':28} {'config':8} " + " ".join(f"{c:>11}" for c in columns))
-    for slug, name, experiment in experiments():
+    for slug, part, experiment in experiments():
+        name = f"{slug}.{part or 'main'}"
         configs = {
             "default": experiment.config(),
             "heaviest": budget.heaviest(experiment.config, experiment.cost, FIXED.get(slug)),
@@ -95,14 +93,12 @@ def main() -> None:
         for label, cfg in configs.items():
             cost = experiment.cost(cfg)
             per_step = budget.seconds(cost, speed) / cost.steps
-            got = measure(slug, name, cfg)
+            got = measure(slug, part, cfg)
             if "error" in got:
-                print(
-                    f"{slug + '.' + name:28} {label:8} {budget.size(cost.memory_bytes()):>11}  {got['error']}"
-                )
+                print(f"{name:28} {label:8} {budget.size(cost.memory_bytes()):>11}  {got['error']}")
                 continue
             print(
-                f"{slug + '.' + name:28} {label:8} {budget.size(cost.memory_bytes()):>11} "
+                f"{name:28} {label:8} {budget.size(cost.memory_bytes()):>11} "
                 f"{budget.size(got['peak']):>11} {per_step:11.4f} {got['seconds_per_step']:11.4f}"
             )
 

@@ -13,7 +13,6 @@ On a machine without CUDA it says so and exits with status 2: nothing was checke
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import time
@@ -21,7 +20,8 @@ import time
 import torch
 
 from labs.core.config import from_params
-from labs.core.runner import Experiment, RunState, TrainingRun
+from labs.core.contract import experiments_of, lab_of
+from labs.core.runner import RunState, TrainingRun
 from labs.core.snapshot import Snapshot
 from labs.core.workers import POOL
 
@@ -37,18 +37,16 @@ def allocate_too_much(cfg, device):
 
 
 def smoke_runs() -> bool:
-    from chapters import CHAPTERS
+    from chapters import CHAPTERS, link_prefix
 
     ok = True
     for chapter in CHAPTERS:
-        lab = importlib.import_module(f"labs.{chapter.slug}")
-        found = [(n, e) for n, e in vars(lab).items() if isinstance(e, Experiment)]
-        for (name, experiment), key in zip(found, chapter.run_keys, strict=True):
+        for part, experiment in experiments_of(lab_of(chapter.slug)).items():
+            name = part or "main"
             # a page with several experiments reads "<part>.<knob>" for its run key "<slug>--<part>"
-            prefix = key.split("--", 1)[1] + "." if "--" in key else ""
-            cfg, _ = from_params(experiment.config, chapter.smoke, prefix)
+            cfg, _ = from_params(experiment.config, chapter.smoke, link_prefix(part))
             start = time.perf_counter()
-            run = TrainingRun(experiment.train, cfg, CUDA, remote=True, cost=experiment.cost).start()
+            run = TrainingRun(experiment.train, cfg, CUDA, executor=POOL, cost=experiment.cost).start()
             run.wait(300)
             view = run.view()
             weights_on_cpu = _all_on_cpu(view.state_dict)
@@ -71,13 +69,13 @@ def _all_on_cpu(state_dict) -> bool:
 
 
 def out_of_memory() -> bool:
-    run = TrainingRun(allocate_too_much, None, CUDA, remote=True).start()
+    run = TrainingRun(allocate_too_much, None, CUDA, executor=POOL).start()
     run.wait(120)
     view = run.view()
     said = view.message
     good = view.state == RunState.FAILED and said.startswith("Out of GPU memory")
     print(f"  {'ok ' if good else 'BAD'} a real CUDA out-of-memory error reads: {said!r}")
-    after = TrainingRun(_tiny, None, CUDA, remote=True).start()
+    after = TrainingRun(_tiny, None, CUDA, executor=POOL).start()
     after.wait(120)
     recovered = after.view().state == RunState.DONE
     print(f"  {'ok ' if recovered else 'BAD'} the same worker trains the next run")

@@ -45,6 +45,7 @@ from labs import (
 )
 from labs.core import mlp
 from labs.core.device import configure_threads, pick_device, warm_up
+from labs.core.driver import IN_THREAD
 from labs.core.runner import TrainingRun
 from labs.core.snapshot import Cadence
 from labs.core.workers import POOL
@@ -95,7 +96,7 @@ EXPERIMENTS = [
 
 def timed_run(train, cfg, device, remote: bool = False) -> tuple[float, float, dict]:
     start = time.perf_counter()
-    run = TrainingRun(train, cfg, device, remote=remote).start()
+    run = TrainingRun(train, cfg, device, executor=POOL if remote else IN_THREAD).start()
     run.wait_for_first_snapshot(600)
     first = time.perf_counter() - start
     run.wait()

@@ -21,6 +21,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DLLAB_ALLOW_DOWNLOAD", "0")
+# Runs a test starts without naming an executor are driven on the runner's own thread (the same
+# driver as in a worker process: labs/core/driver.py); tests of the workers name POOL, and the
+# browser suites' servers use worker processes.
+os.environ.setdefault("DLLAB_EXECUTOR", "thread")
 os.environ.setdefault("DLLAB_DATA_DIR", str(ROOT / "data"))
 
 from tests.browser import browser, server  # noqa: E402, F401 (the browser suites' fixtures)

@@ -1,7 +1,9 @@
-"""Running a lab the way the app does (the shared runner, on the CPU) and waiting for the end."""
+"""Running a lab the way the app does (the shared runner and driver, on the CPU, on the runner's
+own thread) and waiting for the end."""
 
 import torch
 
+from labs.core.driver import IN_THREAD
 from labs.core.runner import RunState, TrainingRun
 
 CPU = torch.device("cpu")
@@ -10,8 +12,22 @@ CPU = torch.device("cpu")
 def run_view(train, cfg, must_finish: bool = True, timeout: float = 300):
     """The ended run's view. Unless told a run may end otherwise (some questions are about a
     run that diverges), fails with the run's own message when it did not end DONE."""
-    run = TrainingRun(train, cfg, CPU).start()
+    run = TrainingRun(train, cfg, CPU, executor=IN_THREAD).start()
     assert run.wait(timeout)
     view = run.view()
     assert view.state == RunState.DONE or not must_finish, view.message
     return view
+
+
+class TickingClock:
+    """A run's clock for tests: each reading is `tick` seconds after the one before, whatever
+    the machine is doing. Every pacing decision of a run (when curve points leave, snapshots,
+    frames) then depends on the code that ran, not on how fast it ran, so the same run makes the
+    same messages wherever it is driven."""
+
+    def __init__(self, tick: float = 1e-3):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now

@@ -14,8 +14,8 @@ def endless(cfg, device):
     step = 0
     for step in steps(10**9):
         time.sleep(0.002)
-        if step % 50 == 1 and (yield Snapshot(step, 10**9, {"loss": 1.0 / step})):
-            break
+        if step % 50 == 1:
+            yield Snapshot(step, 10**9, {"loss": 1.0 / step})
     yield Snapshot(step, 10**9, final=True, state_dict={"w": torch.zeros(1)})
 
 
@@ -34,8 +34,8 @@ def hoarder(cfg, device):
     kept, step = [], 0
     for step in steps(10**6):
         kept.append(torch.ones(cfg * 1024**2 // 4))
-        if step == 1 and (yield Snapshot(1, 10**6, {"loss": 1.0})):
-            break
+        if step == 1:
+            yield Snapshot(1, 10**6, {"loss": 1.0})
         time.sleep(0.01)
     yield Snapshot(step, 10**6, final=True, state_dict={})
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from components.views import autoencoders as views
+from figures.views import autoencoders as views
 from labs import autoencoders as ae
 from tests.runs import run_view
 

@@ -2,7 +2,6 @@
 the server's budget is refused before it starts with what to lower, and a run past its time or
 memory is stopped while it trains. Runs go through the worker pool, as in the app."""
 
-import importlib
 import os
 import signal
 import time
@@ -13,7 +12,8 @@ import torch
 from chapters import CHAPTERS
 from labs.core import budget
 from labs.core.budget import Limits
-from labs.core.runner import Experiment, RunState, Slots, TrainingRun
+from labs.core.contract import experiments_of, lab_of
+from labs.core.runner import RunState, Slots, TrainingRun
 from labs.core.workers import POOL, STOP_GRACE_SECONDS
 from tests import synthetic
 
@@ -26,12 +26,10 @@ SETTLE = 5.0  # beyond the grace period: a loaded CI machine schedules the worke
 
 
 def experiments():
-    """(name, Experiment) for every Train button of every registered chapter."""
+    """(name, slug, Experiment) for every Train button of every registered chapter."""
     for chapter in CHAPTERS:
-        lab = importlib.import_module(f"labs.{chapter.slug}")
-        for name, value in vars(lab).items():
-            if isinstance(value, Experiment):
-                yield f"{chapter.slug}.{name}", chapter.slug, value
+        for part, experiment in experiments_of(lab_of(chapter.slug)).items():
+            yield f"{chapter.slug}.{part or 'main'}", chapter.slug, experiment
 
 
 EXPERIMENTS = list(experiments())
@@ -71,7 +69,7 @@ def test_stop_ends_the_heaviest_config_the_budget_admits(name, slug, experiment)
     heavy = budget.heaviest(experiment.config, experiment.cost, FIXED.get(slug))
     fitted = budget.fitting(heavy, experiment.cost, limits, speed)
     assert fitted is not None, f"{name}: no settings near the heaviest fit the budget"
-    run = TrainingRun(experiment.train, fitted, CPU, remote=True, cost=experiment.cost, limits=limits)
+    run = TrainingRun(experiment.train, fitted, CPU, executor=POOL, cost=experiment.cost, limits=limits)
     run.start()
     wait_for_steps(run)
     took = stopped_within(run, STOP_GRACE_SECONDS + SETTLE)
@@ -86,7 +84,7 @@ def test_a_config_past_the_memory_budget_is_refused_before_it_starts_with_what_t
     heavy = language.Config(
         model="transformer", width=512, layers=4, context=256, batch_size=256, steps=20000
     )
-    run = TrainingRun(language.train, heavy, CPU, remote=True, cost=language.cost).start()
+    run = TrainingRun(language.train, heavy, CPU, executor=POOL, cost=language.cost).start()
     assert run.wait(1)  # no thread, no queue, no worker
     view = run.view()
     assert view.state == RunState.FAILED and view.step == 0
@@ -102,35 +100,35 @@ def test_a_config_past_the_memory_budget_is_refused_before_it_starts_with_what_t
 
 
 def test_a_step_that_never_ends_is_cut_short_after_stop_and_the_next_run_works():
-    run = TrainingRun(synthetic.one_endless_step, None, CPU, remote=True).start()
+    run = TrainingRun(synthetic.one_endless_step, None, CPU, executor=POOL).start()
     assert run.wait_for_first_snapshot(60)
     time.sleep(0.3)  # inside the endless second step now
     stopped_within(run, STOP_GRACE_SECONDS + SETTLE)
     view = run.view()
     assert view.state == RunState.STOPPED and "middle of a long step" in view.message
     assert view.history and view.state_dict is None  # the curves stay; there are no weights
-    after = TrainingRun(synthetic.endless, None, CPU, remote=True).start()
+    after = TrainingRun(synthetic.endless, None, CPU, executor=POOL).start()
     wait_for_steps(after)
     stopped_within(after, STOP_GRACE_SECONDS + SETTLE)
     assert after.view().state == RunState.STOPPED and after.view().state_dict is not None
 
 
 def test_a_worker_killed_mid_run_is_reported_as_lost_and_the_next_run_works():
-    run = TrainingRun(synthetic.endless, None, CPU, remote=True).start()
+    run = TrainingRun(synthetic.endless, None, CPU, executor=POOL).start()
     assert run.wait_for_first_snapshot(60)
     os.kill(run.process_id, signal.SIGKILL)
     assert run.wait(10)
     view = run.view()
     assert view.state == RunState.FAILED and view.history
     assert "ended unexpectedly" in view.message and "GPU" not in view.message, view.message
-    after = TrainingRun(synthetic.endless, None, CPU, remote=True).start()
+    after = TrainingRun(synthetic.endless, None, CPU, executor=POOL).start()
     wait_for_steps(after)
     stopped_within(after, STOP_GRACE_SECONDS + SETTLE)
     assert after.view().state == RunState.STOPPED
 
 
 def test_a_run_past_its_time_is_stopped_and_keeps_its_weights():
-    run = TrainingRun(synthetic.endless, None, CPU, remote=True, limits=Limits(seconds=1.5)).start()
+    run = TrainingRun(synthetic.endless, None, CPU, executor=POOL, limits=Limits(seconds=1.5)).start()
     assert run.wait_for_first_snapshot(60)  # a worker replacing a killed one may still import torch
     assert run.wait(1.5 + STOP_GRACE_SECONDS + SETTLE)
     view = run.view()
@@ -139,7 +137,7 @@ def test_a_run_past_its_time_is_stopped_and_keeps_its_weights():
 
 
 def test_a_run_growing_past_its_memory_is_stopped_between_steps():
-    run = TrainingRun(synthetic.hoarder, 20, CPU, remote=True, limits=Limits(memory_mb=300)).start()
+    run = TrainingRun(synthetic.hoarder, 20, CPU, executor=POOL, limits=Limits(memory_mb=300)).start()
     assert run.wait(60)
     view = run.view()
     assert view.state == RunState.STOPPED and "memory" in view.message, view.message
@@ -147,7 +145,7 @@ def test_a_run_growing_past_its_memory_is_stopped_between_steps():
 
 
 def test_a_single_step_far_past_the_memory_budget_gets_its_worker_ended():
-    run = TrainingRun(synthetic.one_huge_step, 1200, CPU, remote=True, limits=Limits(memory_mb=300)).start()
+    run = TrainingRun(synthetic.one_huge_step, 1200, CPU, executor=POOL, limits=Limits(memory_mb=300)).start()
     assert run.wait(60)
     view = run.view()
     assert view.state == RunState.STOPPED and "memory" in view.message, view.message
@@ -156,9 +154,9 @@ def test_a_single_step_far_past_the_memory_budget_gets_its_worker_ended():
 
 def test_a_queued_run_of_another_learner_starts_once_a_heavy_run_is_stopped():
     slots = Slots(1)
-    first = TrainingRun(synthetic.one_endless_step, None, CPU, slots=slots, remote=True).start()
+    first = TrainingRun(synthetic.one_endless_step, None, CPU, slots=slots, executor=POOL).start()
     assert first.wait_for_first_snapshot(60)
-    second = TrainingRun(synthetic.endless, None, CPU, slots=slots, remote=True).start()
+    second = TrainingRun(synthetic.endless, None, CPU, slots=slots, executor=POOL).start()
     time.sleep(0.5)
     assert second.view().state == RunState.QUEUED and second.view().queue_position == 1
     first.stop()  # a step that never ends: its worker is ended, its slot freed

@@ -180,7 +180,7 @@ def test_when_the_browser_session_ends_its_channels_close_and_their_viewers_are_
 
 
 def test_a_real_run_publishes_its_worker_drawn_frames_through_the_channel():
-    from components.views import playground as views
+    from figures.views import playground as views
 
     run = TrainingRun(playground.train, playground.Config(epochs=20), CPU, views=views.VIEWS.draw)
     ch = Hub().open(run, owner=None)

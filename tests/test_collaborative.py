@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import silhouette_score
 
-from components.views import collaborative as views
+from figures.views import collaborative as views
 from labs import collaborative as lab
 from labs import ratings as data
 from tests.runs import run_view

@@ -4,8 +4,10 @@ import time
 
 import torch
 
+from figures.variants import layer_history_of, metric
 from labs import regularization
-from labs.core.compare import layer_history_of, metric, side_by_side
+from labs.core.compare import side_by_side
+from labs.core.control import Control, installed, steps
 from labs.core.failures import Diverged
 from labs.core.runner import TrainingRun
 from labs.core.snapshot import Cadence, Snapshot, Stopwatch, timed_by
@@ -16,11 +18,10 @@ CPU = torch.device("cpu")
 def counting(total, fail_at=None):
     """A toy loop: one snapshot per step, its metric is the step; Stop keeps 'weights'."""
     step = 0
-    for step in range(1, total + 1):
+    for step in steps(total):
         if step == fail_at:
             raise Diverged(f"the loss became nan at step {step}.")
-        if (yield Snapshot(step, total, {"loss": 1 / step}, {"layer 1": {"grad_rms": 0.1}})):
-            break
+        yield Snapshot(step, total, {"loss": 1 / step}, {"layer 1": {"grad_rms": 0.1}})
     yield Snapshot(step, total, final=True, state_dict={"w": torch.tensor([float(step)])})
 
 
@@ -34,11 +35,13 @@ def test_variants_advance_in_lockstep_and_all_hand_over_their_weights():
 
 
 def test_stop_ends_every_variant_and_keeps_their_weights():
-    gen = side_by_side({"a": counting(1000), "b": counting(1000)}, CPU)
-    next(gen)
-    for _ in range(5):
-        gen.send(False)
-    final = gen.send(True)
+    control = Control()
+    with installed(control):  # as the driver does: the loops hear Stop through it
+        gen = side_by_side({"a": counting(1000), "b": counting(1000)}, CPU)
+        for _ in range(6):
+            next(gen)
+        control.stop.set()
+        final = next(gen)
     assert final.final
     assert set(final.state_dict) == {"a", "b"}
     assert all(v["status"] == "stopped" for v in final.view["variants"].values())

@@ -1,26 +1,24 @@
-"""Components draw from plain arrays into plain figure dicts; each chapter's live views turn a
-real run's history into parts the browser can draw, without Streamlit and without a model."""
+"""Figures draw from plain arrays into plain figure dicts; each chapter's live views turn a real
+run's history into parts the browser can draw, without Streamlit and without a model. (Which
+packages may import what is held by tests/test_layers.py, from the import graph.)"""
 
 import importlib
 import json
 import pkgutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import components
-import components.views
-from chapters import CHAPTERS
-from components import plot
-from components.images import mosaic
-from components.views import NUMBERS, Views, cells
+import figures
+from chapters import CHAPTERS, link_prefix
+from figures import plot
+from figures.images import mosaic
+from figures.views import NUMBERS, Views, cells, views_of
+from labs.core.contract import experiments_of, lab_of
 from labs.core.frames import to_json
 from labs.core.history import History
-from labs.core.runner import Experiment
 from tests.runs import run_view
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,10 +31,10 @@ def assert_plain_figure(fig, where):
     json.loads(to_json(fig))  # the browser can read it
 
 
-def test_every_component_example_builds_a_plain_figure_with_data():
+def test_every_figure_modules_example_builds_a_plain_figure_with_data():
     found = 0
-    for module in pkgutil.iter_modules(components.__path__):
-        mod = importlib.import_module(f"components.{module.name}")
+    for module in pkgutil.iter_modules(figures.__path__):
+        mod = importlib.import_module(f"figures.{module.name}")
         if hasattr(mod, "example"):
             assert_plain_figure(mod.example(), module.name)
             found += 1
@@ -72,17 +70,13 @@ def test_layouts_resolve_wildcards_and_skip_parts_not_drawn():
 
 
 def every_experiment():
-    """Each lab's experiments, in the order of the page's run keys: a lab's EXPERIMENT is drawn
-    by its VIEWS, another (RACE, ADAPT, DIGITS…) by the views of the same name, and a page with
-    several reads its link settings as "<part>.<knob>" for the run key "<slug>--<part>"."""
+    """Each lab's experiments, by part, with the views that draw them (figures.views.views_of);
+    a page with several reads its link settings as "<part>.<knob>"."""
     for chapter in CHAPTERS:
-        lab = importlib.import_module(f"labs.{chapter.slug}")
-        module = importlib.import_module(f"components.views.{chapter.slug}")
-        found = [(n, e) for n, e in vars(lab).items() if isinstance(e, Experiment)]
-        for (name, experiment), key in zip(found, chapter.run_keys, strict=True):
-            views = module.VIEWS if name == "EXPERIMENT" else getattr(module, name)
-            prefix = key.split("--", 1)[1] + "." if "--" in key else ""
-            yield pytest.param(chapter, experiment, views, prefix, id=f"{chapter.slug}.{name}")
+        module = importlib.import_module(f"figures.views.{chapter.slug}")
+        for part, experiment in experiments_of(lab_of(chapter.slug)).items():
+            name = f"{chapter.slug}.{part or 'main'}"
+            yield pytest.param(chapter, experiment, views_of(module, part), link_prefix(part), id=name)
 
 
 @pytest.mark.parametrize("chapter, experiment, views, prefix", list(every_experiment()))
@@ -104,20 +98,3 @@ def test_every_chapters_live_views_draw_a_short_run(chapter, experiment, views, 
     placed = {n for row in cells(views.layout, list(parts)) for names, _ in row for n in names}
     assert placed == set(parts) - {NUMBERS}, "a part is drawn that the layout never shows"
     assert views.draw(History(cfg)) == {}  # before the first snapshot: nothing, and no error
-
-
-def test_figures_and_live_views_import_neither_streamlit_nor_plotly_graph_objects():
-    modules = [f"components.{m.name}" for m in pkgutil.iter_modules(components.__path__) if not m.ispkg]
-    elements = (
-        "components.live",
-        "components.page",
-        "components.controls",
-        "components.canvas",
-    )  # Streamlit's
-    drawing = [m for m in modules if m not in elements]
-    views = [f"components.views.{m.name}" for m in pkgutil.iter_modules(components.views.__path__)]
-    code = (
-        f"import sys; import {', '.join(drawing + views)}; "
-        "sys.exit(('streamlit' in sys.modules) * 1 + ('plotly.graph_objects' in sys.modules) * 2)"
-    )
-    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

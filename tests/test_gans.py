@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from components.views import gans as views
+from figures.views import gans as views
 from labs import gans
 from tests.runs import run_view
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from components.views import interpretability as views
+from figures.variants import metric
+from figures.views import interpretability as views
 from labs import adversarial, convnets, saliency
 from labs import interpretability as lab
 from labs.core import attribution
-from labs.core.compare import metric
 from labs.core.runner import RunState, TrainingRun
 from tests.runs import CPU, run_view
 

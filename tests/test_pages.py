@@ -1,7 +1,8 @@
 """Every registered page runs in AppTest, trains a small run to the end, and shows no exception.
 
 The page list comes from the chapter registry, so a new chapter is tested without editing this.
-Runs use threads here (AppTest is one process); the browser suite covers worker processes.
+Runs are driven on the runner's thread here (AppTest is one process), by the same driver as in a
+worker process (labs/core/driver.py); the browser suite covers worker processes.
 """
 
 import os
@@ -13,8 +14,8 @@ from streamlit.testing.v1 import AppTest
 
 from chapters import CHAPTERS, by_slug
 
-APP = str(Path(__file__).resolve().parents[1] / "server" / "navigation.py")
-os.environ["DLLAB_EXECUTOR"] = "thread"
+APP = str(Path(__file__).resolve().parents[1] / "pages" / "navigation.py")
+os.environ["DLLAB_EXECUTOR"] = "thread"  # also conftest's default
 
 
 def open_page(chapter, params=None) -> AppTest:

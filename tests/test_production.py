@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from components.views import production as views
+from figures.views import production as views
 from labs import deploy
 from labs import production as lab
 from tests.runs import run_view

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_every_chapter_has_a_page_a_lab_its_live_views_and_an_explanation():
     for c in CHAPTERS:
-        for path in (c.page, f"labs/{c.slug}.py", f"components/views/{c.slug}.py", f"content/{c.slug}.md"):
+        for path in (c.page, f"labs/{c.slug}.py", f"figures/views/{c.slug}.py", f"content/{c.slug}.md"):
             assert (ROOT / path).exists(), path
 
 
@@ -19,9 +19,10 @@ def test_the_readme_lists_exactly_the_registered_chapters():
     assert section.strip() == readme_table()
 
 
-def test_the_navigation_script_is_not_beside_the_pages_folder():
+def test_the_navigation_script_is_not_beside_a_pages_folder():
     """Streamlit treats a pages/ folder beside the main script as a legacy multipage app, and
-    would run a page's file directly for a deep link that is a fresh server's first request."""
+    would run a page's file directly for a deep link that is a fresh server's first request.
+    The navigation script lives inside pages/, so the folder beside it would be pages/pages."""
     app = (ROOT / "app.py").read_text()
-    assert 'st.App("server/navigation.py"' in app
-    assert (ROOT / "pages").is_dir() and not (ROOT / "server" / "pages").exists()
+    assert 'st.App("pages/navigation.py"' in app
+    assert (ROOT / "pages" / "navigation.py").is_file() and not (ROOT / "pages" / "pages").exists()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from components.views import reinforcement as views
+from figures.views import reinforcement as views
 from labs import dqn, gridworld, qlearning
 from tests.runs import run_view
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from components.views import segmentation as views
+from figures.views import segmentation as views
 from labs import segmentation as seg
 from tests.runs import run_view
 

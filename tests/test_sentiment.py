@@ -4,7 +4,7 @@ the LSTM's "not" flips a typed verdict, and typed input is checked."""
 import numpy as np
 import pytest
 
-from components.views import sentiment as views
+from figures.views import sentiment as views
 from labs import reviews as grammar
 from labs import sentiment as lab
 from tests.runs import run_view

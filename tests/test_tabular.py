@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import silhouette_score
 
-from components.views import tabular as views
+from figures.views import tabular as views
 from labs import tabular as lab
 from labs.core import tables
 from tests.runs import run_view

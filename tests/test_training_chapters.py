@@ -1,5 +1,6 @@
 """Chapters 1, 4, 5, 6: the loss falls and each chapter's lesson holds."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,10 +56,14 @@ def test_the_loss_graph_shows_each_operation_and_the_gradient_reaching_the_leaf(
     assert into_leaf > 0
 
 
-def test_the_replay_fit_matches_the_path():
+def test_the_replay_fit_is_the_model_with_that_rows_coefficients():
+    from figures.views.autograd import fit_at
+
     snap = snapshots(autograd.train, autograd.Config(steps=100))[-2]
-    fit = autograd.fit_at(snap.view, len(snap.view["path"]) - 1)
-    assert fit.shape == snap.view["grid"].shape
+    grid, path = torch.from_numpy(snap.view["grid"]), torch.from_numpy(snap.view["path"])
+    for row in (0, len(path) // 2, len(path) - 1):
+        model = autograd.features(grid, path.shape[1] - 1) @ path[row]  # the lab's own Φ · c
+        assert np.allclose(fit_at(snap.view, row), model.numpy(), atol=1e-5)
 
 
 # ---------------------------------------------------------------- 4. initialization & depth

@@ -6,8 +6,8 @@ from dataclasses import replace
 import pytest
 import torch
 
+from figures.variants import layer_history_of
 from labs import backbones, blocks, transfer
-from labs.core.compare import layer_history_of
 from labs.core.similarity import linear_cka
 from tests.runs import CPU, run_view
 

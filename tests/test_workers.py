@@ -19,7 +19,7 @@ def one_worker():
 
 
 def test_a_remote_run_finishes_with_weights():
-    run = TrainingRun(playground.train, playground.Config(epochs=10), CPU, remote=True).start()
+    run = TrainingRun(playground.train, playground.Config(epochs=10), CPU, executor=POOL).start()
     assert run.wait(120)
     view = run.view()
     assert view.state == RunState.DONE and view.state_dict is not None
@@ -27,7 +27,9 @@ def test_a_remote_run_finishes_with_weights():
 
 
 def test_stop_reaches_the_worker_and_the_worker_is_clean_for_the_next_run():
-    run = TrainingRun(convnets.train, convnets.Config(dataset="digits8", epochs=30), CPU, remote=True).start()
+    run = TrainingRun(
+        convnets.train, convnets.Config(dataset="digits8", epochs=30), CPU, executor=POOL
+    ).start()
     assert run.wait_for_first_snapshot(120)
     time.sleep(0.5)
     run.stop()
@@ -35,14 +37,14 @@ def test_stop_reaches_the_worker_and_the_worker_is_clean_for_the_next_run():
     stopped = run.view()
     assert stopped.state == RunState.STOPPED and stopped.state_dict is not None
     assert stopped.latest.step < stopped.latest.total_steps
-    after = TrainingRun(playground.train, playground.Config(epochs=5), CPU, remote=True).start()
+    after = TrainingRun(playground.train, playground.Config(epochs=5), CPU, executor=POOL).start()
     assert after.wait(60) and after.view().state == RunState.DONE and after.view().history
 
 
 def test_a_failure_in_the_worker_arrives_in_words():
     bad = convnets.Config(dataset="digits8", epochs=1, learning_rate=1.0, conv_layers=3)
     run = TrainingRun(
-        convnets.train, bad.__class__(**{**bad.__dict__, "channels": 99}), CPU, remote=True
+        convnets.train, bad.__class__(**{**bad.__dict__, "channels": 99}), CPU, executor=POOL
     ).start()
     assert run.wait(60)
     view = run.view()

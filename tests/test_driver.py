@@ -1,0 +1,84 @@
+"""One run driver: a run driven on the runner's thread (tests, AppTest) and one driven in a worker
+process (the app) make the same snapshots, curve points and live frames for the same seed, so
+the page tests exercise what a learner gets. The pool is injected, not a global."""
+
+import dataclasses
+import os
+
+import pytest
+import torch
+
+from figures.views import normalization as normalization_views
+from figures.views import playground as playground_views
+from labs import normalization, playground
+from labs.core.budget import Limits
+from labs.core.device import configure_threads
+from labs.core.driver import IN_THREAD, Job
+from labs.core.runner import RunState, TrainingRun
+from labs.core.workers import POOL, WorkerPool
+from tests.runs import CPU, TickingClock
+
+RUNS = {  # a one-net run, and a side-by-side run (each variant on its own stopwatch)
+    "playground": (playground.train, playground.Config(epochs=20), playground_views.VIEWS),
+    "normalization": (
+        normalization.train,
+        normalization.Config(depth=4, steps=60),
+        normalization_views.VIEWS,
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """A pool of this test's own, beside the app's POOL."""
+    pool = WorkerPool()
+    pool.prestart(1)
+    pool.wait_ready()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def worker_threads():
+    """The thread count a worker sets for itself (float sums depend on it), here too."""
+    before = torch.get_num_threads()
+    configure_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def messages(executor, name: str) -> list[tuple]:
+    """Every message of one run, in order, with snapshots as (step, metrics, final)."""
+    train, cfg, views = RUNS[name]
+    job = Job(train, cfg, CPU, Limits(), views.draw, clock=TickingClock())
+    got = []
+
+    def receive(kind, payload):
+        if kind == "snap":
+            payload = (payload.step, payload.metrics, payload.final)
+        got.append((kind, payload))
+
+    executor.start(job).run(receive)
+    return got
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_a_run_makes_the_same_frames_on_a_thread_and_in_a_worker(name, pool, worker_threads):
+    in_worker = messages(pool, name)
+    on_thread = messages(IN_THREAD, name)
+    kinds = [kind for kind, _ in on_thread]
+    assert kinds.count("frame") >= 3 and kinds.count("points") >= 2 and kinds.count("snap") >= 3
+    assert [kind for kind, _ in in_worker] == kinds
+    for (kind, here), (_, there) in zip(on_thread, in_worker, strict=True):
+        assert here == there, f"a {kind} message differs between the thread and the worker"
+
+
+def test_a_run_is_driven_by_the_executor_it_is_given(pool):
+    cfg = dataclasses.replace(playground.Config(), epochs=5)
+    in_pool = TrainingRun(playground.train, cfg, CPU, executor=pool).start()
+    on_thread = TrainingRun(playground.train, cfg, CPU, executor=IN_THREAD).start()
+    assert in_pool.wait(120) and on_thread.wait(120)
+    assert in_pool.view().state == on_thread.view().state == RunState.DONE
+    assert on_thread.process_id == os.getpid()
+    assert in_pool.process_id != os.getpid()
+    assert POOL.readiness() == (0, 0)  # the app's pool was never asked for a worker
