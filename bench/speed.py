@@ -150,7 +150,7 @@ def textbook_mlp_seconds(r: mlp.Recipe, device) -> float:
 def textbook_char_lm_seconds(cfg: language.Config, device) -> float:
     """The chapter-13 LSTM trained the tutorial way: every window of the text as a dataset,
     a shuffling DataLoader, the same number of steps, no samples or snapshots."""
-    from labs.core.text import stdlib
+    from labs.text import stdlib
 
     torch.manual_seed(cfg.seed)
     corpus = stdlib(cfg.corpus)

@@ -1,4 +1,4 @@
-"""The computation graph autograd recorded (labs/core/graph.py), drawn left to right from
+"""The computation graph autograd recorded (labs/autograd_graph.py), drawn left to right from
 the leaves to the output, with the size of the gradient that flowed back along each edge."""
 
 from __future__ import annotations

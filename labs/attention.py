@@ -1,6 +1,6 @@
 """Chapter 14 — Attention & Transformers.
 
-A tiny Transformer encoder-decoder (labs/core/seq2seq.py) learns a toy sequence task — copy,
+A tiny Transformer encoder-decoder (labs/transformer.py) learns a toy sequence task — copy,
 reverse, sort, or add two numbers — on lengths 2..max_length drawn afresh for every batch.
 Snapshots carry greedy-decoding accuracy by length (including lengths it never trained on),
 every attention map for one fixed example, and the positional encodings themselves.
@@ -22,8 +22,8 @@ from labs.core.control import log, steps
 from labs.core.device import seed_everything
 from labs.core.divergence import EXPLODES, LossWatch
 from labs.core.questions import Question
-from labs.core.seq2seq import TinyTransformer, cross_entropy
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
+from labs.transformer import TinyTransformer, cross_entropy
 
 PREFERS_GPU = False  # a few thousand weights on sequences of ten: overhead-bound on any GPU
 TASKS = {"reverse": "reverse", "copy": "copy", "sort": "sort", "add": "add two numbers"}

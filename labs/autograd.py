@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from labs.autograd_graph import autograd_graph
 from labs.core import budget
 from labs.core.config import check, knob
 from labs.core.contract import Experiment
 from labs.core.control import log, steps
 from labs.core.device import seed_everything
 from labs.core.divergence import LossWatch
-from labs.core.graph import autograd_graph
 from labs.core.questions import Question
 from labs.core.snapshot import Cadence, Snapshot
 

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from labs.classifier_metrics import accuracy
 from labs.core import budget, data
-from labs.core.classifier_metrics import accuracy
 from labs.core.compare import side_by_side
 from labs.core.config import check, knob
 from labs.core.contract import Experiment

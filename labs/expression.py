@@ -207,7 +207,7 @@ def derivative(text: str, lo: float = -3.0, hi: float = 3.0, n: int = 301) -> di
 
 def graph_at(text: str, x0: float) -> dict:
     """The autograd graph of f at one point, with the gradient along every edge."""
-    from labs.core.graph import autograd_graph
+    from labs.autograd_graph import autograd_graph
 
     x = torch.tensor(float(x0), dtype=torch.float64, requires_grad=True)
     y = evaluate(parse(text), x)

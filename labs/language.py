@@ -2,7 +2,7 @@
 
 A character-level model (an LSTM or a small causal Transformer) learns to predict the next
 character of a text: this Python's own standard library (source or docstrings) or the learner's
-upload (labs/core/text.py checks it). Snapshots carry the loss in bits per character, every
+upload (labs/text.py checks it). Snapshots carry the loss in bits per character, every
 layer's statistics and a sample written by the model as it is now.
 """
 
@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from captum.attr import LayerIntegratedGradients
 from torch import nn
 
-from labs.core import budget, text
+from labs import text
+from labs.core import budget
 from labs.core.attribution import evaluating
 from labs.core.config import ConfigError, check, knob
 from labs.core.contract import Experiment
@@ -26,7 +27,7 @@ from labs.core.divergence import EXPLODES, LossWatch
 from labs.core.hooks import activation_stats, dead_fraction
 from labs.core.questions import Question
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
-from labs.core.text import Corpus, stdlib
+from labs.text import Corpus, stdlib
 
 PREFERS_GPU = True
 MODELS = {"lstm": "LSTM", "transformer": "Transformer"}

@@ -34,7 +34,7 @@ from labs.core.divergence import LossWatch
 from labs.core.projection import principal_plane
 from labs.core.questions import Question
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
-from labs.core.tables import Table, split
+from labs.tables import Table, split
 from labs.tabular_baselines import attributions, fit_baselines, permutation_scores
 
 PREFERS_GPU = False  # a small MLP on a few thousand rows: overhead-bound, as fast on a CPU

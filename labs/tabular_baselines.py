@@ -12,7 +12,7 @@ from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from labs.core.tables import Table, split
+from labs.tables import Table, split
 
 NATIVE_CATEGORIES = 255  # HistGradientBoosting bins a categorical column into at most 255 levels
 EXPLAINED_ROWS = 400  # validation rows the MLP's attributions average over

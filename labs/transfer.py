@@ -38,8 +38,8 @@ from labs.backbones import (
     with_pretraining,
 )
 from labs.blocks import BLOCKS  # the page's third experiment, listed with its own
+from labs.classifier_metrics import accuracy
 from labs.core import attribution, budget, data
-from labs.core.classifier_metrics import accuracy
 from labs.core.compare import side_by_side
 from labs.core.config import check, knob
 from labs.core.contract import Experiment
@@ -47,8 +47,8 @@ from labs.core.control import log, steps, stop_requested
 from labs.core.divergence import LossWatch
 from labs.core.hooks import record_activations
 from labs.core.questions import Question
-from labs.core.similarity import centred_gram, gram_cka
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
+from labs.similarity import centred_gram, gram_cka
 
 PREFERS_GPU = True
 WAYS = {

@@ -1,5 +1,5 @@
 """Chapter 14 — Attention & Transformers. UI only: the tasks and loop are labs/attention.py, the
-model labs/core/seq2seq.py."""
+model labs/transformer.py."""
 
 import streamlit as st
 
@@ -7,7 +7,7 @@ from components import page
 from figures import attention as figures
 from figures.views import attention as views
 from labs import attention as lab
-from labs.core import seq2seq
+from labs import transformer
 
 KEY = "attention"
 cfg = page.chapter(KEY, lab, views.VIEWS)
@@ -57,4 +57,4 @@ def _after_training(view):
 
 
 page.results(KEY, lab, views.VIEWS, after=_after_training, replace=pick_kind)
-page.show_code(lab.train, seq2seq.Attention, seq2seq.TinyTransformer, lab.make_batch)
+page.show_code(lab.train, transformer.Attention, transformer.TinyTransformer, lab.make_batch)

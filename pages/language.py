@@ -1,5 +1,5 @@
 """Chapter 13 — Language models. UI only: the models and loop are labs/language.py, the texts
-and their checks labs/core/text.py."""
+and their checks labs/text.py."""
 
 import dataclasses
 import functools
@@ -10,7 +10,7 @@ from components import controls, live, page
 from figures import sequences
 from figures.views import language as views
 from labs import language as lab
-from labs.core import text
+from labs import text
 
 KEY = "language"
 # Past this the browser itself refuses a file, with only a mark on its chip; below it the lab

@@ -1,5 +1,5 @@
 """Chapter 10 — Tabular data & embeddings. UI only: the net and loop are labs/tabular.py, the
-baselines and attributions labs/tabular_baselines.py, the CSV checks labs/core/tables.py."""
+baselines and attributions labs/tabular_baselines.py, the CSV checks labs/tables.py."""
 
 import dataclasses
 import functools
@@ -8,8 +8,8 @@ import streamlit as st
 
 from components import controls, live, page
 from figures.views import tabular as views
+from labs import tables
 from labs import tabular as lab
-from labs.core import tables
 
 KEY = "tabular"
 UPLOAD_CAP_MB = 50  # past this the browser refuses the file; below it the lab says why (20 MB)

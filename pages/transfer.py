@@ -10,7 +10,7 @@ from figures import images
 from figures.views import transfer as views
 from labs import blocks
 from labs import transfer as lab
-from labs.core.similarity import linear_cka
+from labs.similarity import linear_cka
 
 PAGE = "transfer"
 ADAPT, SWEEP, BLOCKS = run_key(PAGE, "adapt"), run_key(PAGE, "sweep"), run_key(PAGE, "blocks")

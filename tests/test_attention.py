@@ -9,7 +9,7 @@ import torch
 
 from labs import attention as lab
 from labs.core.config import ConfigError
-from labs.core.seq2seq import sinusoidal
+from labs.transformer import sinusoidal
 from tests import runs
 from tests.runs import CPU
 

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from labs import language as lab
-from labs.core import text
+from labs import text
 from tests.runs import CPU, run_view
 
 PROSE = "The quick brown fox jumps over the lazy dog. " * 60  # 2,700 characters

@@ -9,8 +9,8 @@ import pytest
 from sklearn.metrics import silhouette_score
 
 from figures.views import tabular as views
+from labs import tables
 from labs import tabular as lab
-from labs.core import tables
 from tests.runs import run_view
 
 

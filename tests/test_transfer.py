@@ -8,7 +8,7 @@ import torch
 
 from figures.variants import layer_history_of
 from labs import backbones, blocks, transfer
-from labs.core.similarity import linear_cka
+from labs.similarity import linear_cka
 from tests.runs import CPU, run_view
 
 

@@ -40,13 +40,16 @@ def _serve(jobs, results, stop, progress) -> None:
     """The worker's main loop: drive one job at a time (labs/core/driver.py), its messages
     going home on the results queue, tagged with the job's number."""
     import figures.views
-    import labs
+    from chapters import CHAPTERS
+    from labs.core.contract import lab_of
     from labs.core.device import configure_threads, warm_up
 
     configure_threads()
     # A first job should not wait for a chapter's imports (sklearn, the figure helpers:
-    # seconds): every lab and every chapter's live views are imported now.
-    _import_every_module(labs, figures.views)
+    # seconds): every registered chapter's lab and every chapter's live views are imported now.
+    for chapter in CHAPTERS:
+        lab_of(chapter.slug)
+    _import_every_module(figures.views)
     warm_up()
     baseline = resident_bytes()
     results.put((None, "ready", baseline))
@@ -87,14 +90,13 @@ def _bare_main():
             sys.modules["__main__"] = real
 
 
-def _import_every_module(*packages: types.ModuleType) -> None:
-    """Import every module directly in each package."""
+def _import_every_module(package: types.ModuleType) -> None:
+    """Import every module directly in a package."""
     import importlib
     import pkgutil
 
-    for package in packages:
-        for module in pkgutil.iter_modules(package.__path__):
-            importlib.import_module(f"{package.__name__}.{module.name}")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
 
 
 class Worker:
