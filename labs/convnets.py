@@ -177,6 +177,21 @@ def recorded_layers(model: nn.Module):
     return acts | {"output": model.head}, grads | {"output": model.head}
 
 
+@dataclass(frozen=True)
+class Probe:
+    """What every snapshot measures the net on, fixed for the run: the test set and its class
+    names, where the hooks record, and the run's length."""
+
+    X_test: torch.Tensor  # (N, 1, H, W)
+    y_test: torch.Tensor  # (N,)
+    classes: list[str]
+    latest: dict[str, torch.Tensor]  # filled by record_activations: each layer's last output
+    acts: dict[str, nn.Module]
+    grads: dict[str, nn.Module]
+    total: int  # steps in the run
+    per_epoch: int  # steps in an epoch
+
+
 def train(cfg: Config, device: torch.device):
     """Adam on cross-entropy over shuffled batches sliced on the device; ~40 snapshots."""
     check(cfg)
@@ -196,6 +211,7 @@ def train(cfg: Config, device: torch.device):
     )
     recent, step = [], 0
     with record_activations(acts) as latest:
+        probe = Probe(X_test, y_test, ds.classes, latest, acts, grads, total, per_epoch)
         watch = LossWatch()
         for step in steps(total):  # ends early on Stop
             if (step - 1) % per_epoch == 0:
@@ -211,21 +227,7 @@ def train(cfg: Config, device: torch.device):
                 train_loss = torch.stack(recent).mean().item()
                 recent = []
                 watch.check(step, loss=train_loss)
-                snap = _snapshot(
-                    model,
-                    step,
-                    total,
-                    train_loss,
-                    latest,
-                    acts,
-                    grads,
-                    X_test,
-                    y_test,
-                    ds.classes,
-                    notes,
-                    step / per_epoch,
-                )
-                yield snap
+                yield _snapshot(model, probe, step, train_loss, notes)
     final = Snapshot(step, total, final=True, state_dict=cpu_state_dict(model))
     final.view = {"mistakes": confident_mistakes(model, X_test, y_test)}
     yield final
@@ -240,19 +242,18 @@ def evaluate(model: nn.Module, X: torch.Tensor, chunk: int = 1024):
     return logits
 
 
-def _snapshot(
-    model, step, total, train_loss, latest, acts, grads, X_test, y_test, classes, notes, epoch
-) -> Snapshot:
+def _snapshot(model: nn.Module, probe: Probe, step: int, train_loss: float, notes: list[str]) -> Snapshot:
+    X_test, y_test, classes = probe.X_test, probe.y_test, probe.classes
     logits = evaluate(model, X_test)
     with torch.no_grad():
         model.eval()
         model(X_test[:PROBE])  # per-layer statistics over a fixed probe batch
         model.train()
-    layers = layer_stats(acts, latest, grads, hist_range=(-0.5, 4.0))
+    layers = layer_stats(probe.acts, probe.latest, probe.grads, hist_range=(-0.5, 4.0))
     pred = logits.argmax(1)
     confusion = torch.bincount(y_test * len(classes) + pred, minlength=len(classes) ** 2)
     metrics = {
-        "epoch": epoch,
+        "epoch": step / probe.per_epoch,
         "train_loss": train_loss,
         "test_loss": F.cross_entropy(logits, y_test).item(),
         "test_acc": (pred == y_test).float().mean().item(),
@@ -263,7 +264,7 @@ def _snapshot(
         "filters": first_filters(model),
         "weights": n_params(model),
     }
-    return Snapshot(step, total, metrics, layers, view, notes=notes)
+    return Snapshot(step, probe.total, metrics, layers, view, notes=notes)
 
 
 def first_filters(model: nn.Module):

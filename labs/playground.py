@@ -10,7 +10,7 @@ BatchNorm, dropout and a choice of optimizer.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -175,6 +175,20 @@ def recorded_layers(model: PlaygroundNet):
     return acts, grads
 
 
+@dataclass(frozen=True)
+class Probe:
+    """What every snapshot measures the net on, fixed for the run: both splits as features with
+    their targets, the grid over the plane, where the hooks record, and the points to draw."""
+
+    train: tuple[torch.Tensor, torch.Tensor]  # (features (N, F), targets (N,))
+    test: tuple[torch.Tensor, torch.Tensor]
+    grid: torch.Tensor  # (GRID², F)
+    latest: dict[str, torch.Tensor]  # filled by record_activations: each layer's last output
+    acts: dict[str, nn.Module]
+    grads: dict[str, nn.Module]
+    points: dict = field(default_factory=dict)  # plain arrays for the boundary chart
+
+
 def train(cfg: Config, device: torch.device):
     """Train on the chosen task, yielding ~60 snapshots; the last carries the weights."""
     check(cfg)
@@ -204,6 +218,7 @@ def train(cfg: Config, device: torch.device):
     }
     step = 0
     with record_activations(acts) as latest:
+        probe = Probe((F_train, t_train), (F_test, t_test), F_grid, latest, acts, grads, points)
         watch = LossWatch()
         for step in steps(total):  # ends early on Stop
             if (step - 1) % per_epoch == 0:
@@ -217,37 +232,21 @@ def train(cfg: Config, device: torch.device):
             log(step, train_loss=loss)
             if cadence.due(step):
                 watch.check(step, loss=loss)
-                snap = _snapshot(
-                    model,
-                    step,
-                    total,
-                    latest,
-                    acts,
-                    grads,
-                    F_train,
-                    t_train,
-                    F_test,
-                    t_test,
-                    F_grid,
-                    cfg,
-                    points,
-                )
-                yield snap
+                yield _snapshot(model, probe, cfg, step, total)
     yield Snapshot(step, total, final=True, state_dict=cpu_state_dict(model))
 
 
 @torch.no_grad()
-def _snapshot(
-    model, step, total, latest, acts, grads, F_train, t_train, F_test, t_test, F_grid, cfg, points
-) -> Snapshot:
+def _snapshot(model: PlaygroundNet, probe: Probe, cfg: Config, step: int, total: int) -> Snapshot:
+    (F_train, t_train), (F_test, t_test) = probe.train, probe.test
     model.eval()
     train_logits = model(F_train).squeeze(1)  # fills `latest` with whole-training-set outputs
-    layers = layer_stats(acts, latest, grads, HIST_RANGE[cfg.activation])
+    layers = layer_stats(probe.acts, probe.latest, probe.grads, HIST_RANGE[cfg.activation])
     test_logits = model(F_test).squeeze(1)
-    grid_logits = model(F_grid).squeeze(1)  # `latest` now holds every unit over the plane
+    grid_logits = model(probe.grid).squeeze(1)  # `latest` now holds every unit over the plane
     neuron_maps = [
-        to_numpy(latest[name].T.reshape(-1, GRID, GRID))  # (units, GRID, GRID)
-        for name in acts
+        to_numpy(probe.latest[name].T.reshape(-1, GRID, GRID))  # (units, GRID, GRID)
+        for name in probe.acts
         if name != "output"
     ]
     model.train()
@@ -259,7 +258,11 @@ def _snapshot(
     }
     probs = torch.sigmoid(grid_logits).reshape(GRID, GRID)  # (GRID, GRID), row = y
     return Snapshot(
-        step, total, metrics, layers, view={"boundary": to_numpy(probs), "neurons": neuron_maps, **points}
+        step,
+        total,
+        metrics,
+        layers,
+        view={"boundary": to_numpy(probs), "neurons": neuron_maps, **probe.points},
     )
 
 

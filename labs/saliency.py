@@ -127,19 +127,33 @@ def cost(cfg: Config) -> budget.Cost:
     )
 
 
-def fit(model: nn.Module, X, y, plan: Plan, n_steps: int, g, X_test, y_test, name: str, notes: list[str]):
-    """Adam on cross-entropy for `n_steps` batches taken from the plan, yielding snapshots
-    with the test accuracy. Returns when done, or when Stop arrives."""
+@dataclass(frozen=True)
+class Study:
+    """What the phases of one run share: its settings and plan of steps, its random stream, the
+    digits on the device, and the notes for the learner."""
+
+    cfg: Config
+    plan: Plan
+    g: torch.Generator
+    train: tuple[torch.Tensor, torch.Tensor]  # (images (N, 1, 28, 28), labels (N,))
+    test: tuple[torch.Tensor, torch.Tensor]
+    notes: list[str]
+
+
+def fit(model: nn.Module, study: Study, labels: torch.Tensor, n_steps: int, name: str):
+    """Adam on cross-entropy for `n_steps` batches of the training images with `labels`, taken
+    from the plan, yielding snapshots with the test accuracy. Returns when done, or on Stop."""
+    plan, notes, X = study.plan, study.notes, study.train[0]
     opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     cadence = Cadence(n_steps, max_snaps=25, min_seconds=0.2)
     watch = LossWatch()
-    for step, n, xb, yb in minibatches(plan, n_steps, X, y, g, BATCH):
+    for step, n, xb, yb in minibatches(plan, n_steps, X, labels, study.g, BATCH):
         loss = F.cross_entropy(model(xb), yb)
         descend(opt, loss)
         log(step, **{f"{name} loss": loss})
         if cadence.due(n):
             watch.check(step, **{f"{name} loss": loss})
-            acc = accuracy(model, X_test, y_test)
+            acc = accuracy(model, *study.test)
             yield Snapshot(step, plan.total, {f"{name} test_acc": acc, "epoch": n / per_epoch()}, notes=notes)
 
 
@@ -201,6 +215,7 @@ def train(cfg: Config, device: torch.device, pretrained: tuple | None = None):
     n_train = cfg.epochs * per_epoch() if own else 0
     n_shuffled = cfg.shuffled_epochs * per_epoch()
     plan = Plan(n_train + n_shuffled + analysis_steps(cfg))
+    study = Study(cfg, plan, g, (X, y), (X_test, y_test), notes)
     x, shown_labels = X_test[: cfg.images], y_test[: cfg.images]
 
     def final() -> Snapshot:
@@ -209,7 +224,7 @@ def train(cfg: Config, device: torch.device, pretrained: tuple | None = None):
         return Snapshot(plan.step, plan.total, view=view, final=True, state_dict=cpu_state_dict(model))
 
     if own:
-        yield from fit(model, X, y, plan, n_train, g, X_test, y_test, "digits", notes)
+        yield from fit(model, study, y, n_train, "digits")
     if plan.ended:
         yield final()
         return
@@ -232,13 +247,11 @@ def train(cfg: Config, device: torch.device, pretrained: tuple | None = None):
     if maps is None or plan.ended:
         yield final()
         return
-    yield from _cascade(model, x, target, maps, cfg, plan, notes)
+    yield from _cascade(model, study, x, target, maps)
     if not plan.ended and n_shuffled:
-        yield from _data_randomization(
-            model, x, target, maps, cfg, plan, g, X, y, X_test, y_test, device, notes
-        )
+        yield from _data_randomization(model, study, x, target, maps)
     if not plan.ended:
-        yield from _faithfulness(model, x, target, cfg, plan, notes)
+        yield from _faithfulness(model, study, x, target)
     yield final()
 
 
@@ -256,9 +269,11 @@ def _model(cfg: Config, pretrained: tuple | None, notes: list[str]) -> nn.Module
     return model
 
 
-def _cascade(model, x, target, original, cfg, plan, notes):
+def _cascade(model: nn.Module, study: Study, x: torch.Tensor, target: torch.Tensor, original: dict):
     """Re-initialise the head, then each conv layer from the top, cumulatively; after each,
-    every method's maps and their rank correlation with the trained model's maps."""
+    every method's maps of `x` (explained for `target`) and their rank correlation with the
+    trained model's maps (`original`)."""
+    cfg, plan, notes = study.cfg, study.plan, study.notes
     wrecked = copy.deepcopy(model)
     stages, rho = ["trained"], {m: [1.0] for m in METHODS}
     shown = {m: [attribution.normalize_attribution(original[m][0])] for m in METHODS}
@@ -283,17 +298,21 @@ def _cascade(model, x, target, original, cfg, plan, notes):
         yield Snapshot(plan.step, plan.total, metrics, view=view, notes=notes)
 
 
-def _data_randomization(model, x, target, original, cfg, plan, g, X, y, X_test, y_test, device, notes):
+def _data_randomization(
+    model: nn.Module, study: Study, x: torch.Tensor, target: torch.Tensor, original: dict
+):
     """The same architecture, trained as long on the same images with their labels shuffled:
     it can only memorise. How much do its maps look like the real model's?"""
+    cfg, plan, notes = study.cfg, study.plan, study.notes
+    (X, y), (X_test, y_test) = study.train, study.test
     twin = copy.deepcopy(model)  # the same architecture, whatever its source, started afresh
     torch.manual_seed(cfg.seed)
     for module in twin.modules():
         if module is not twin and hasattr(module, "reset_parameters"):
             module.reset_parameters()
-    shuffled = y[torch.randperm(len(y), generator=g).to(device)]
+    shuffled = y[torch.randperm(len(y), generator=study.g).to(y.device)]
     n_steps = cfg.shuffled_epochs * per_epoch()
-    yield from fit(twin, X, shuffled, plan, n_steps, g, X_test, y_test, "shuffled labels", notes)
+    yield from fit(twin, study, shuffled, n_steps, "shuffled labels")
     if plan.ended:
         return
     for _ in plan.take(1):
@@ -311,10 +330,11 @@ def _data_randomization(model, x, target, original, cfg, plan, g, X, y, X_test, 
         yield Snapshot(plan.step, plan.total, metrics, view=view, notes=notes)
 
 
-def _faithfulness(model, x, target, cfg, plan, notes):
+def _faithfulness(model: nn.Module, study: Study, x: torch.Tensor, target: torch.Tensor):
     """IG's convergence delta at each number of steps; then, per method, Captum's infidelity
     (does the map predict how the score moves when pixels are nudged?) and sensitivity_max
     (how much does the map itself move when the image barely does?)."""
+    cfg, plan, notes = study.cfg, study.plan, study.notes
     baseline = attribution.baseline_images(x, cfg.baseline, cfg.seed)
     deltas = []
     for n, _ in zip(IG_STEPS, plan.take(len(IG_STEPS))):
