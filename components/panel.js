@@ -28,7 +28,7 @@ function loadPlotly(src) {
   return window.__dllabPlotly;
 }
 
-// The layout's rows with wildcards resolved against the parts drawn (components/views).
+// The layout's rows with wildcards resolved against the parts drawn (figures/views).
 function cells(layout, names) {
   const rows = [];
   for (const row of layout) {

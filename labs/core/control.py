@@ -6,9 +6,11 @@ whether the run must end: the learner pressed Stop, closed the tab or started an
 the run passed the server's time or memory budget. If so the loop ends early, and the lab
 yields its final snapshot with the weights, exactly as after its last step.
 
-Whoever drives the loop installs a `Control` for it: the runner's thread (thread executor),
-or a worker process, whose Control lives in shared memory so that the server can read the
-step count and ask for Stop while the worker is busy computing.
+This is the only way a loop hears Stop: through `steps()`, `Plan.take` (labs/core/phases.py,
+built on `steps()`) and, inside work not counted in steps, `stop_requested()`. Nothing is sent
+into the generator. The driver (labs/core/driver.py) installs a `Control` for the loop: on the
+runner's thread, or in a worker process, where its Stop flag and step counter live in shared
+memory so that the server can read the step count and ask for Stop while the worker computes.
 """
 
 from __future__ import annotations
