@@ -81,4 +81,5 @@ def test_a_run_is_driven_by_the_executor_it_is_given(pool):
     assert in_pool.view().state == on_thread.view().state == RunState.DONE
     assert on_thread.process_id == os.getpid()
     assert in_pool.process_id != os.getpid()
-    assert POOL.readiness() == (0, 0)  # the app's pool was never asked for a worker
+    assert in_pool.process_id in pool.process_ids()  # its worker went back to the pool it came from
+    assert in_pool.process_id not in POOL.process_ids()

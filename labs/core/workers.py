@@ -298,6 +298,11 @@ class WorkerPool:
             idle = list(self._idle)
         return sum(w.alive and w.poll_ready() for w in idle), len(idle)
 
+    def process_ids(self) -> set[int]:
+        """The process ids of the idle workers (which pool a run was driven in)."""
+        with self._lock:
+            return {w.proc.pid for w in self._idle}
+
     def borrow(self) -> Worker:
         with self._lock:
             alive = [w for w in self._idle if w.alive]
