@@ -127,7 +127,7 @@ def panel(key: str, views: Views, view: RunView | None) -> None:
     channel = channel_for(key)
     data = {
         "token": channel.token,
-        "path": live_path(channel.token),
+        "path": live_path(),
         "plotly": plotly_url(),
         "layout": views.layout,
         "final": view.id if view is not None and not view.alive else None,

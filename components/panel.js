@@ -51,8 +51,15 @@ function cells(layout, names) {
 }
 
 // A run's states come from the server (labs/core/runner.py RunState, sent by components/live.py
-// as `data.states`); the panel has one state of its own: it lost its connection.
+// as `data.states`); the panel has three of its own: it cannot reach the server yet (and keeps
+// trying), it lost its connection for good, or it was refused.
+const UNREACHABLE_STATE = "unreachable";
 const LOST = "lost";
+const REFUSED = "refused";
+// Said when a socket closes before it ever opened: no server answer reached the page.
+const UNREACHABLE =
+  "The live view cannot reach the server: the connection closed before it opened. Behind a proxy, " +
+  "it must pass WebSocket upgrades for the live channel (…/_lab/live) as it does for /_stcore/stream.";
 
 function statusText(s, states) {
   const step = s.total ? `step ${s.step.toLocaleString()} of ${s.total.toLocaleString()}` : "starting";
@@ -122,7 +129,10 @@ class Panel {
       this.close();
       this.token = data.token;
       this.retries = 0;
-      this.root.dataset.path = data.path; // the channel's address (tests read it)
+      this.root.dataset.path = data.path; // the live socket's address (tests read it)
+      this.root.dataset.token = data.token; // its first message, never in the URL (tests read it)
+      this.gaveUp = false;
+      this.trouble = false; // a problem with the connection, shown even before any run
       this.status.dataset.state = data.states.IDLE;
       this.reset(null);
       const token = data.token;
@@ -131,7 +141,23 @@ class Panel {
         (err) => this.say({ state: data.states.FAILED, message: String(err) }),
       );
     }
-    this.root.classList.toggle("dl-live", this.run !== null && this.run !== data.final);
+    this.showLive();
+  }
+
+  // Shown while a run is live (not yet drawn as final by the page), or while the connection has
+  // a problem to tell: a hidden panel would leave the learner with nothing.
+  showLive() {
+    const live = this.run !== null && this.run !== this.data.final;
+    this.root.classList.toggle("dl-live", live || this.trouble);
+  }
+
+  // A problem with the connection, in words, on the page. Refused or lost for good: no more
+  // retries; unreachable: the panel keeps trying.
+  problem(message, state) {
+    if (state !== UNREACHABLE_STATE) this.gaveUp = true;
+    this.trouble = true;
+    this.showLive();
+    this.say({ state, message });
   }
 
   reset(run) {
@@ -150,7 +176,7 @@ class Panel {
     this.revision = 0; // every drawing of a part is a new datarevision
     this.root.dataset.run = run || "";
     this.root.dataset.frames = "0";
-    this.root.classList.toggle("dl-live", run !== null && run !== this.data.final);
+    this.showLive();
   }
 
   connect(token) {
@@ -159,18 +185,20 @@ class Panel {
     const socket = new WebSocket(`${scheme}://${location.host}${this.data.path}`);
     socket.binaryType = "arraybuffer";
     this.socket = socket;
+    let opened = false;
     socket.onopen = () => {
-      this.retries = 0;
-      this.root.dataset.connected = "1"; // benchmarks press Train once the page is ready
+      opened = true;
+      socket.send(token); // which run: the server checks it before it sends anything
       socket.send("ready");
     };
     socket.onmessage = (event) => this.receive(socket, event.data);
     socket.onclose = () => {
       if (socket === this.socket) this.root.dataset.connected = "";
-      if (socket !== this.socket || this.ended || token !== this.token) return;
+      if (socket !== this.socket || this.ended || this.gaveUp || token !== this.token) return;
       if (this.retries >= MAX_RETRIES) {
-        return this.say({ state: LOST, message: "The live view lost its connection: reload the page." });
+        return this.problem("The live view lost its connection: reload the page.", LOST);
       }
+      if (!opened) this.problem(UNREACHABLE, UNREACHABLE_STATE); // say why while it retries
       const wait = RETRY_MS[Math.min(this.retries++, RETRY_MS.length - 1)];
       setTimeout(() => this.connect(token), wait); // a dropped connection: pick the run up again
     };
@@ -178,7 +206,20 @@ class Panel {
 
   async receive(socket, raw) {
     const text = typeof raw === "string" ? raw : new TextDecoder().decode(raw);
-    const { parts } = JSON.parse(text);
+    const message = JSON.parse(text);
+    if (message.refused) {
+      // the server said why: retrying would only be refused again
+      return this.problem(`The live view was refused: ${message.refused}`, REFUSED);
+    }
+    if (!this.root.dataset.connected) {
+      this.retries = 0;
+      this.root.dataset.connected = "1"; // accepted: benchmarks press Train once the page is ready
+      if (this.trouble) {
+        this.trouble = false; // it came back
+        this.showLive();
+      }
+    }
+    const { parts } = message;
     const status = parts.status;
     if (status && status.run !== this.run) {
       this.reset(status.run); // the next run, from its first frame
@@ -299,7 +340,7 @@ class Panel {
     this.status.lastChild.textContent = statusText(s, this.data.states);
     this.status.firstChild.firstChild.style.width = `${Math.round(100 * Math.min(s.progress || 0, 1))}%`;
     this.notes.textContent = (s.notes || []).join("\n");
-    const over = [...this.data.states.ENDED, LOST].includes(s.state);
+    const over = [...this.data.states.ENDED, LOST, REFUSED].includes(s.state);
     if (over && !this.ended && this.run !== null && this.run !== this.data.final) {
       this.ended = true;
       this.unannounced = null; // the "ended" rerun shows it

@@ -1,5 +1,5 @@
 """The lab's own routes beside Streamlit's: plotly.js from the installed plotly package (offline,
-cached by the browser), and each run's live WebSocket.
+cached by the browser), and the live WebSocket (who may open it: server/admission.py).
 
 Streamlit does not prefix custom routes with `server.baseUrlPath`, so each route is also
 mounted under any prefix and answers only when the prefix is the configured one. Paths under
@@ -9,9 +9,9 @@ mounted under any prefix and answers only when the prefix is the configured one.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import plotly
 from starlette.requests import Request
@@ -20,11 +20,14 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from streamlit import config
 
-from server.channel import HUB, owner_of
+from server.admission import Refusal, channel_refusal, origin_refusal, token_from
+from server.channel import HUB
 
 log = logging.getLogger("dllab.live")
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 XSRF_COOKIE = "_streamlit_xsrf"
+FIRST_MESSAGE_SECONDS = 10.0  # an opened live socket must name its run's token this soon
+READY = "ready"  # the only thing a browser says after the token: it has drawn the last frame
 
 
 def base_path() -> str:
@@ -37,8 +40,9 @@ def plotly_url() -> str:
     return f"{base_path()}/_lab/plotly.min.js?v={plotly.__version__}"
 
 
-def live_path(token: str) -> str:
-    return f"{base_path()}/_lab/live/{token}"
+def live_path() -> str:
+    """The live socket's address; the run's token goes in its first message, not in the URL."""
+    return f"{base_path()}/_lab/live"
 
 
 def _right_prefix(prefix: str | None) -> bool:
@@ -56,29 +60,26 @@ async def plotly_js(request: Request) -> Response:
     )
 
 
-async def _refuse(ws: WebSocket, status: int, why: str) -> None:
-    log.info("live channel refused (%s): %s", status, why)
-    try:
-        await ws.send_denial_response(PlainTextResponse(why, status_code=status))
-    except RuntimeError:  # a server without the denial extension: a plain close is a 403
-        await ws.close(code=1008)
-
-
-def _same_origin(ws: WebSocket) -> bool:
-    """Browsers send Origin on every WebSocket; another site's page must not open ours."""
-    origin = ws.headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == ws.headers.get("host")
-
-
 async def live_socket(ws: WebSocket) -> None:
-    channel = HUB.find(ws.path_params["token"])
-    if not _right_prefix(ws.path_params.get("prefix")) or channel is None:
-        return await _refuse(ws, 404, "No such run, or it ended a while ago.")
-    if not _same_origin(ws):
-        return await _refuse(ws, 403, "Another site may not open this run.")
-    if channel.owner is not None and owner_of(ws.cookies.get(XSRF_COOKIE)) != channel.owner:
-        return await _refuse(ws, 403, "This run belongs to another browser.")
+    """Accept, read the token, and either refuse in words (a JSON `{"refused": ...}` and a close
+    code 4000 + the HTTP status) or serve the run's frames. Refusals come after accepting, so
+    the page can say why instead of seeing a bare failed handshake."""
+    if not _right_prefix(ws.path_params.get("prefix")):
+        await ws.close(code=4404)  # not this server's base path: before accepting, as any 404
+        return
     await ws.accept()
+    try:
+        first = await asyncio.wait_for(ws.receive(), FIRST_MESSAGE_SECONDS)
+    except (TimeoutError, WebSocketDisconnect, RuntimeError):
+        await _close(ws, 1008)
+        return
+    token = token_from(first)
+    channel = HUB.find(token) if token else None
+    refusal = await asyncio.to_thread(origin_refusal, ws.headers)  # may look up this machine's IPs
+    refusal = refusal or channel_refusal(channel, ws.cookies.get(XSRF_COOKIE))
+    if refusal is not None:
+        await _refuse(ws, refusal)
+        return
     viewer = channel.join(asyncio.get_running_loop())
     try:
         await _serve(ws, viewer)
@@ -88,20 +89,37 @@ async def live_socket(ws: WebSocket) -> None:
         channel.leave(viewer)
 
 
+async def _refuse(ws: WebSocket, refusal: Refusal) -> None:
+    log.info("live channel refused (%s): %s", refusal.status, refusal.why)
+    try:
+        await ws.send_text(json.dumps({"refused": refusal.why, "status": refusal.status}))
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    await _close(ws, 4000 + refusal.status)
+
+
+async def _close(ws: WebSocket, code: int) -> None:
+    try:
+        await ws.close(code=code)
+    except RuntimeError:  # already closed by the browser
+        pass
+
+
 async def _serve(ws: WebSocket, viewer) -> None:
     """Send a frame each time the browser says "ready" (it has drawn the last one). While a
-    frame is awaited (an idle page can wait for hours), a closed tab is still heard at once."""
+    frame is awaited (an idle page can wait for hours), a closed tab is still heard at once;
+    anything else a client sends ends the connection."""
     incoming = asyncio.ensure_future(ws.receive())
     try:
         while True:
-            if (await incoming)["type"] == "websocket.disconnect":
+            if not await _still_ready(ws, await incoming):
                 return
             incoming = asyncio.ensure_future(ws.receive())
             pending = asyncio.ensure_future(viewer.next_frame())
             while not pending.done():
                 await asyncio.wait({incoming, pending}, return_when=asyncio.FIRST_COMPLETED)
                 if incoming.done() and not pending.done():
-                    if incoming.result()["type"] == "websocket.disconnect":
+                    if not await _still_ready(ws, incoming.result()):
                         pending.cancel()
                         return
                     incoming = asyncio.ensure_future(ws.receive())  # a repeated "ready"
@@ -112,6 +130,16 @@ async def _serve(ws: WebSocket, viewer) -> None:
             await ws.send_bytes(frame)
     finally:
         incoming.cancel()
+
+
+async def _still_ready(ws: WebSocket, message: dict) -> bool:
+    """Whether the browser is still there and said "ready"; anything else closes the socket."""
+    if message["type"] == "websocket.disconnect":
+        return False
+    if message.get("text") != READY:
+        await _close(ws, 1008)
+        return False
+    return True
 
 
 async def status(request: Request) -> Response:
@@ -134,6 +162,6 @@ def routes() -> list:
         Route("/{prefix:path}/_lab/status", status),
         Route("/_lab/plotly.min.js", plotly_js),
         Route("/{prefix:path}/_lab/plotly.min.js", plotly_js),
-        WebSocketRoute("/_lab/live/{token}", live_socket),
-        WebSocketRoute("/{prefix:path}/_lab/live/{token}", live_socket),
+        WebSocketRoute("/_lab/live", live_socket),
+        WebSocketRoute("/{prefix:path}/_lab/live", live_socket),
     ]

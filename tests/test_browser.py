@@ -145,11 +145,18 @@ def test_the_decision_boundary_changes_on_the_screen_as_the_net_learns(browser, 
     page.close()
 
 
-OPEN_JS = """path => new Promise(done => {
+# Open the live socket as a page would (the token first, then "ready"): a frame, or a refusal.
+OPEN_JS = """([path, token]) => new Promise(done => {
   const ws = new WebSocket(`ws://${location.host}${path}`);
-  ws.onopen = () => { ws.send('ready'); };
-  ws.onmessage = () => { done('frame'); ws.close(); };
-  ws.onerror = () => done('refused');
+  ws.binaryType = 'arraybuffer';
+  ws.onopen = () => { ws.send(token); ws.send('ready'); };
+  ws.onmessage = (e) => {
+    const text = typeof e.data === 'string' ? e.data : new TextDecoder().decode(e.data);
+    const message = JSON.parse(text);
+    done(message.refused ? `refused ${message.status}` : 'frame');
+    ws.close();
+  };
+  ws.onerror = () => done('error');
   setTimeout(() => done('timeout'), 15000);
 })"""
 
@@ -159,11 +166,14 @@ def test_another_browser_cannot_open_a_runs_stream(browser, server):
     page = open_page(owner, server, "playground", LONG_PLAYGROUND)
     train_button(page, "playground").click()
     frames_beyond(page, 0)
-    path = page.evaluate("() => document.querySelector('.dl-panel.dl-live').dataset.path")
-    assert page.evaluate(OPEN_JS, path) == "frame"  # the owner's own browser may open it twice
+    live = page.evaluate(
+        "() => { const d = document.querySelector('.dl-panel.dl-live').dataset; return [d.path, d.token]; }"
+    )
+    path, token = live
+    assert page.evaluate(OPEN_JS, [path, token]) == "frame"  # the owner's own browser may open it twice
     stranger = open_page(other, server, "home", {})
-    assert stranger.evaluate(OPEN_JS, path) == "refused"  # another browser session: 403
-    assert stranger.evaluate(OPEN_JS, path[:-4] + "AAAA") == "refused"  # a wrong token: 404
+    assert stranger.evaluate(OPEN_JS, [path, token]) == "refused 403"  # another browser session
+    assert stranger.evaluate(OPEN_JS, [path, token[:-4] + "AAAA"]) == "refused 404"  # a wrong token
     page.locator(".st-key-playground-stop button").click()
     alert(page, "Stopped").wait_for(timeout=120_000)
     owner.close()
@@ -256,8 +266,9 @@ def test_under_a_base_url_path_pages_stream_and_a_deep_link_can_be_the_first_req
         assert page.evaluate("() => location.pathname") == "/lab/convnets"
         train_button(page, "convnets").click()
         frames_beyond(page, 2)
-        assert page.evaluate("() => document.querySelector('.dl-panel.dl-live').dataset.path").startswith(
-            "/lab/_lab/live/"
+        assert (
+            page.evaluate("() => document.querySelector('.dl-panel.dl-live').dataset.path")
+            == "/lab/_lab/live"
         )
         page.locator(".st-key-convnets-stop button").click()
         alert(page, "Stopped").wait_for(timeout=120_000)
