@@ -21,10 +21,11 @@ run: $(STAMP)
 	$(PY) -m streamlit run app.py --server.port 8501
 
 browser:
-	@# Playwright drives Debian's chromium (no browser download); emoji font for the icons
-	@{ test -x /usr/bin/chromium && dpkg -s fonts-noto-color-emoji >/dev/null 2>&1; } || { \
+	@# Playwright drives Debian's chromium (no browser download); emoji font for the icons;
+	@# Debian's nginx for the tests that host the lab behind a proxy (deploy/nginx/)
+	@{ test -x /usr/bin/chromium && test -x /usr/sbin/nginx && dpkg -s fonts-noto-color-emoji >/dev/null 2>&1; } || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium fonts-noto-color-emoji; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium fonts-noto-color-emoji nginx; }
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

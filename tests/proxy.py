@@ -1,0 +1,77 @@
+"""Debian's nginx on loopback in front of a lab server, configured by the files an operator
+installs (deploy/nginx/): only the listening port and the upstream's address are changed, plus
+whatever variant a test names (the common `Host $host` recipe, a missing upgrade)."""
+
+import re
+import socket
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tests.browser import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+NGINX = "/usr/sbin/nginx"
+DEPLOY = ROOT / "deploy" / "nginx"
+WRAPPER = """daemon off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log {dir}/access.log;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    include {dir}/site.conf;
+}}
+"""
+
+
+def site(conf: str, port: int, upstream: str, edits: dict[str, str]) -> str:
+    """The shipped site file, listening on loopback `port`, proxying to `upstream`, edited."""
+    text = (DEPLOY / conf).read_text(encoding="utf-8")
+    text = text.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    text = re.sub(r"server 127\.0\.0\.1:8501;", f"server {upstream};", text)
+    for old, new in edits.items():
+        assert old in text, f"{conf} has no {old!r} to change"
+        text = text.replace(old, new)
+    return text
+
+
+@contextmanager
+def nginx_in_front(lab_url: str, conf: str = "dllab.conf", edits: dict[str, str] | None = None):
+    """nginx on a free loopback port in front of the lab at `lab_url`; yields (the proxy's base
+    URL with the lab's path prefix, the folder holding its access log)."""
+    assert Path(NGINX).exists(), "Debian's nginx is missing: run `make test`, it installs it"
+    lab = urlsplit(lab_url)
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="dllab-nginx-") as tmp:
+        (Path(tmp) / "site.conf").write_text(site(conf, port, lab.netloc, edits or {}))
+        (Path(tmp) / "nginx.conf").write_text(WRAPPER.format(dir=tmp))
+        proc = subprocess.Popen(
+            [NGINX, "-p", tmp, "-c", f"{tmp}/nginx.conf"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            _wait_for_port(port, proc)
+            yield f"http://127.0.0.1:{port}{lab.path}", Path(tmp)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen) -> None:
+    end = time.time() + 20
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"nginx did not start: {proc.stderr.read().decode()}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError("nginx did not open its port")
