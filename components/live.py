@@ -26,6 +26,7 @@ from labs.core.contract import Experiment
 from labs.core.device import pick_device
 from labs.core.runner import ENDED, RunState, RunView
 from server.channel import IDLE
+from server.learners import LEDGER, learner_id
 from server.routes import live_path, plotly_url
 from server.sessions import channel_for, current_run, start_run, stop_run
 
@@ -78,13 +79,17 @@ def _buttons(key: str, experiment: Experiment, cfg, views: Views) -> None:
 
 
 def _estimate(key: str, experiment: Experiment, cfg) -> None:
-    """The run's estimated time and memory, and, past the budget, settings that fit."""
+    """The run's estimated time and memory, and, past the budget, settings that fit; the
+    learner's training time when the server sets a quota, and when it comes back once spent."""
+    spent = LEDGER.quota_refusal(learner_id())
+    if spent:
+        st.warning(spent, icon="⏳")
     device = pick_device(experiment.prefers_gpu)
     verdict = judge(cfg, experiment.cost, Limits.from_env(), measured_speed(device.type))
     if verdict.fits:
         st.caption(
             f"This run: about {duration(verdict.seconds)} and {size(verdict.memory_bytes)} "
-            f"on this server's {device.type.upper()}. {verdict.message}"
+            f"on this server's {device.type.upper()}. {verdict.message} {LEDGER.quota_line(learner_id())}"
         )
         return
     st.warning(verdict.message, icon="🧮")

@@ -19,6 +19,7 @@ from labs.core.contract import Experiment
 from labs.core.device import pick_device
 from labs.core.runner import TrainingRun
 from server.channel import HUB, Channel, owner_of
+from server.learners import LEDGER, learner_id
 from server.routes import XSRF_COOKIE
 
 
@@ -60,13 +61,14 @@ def current_run(key: str) -> TrainingRun | None:
 
 def start_run(key: str, experiment: Experiment, cfg, views: Views) -> TrainingRun:
     """Start a run of `experiment` under `key`: a learner has one live run per page, so any other
-    run on the page stops. A run past the server's budget is refused at once, with what to lower.
-    The run is attached to the experiment's channel before it starts: the page's live panel
-    already listens there, so its first frame goes out as soon as it is drawn."""
-    runs = session_runs()
-    for other_key, other in runs.items():
-        if page_of(other_key) == page_of(key):
-            other.stop()
+    run on the page stops. A run past the server's budget, or past what one learner may hold
+    (server/learners.py), is refused at once, in words. The run is attached to the experiment's
+    channel before it starts: the page's live panel already listens there, so its first frame
+    goes out as soon as it is drawn."""
+    runs, learner = session_runs(), learner_id()
+    replaced = tuple(other for other_key, other in runs.items() if page_of(other_key) == page_of(key))
+    for other in replaced:
+        other.stop()
     run = TrainingRun(
         experiment.train,
         cfg,
@@ -74,10 +76,15 @@ def start_run(key: str, experiment: Experiment, cfg, views: Views) -> TrainingRu
         label=key,
         cost=experiment.cost,
         views=views.draw,
+        learner=learner,
     )
     runs[key] = run
     run.channel = channel_for(key)
     run.channel.attach(run)
+    refusal = LEDGER.refusal(learner, replaced)
+    if refusal:
+        return run.refuse(refusal)
+    LEDGER.track(learner, key, run)
     return run.start()
 
 

@@ -231,6 +231,28 @@ def test_heavy_links_are_cut_to_the_budget_and_stop_frees_a_slot_for_a_queued_le
         ctx.close()
 
 
+def test_one_browser_with_a_dozen_tabs_leaves_slots_for_another_learner(browser, server):
+    """One browser opens 12 tabs of a long run and presses Train in each: it trains one run and
+    queues one more; the other tabs are told which runs to stop. A second learner who arrives
+    after all of that starts at once (the server has two run slots)."""
+    hog = browser.new_context()
+    tabs = [open_page(hog, server, "playground", LONG_PLAYGROUND) for _ in range(12)]
+    for tab in tabs:
+        train_button(tab, "playground").click()
+    status_says(tabs[0], "Training: step")
+    status_says(tabs[1], "Waiting for a free slot", timeout=30)
+    for tab in tabs[2:]:  # each refused in words that name the runs to stop
+        alert(tab, "You already have 2 runs going").wait_for(timeout=60_000)
+    newcomer = browser.new_context()
+    page = open_page(newcomer, server, "playground", LONG_PLAYGROUND)
+    train_button(page, "playground").click()
+    status_says(page, "Training: step", timeout=60)  # not behind the first browser's tabs
+    for tab in (page, tabs[1], tabs[0]):
+        stop_and_wait(tab, "playground")
+    for ctx in (hog, newcomer):
+        ctx.close()
+
+
 def test_closing_the_tab_stops_its_run_and_frees_its_slot(browser, server):
     contexts = [browser.new_context() for _ in range(3)]
     pages = [open_page(ctx, server, "playground", LONG_PLAYGROUND) for ctx in contexts]

@@ -132,16 +132,59 @@ def test_slots_are_thread_safe_under_contention():
     lock = threading.Lock()
 
     def work():
-        slots.acquire(object(), lambda: False)
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
         time.sleep(0.01)
         with lock:
             active[0] -= 1
-        slots.release()
+        slots.release("")
 
     threads = [threading.Thread(target=work) for _ in range(12)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
-    assert peak[0] == 2
+    entering = [threading.Thread(target=slots.enter, args=(t, "", t.start)) for t in threads]
+    [e.start() for e in entering]
+    [e.join() for e in entering]
+    deadline = time.time() + 10
+    while any(not t.ident or t.is_alive() for t in threads) and time.time() < deadline:
+        time.sleep(0.01)
+    assert peak[0] == 2 and slots.active == 0 and slots.waiting == 0
+
+
+def test_a_free_slot_goes_to_the_learner_training_least_not_to_the_earliest_tab():
+    slots, started = Slots(2, per_learner=2), []
+
+    def begin(name):
+        return lambda: started.append(name)
+
+    slots.enter("a1", "browser A", begin("a1"))
+    slots.enter("a2", "browser A", begin("a2"))  # both slots: A trains two runs
+    slots.enter("a3", "browser A", begin("a3"))  # A's third tab waits, first in line
+    slots.enter("b1", "browser B", begin("b1"))  # then B's first run
+    assert started == ["a1", "a2"] and slots.position("b1") == 1 and slots.position("a3") == 2
+    slots.release("browser A")  # a slot frees: B trains nothing yet, so B goes first
+    assert started == ["a1", "a2", "b1"]
+    slots.release("browser B")
+    assert started[-1] == "a3"
+
+
+def test_a_learner_trains_at_most_their_share_at_once_even_with_slots_free():
+    slots, started = Slots(4, per_learner=1), []
+    for name in ("a1", "a2", "a3"):
+        slots.enter(name, "browser A", lambda name=name: started.append(name))
+    assert started == ["a1"] and slots.waiting == 2  # two slots stay free for others
+    slots.enter("b1", "browser B", lambda: started.append("b1"))
+    assert started == ["a1", "b1"]
+
+
+def test_waiting_runs_hold_no_thread():
+    slots = Slots(1)
+    first = TrainingRun(_slow, None, CPU, slots=slots).start()
+    first.wait_for_first_snapshot(5)
+    threads = threading.active_count()
+    waiting = [TrainingRun(_slow, None, CPU, slots=slots).start() for _ in range(10)]
+    assert threading.active_count() == threads and slots.waiting == 10
+    for run in waiting:
+        run.stop()
+    first.stop()
+    assert all(run.wait(5) for run in [first, *waiting])
+    assert {run.view().state for run in waiting} == {RunState.STOPPED}

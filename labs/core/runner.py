@@ -2,10 +2,11 @@
 
 A page hands `(train, cfg, device)` to a `TrainingRun` and reads `run.view()` whenever it
 redraws. The run is first weighed against the server's budget (labs/core/budget.py: refused
-with a message that says what to lower), then waits in a visible FIFO queue until a slot for
-its device kind is free, and is driven by its executor: a worker process from the pool (the
-default), or the runner's own thread (DLLAB_EXECUTOR=thread: tests, AppTest). Both drive the
-loop with the same code (labs/core/driver.py). Nothing here imports Streamlit.
+with a message that says what to lower), then waits in a visible queue, fair between learners,
+until a slot for its device kind is free (labs/core/slots.py), and is driven by its executor: a
+worker process from the pool (the default), or the runner's own thread (DLLAB_EXECUTOR=thread:
+tests, AppTest). Both drive the loop with the same code (labs/core/driver.py). Nothing here
+imports Streamlit.
 
 Stopping: Stop reaches the loop between two steps (labs/core/control.py). The loop then yields
 its final snapshot with the weights, so Stop keeps what was learned so far; a worker that
@@ -32,6 +33,7 @@ from labs.core.control import Ending
 from labs.core.driver import IN_THREAD, Job
 from labs.core.failures import IN_WORDS, CutShort, Diverged, WorkerLost, ending_message, explain_failure
 from labs.core.history import History
+from labs.core.slots import Slots
 from labs.core.snapshot import Snapshot
 from labs.core.workers import POOL
 
@@ -55,50 +57,6 @@ class RunState(StrEnum):
 ENDED = tuple(s for s in RunState if not s.alive)  # done, stopped, failed
 
 
-class Slots:
-    """At most `limit` runs at once on one kind of device; the others wait in FIFO order."""
-
-    def __init__(self, limit: int):
-        self.limit = max(1, limit)
-        self._active = 0
-        self._waiting: list[object] = []
-        self._cond = threading.Condition()
-
-    def acquire(self, ticket: object, abandoned: Callable[[], bool]) -> bool:
-        """Block until `ticket` is first in line and a slot is free; False if abandoned first."""
-        with self._cond:
-            self._waiting.append(ticket)
-            while self._waiting[0] is not ticket or self._active >= self.limit:
-                if abandoned():
-                    self._waiting.remove(ticket)
-                    self._cond.notify_all()
-                    return False
-                self._cond.wait(0.1)
-            self._waiting.pop(0)
-            self._active += 1
-            self._cond.notify_all()
-            return True
-
-    def release(self) -> None:
-        with self._cond:
-            self._active -= 1
-            self._cond.notify_all()
-
-    def position(self, ticket: object) -> int | None:
-        """1 for the next run to start; None when not waiting."""
-        with self._cond:
-            return self._waiting.index(ticket) + 1 if ticket in self._waiting else None
-
-    @property
-    def active(self) -> int:
-        return self._active
-
-    @property
-    def waiting(self) -> int:
-        with self._cond:
-            return len(self._waiting)
-
-
 def _env_int(name: str, default: int) -> int:
     try:
         return int(os.environ.get(name, default))
@@ -107,9 +65,10 @@ def _env_int(name: str, default: int) -> int:
 
 
 # Process-wide: every session of this server process shares these pools.
+PER_LEARNER = _env_int("DLLAB_RUNS_PER_LEARNER", 1)  # runs one learner trains at once
 SLOTS = {
-    "cuda": Slots(_env_int("DLLAB_GPU_RUNS", 4)),
-    "cpu": Slots(_env_int("DLLAB_CPU_RUNS", max(2, (os.cpu_count() or 2) // 2))),
+    "cuda": Slots(_env_int("DLLAB_GPU_RUNS", 4), PER_LEARNER),
+    "cpu": Slots(_env_int("DLLAB_CPU_RUNS", max(2, (os.cpu_count() or 2) // 2)), PER_LEARNER),
 }
 
 
@@ -159,12 +118,14 @@ class TrainingRun:
         slots: Slots | None = None,
         label: str = "",
         executor=None,
+        learner: str = "",
         cost: Callable[[object], Cost] | None = None,
         limits: Limits | None = None,
         views: Callable | None = None,
     ):
         self.id = uuid.uuid4().hex[:8]
         self.cfg, self.device, self.label = cfg, device, label
+        self.learner = learner  # whose run: a browser or a logged-in user (server/learners.py)
         self.limits = limits or Limits.from_env()
         self._train, self._cost, self._views = train, cost, views
         self._executor = executor or default_executor()  # POOL, IN_THREAD, or a test's own
@@ -172,6 +133,7 @@ class TrainingRun:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._first = threading.Event()
+        self._done = threading.Event()  # ended, and its slot (if it had one) given back
         self._job = None  # the executor's handle on the run, once it has a slot
         self.verdict = None  # the budget's estimate, when a cost function was given
         self._state, self._message = RunState.QUEUED, ""
@@ -180,18 +142,25 @@ class TrainingRun:
         self.listeners: list[Callable[[TrainingRun], None]] = []  # called on every change
         self.channel = None  # the live channel the page opened for it (server/channel.py)
         self._t_start = self._t_running = time.perf_counter()
+        self._began = False  # it had its turn and trained
         self._t_end: float | None = None
         self._thread = threading.Thread(target=self._work, daemon=True, name=f"run-{self.id}")
 
     # -- control ---------------------------------------------------------------------------
     def start(self) -> TrainingRun:
+        """Weigh the run against the budget, then queue it for a slot; it begins in its turn."""
         refusal = self._refusal()
         if refusal:
             log.info("run %s refused by the budget: %s; settings %s", self.id, refusal, self._settings())
-            self._finish(RunState.FAILED, refusal)
-            self._first.set()
-        else:
-            self._thread.start()
+            return self.refuse(refusal)
+        self._slots.enter(self, self.learner, self._thread.start)
+        return self
+
+    def refuse(self, message: str) -> TrainingRun:
+        """End the run before it starts, saying why (the budget, or the server's per-learner rules)."""
+        self._finish(RunState.FAILED, message)
+        self._first.set()
+        self._done.set()
         return self
 
     def _refusal(self) -> str:
@@ -207,20 +176,30 @@ class TrainingRun:
     def stop(self) -> None:
         """Ask the run to end between two steps (or leave the queue); keeps what it learned."""
         self._stop.set()
+        if self._slots.leave(self):
+            self._finish(RunState.STOPPED, "Stopped while waiting in the queue.")
+            self._first.set()
+            self._done.set()
+            return
         job = self._job
         if job is not None:
             job.request_stop()
         self._tell()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run has ended; True if it has."""
-        if not self._thread.is_alive() and self._t_end is not None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        """Block until the run has ended and given back its slot; True if it has."""
+        return self._done.wait(timeout)
 
     def wait_for_first_snapshot(self, timeout: float) -> bool:
         return self._first.wait(timeout)
+
+    @property
+    def running_seconds(self) -> float:
+        """How long the run has trained (not counting its wait in the queue)."""
+        with self._lock:
+            if not self._began:  # queued, refused, or stopped before its turn
+                return 0.0
+            return (self._t_end or time.perf_counter()) - self._t_running
 
     @property
     def process_id(self) -> int | None:
@@ -230,12 +209,11 @@ class TrainingRun:
 
     # -- worker ----------------------------------------------------------------------------
     def _work(self) -> None:
-        if not self._slots.acquire(self, self._stop.is_set):
-            self._finish(RunState.STOPPED, "Stopped while waiting in the queue.")
-            return
+        """The run's own thread, started by the slots when its turn came."""
         try:
             with self._lock:
                 self._state, self._t_running = RunState.RUNNING, time.perf_counter()
+                self._began = True
             self._tell()
             job = Job(self._train, self.cfg, self.device, self.limits, self._views)
             self._job = running = self._executor.start(job)
@@ -251,8 +229,9 @@ class TrainingRun:
             self._log_failure(err)
             self._finish(RunState.FAILED, explain_failure(err))
         finally:
-            self._slots.release()
+            self._slots.release(self.learner)
             self._first.set()
+            self._done.set()
 
     def _receive(self, kind: str, payload) -> None:
         with self._lock:

@@ -1,0 +1,107 @@
+"""Run slots: at most `limit` runs at once on one kind of device, shared fairly between learners.
+
+A learner is whoever the server says runs belong to (a browser, or a logged-in user:
+server/learners.py). A learner trains at most `per_learner` runs at once; their other runs wait.
+When a slot frees, it goes to the waiting run whose learner has the fewest runs training now,
+the earliest among equals: a newcomer's first run goes ahead of a browser's third tab, whatever
+order they came in. Runs of no particular learner ("") are served first come, first served and
+are not capped (tests, benchmarks).
+
+Nothing waits in a thread: `enter` hands over a `begin` callback, called (outside the lock) when
+the run's turn comes, which starts its work.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(order=True)
+class _Waiting:
+    arrived: int
+    ticket: object = field(compare=False)
+    learner: str = field(compare=False)
+    begin: Callable[[], None] = field(compare=False)
+
+
+class Slots:
+    def __init__(self, limit: int, per_learner: int = 1):
+        self.limit = max(1, limit)
+        self.per_learner = max(1, per_learner)
+        self._lock = threading.Lock()
+        self._waiting: list[_Waiting] = []
+        self._training: dict[str, int] = {}  # runs training, by learner
+        self._active = 0
+        self._arrivals = itertools.count()
+
+    def enter(self, ticket: object, learner: str, begin: Callable[[], None]) -> None:
+        """Queue `ticket`; `begin()` is called once its turn comes (at once if a slot is free)."""
+        with self._lock:
+            self._waiting.append(_Waiting(next(self._arrivals), ticket, learner, begin))
+            due = self._due()
+        for start in due:
+            start()
+
+    def leave(self, ticket: object) -> bool:
+        """Take a waiting ticket out of the queue; False if it was not waiting (it has begun)."""
+        with self._lock:
+            kept = [w for w in self._waiting if w.ticket is not ticket]
+            left, self._waiting = len(kept) < len(self._waiting), kept
+        return left
+
+    def release(self, learner: str) -> None:
+        """A run that began has ended: its slot goes to the next waiting run in fair order."""
+        with self._lock:
+            self._active -= 1
+            self._training[learner] -= 1
+            due = self._due()
+        for start in due:
+            start()
+
+    def position(self, ticket: object) -> int | None:
+        """1 for the next run to start; None when not waiting."""
+        with self._lock:
+            order = self._fair_order()
+        return next((i + 1 for i, w in enumerate(order) if w.ticket is ticket), None)
+
+    def training_of(self, learner: str) -> int:
+        with self._lock:
+            return self._training.get(learner, 0)
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    @property
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._waiting)
+
+    # -- under the lock ----------------------------------------------------------------------
+    def _eligible(self, w: _Waiting) -> bool:
+        return not w.learner or self._training.get(w.learner, 0) < self.per_learner
+
+    def _fair_order(self) -> list[_Waiting]:
+        """Waiting runs in the order they would start: eligible ones first, by how many runs
+        their learner trains now, then by arrival; capped learners' runs after them."""
+
+        def rank(w: _Waiting):
+            return (not self._eligible(w), self._training.get(w.learner, 0) if w.learner else 0, w.arrived)
+
+        return sorted(self._waiting, key=rank)
+
+    def _due(self) -> list[Callable[[], None]]:
+        """Give free slots to the runs whose turn it is; their `begin`s, to call after unlocking."""
+        starts = []
+        while self._active < self.limit:
+            nxt = next((w for w in self._fair_order() if self._eligible(w)), None)
+            if nxt is None:
+                break
+            self._waiting.remove(nxt)
+            self._active += 1
+            self._training[nxt.learner] = self._training.get(nxt.learner, 0) + 1
+            starts.append(nxt.begin)
+        return starts
