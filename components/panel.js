@@ -66,7 +66,11 @@ function statusText(s, states) {
   const eta = s.eta != null ? ` · about ${Math.round(s.eta)} s left` : "";
   switch (s.state) {
     case states.QUEUED:
-      return `⏳ Waiting for a free slot: position ${s.queue || 1} in the queue (${s.busy} runs training now).`;
+      if (s.held_back) {
+        const runs = s.per_learner === 1 ? "one run" : `${s.per_learner} runs`;
+        return `⏳ Waiting for your other run to end: on this server a learner trains ${runs} at a time.`;
+      }
+      return `⏳ Waiting for a free slot: position ${s.queue || 1} in the queue (${s.busy} run${s.busy === 1 ? "" : "s"} training now).`;
     case states.RUNNING:
       return `${s.stopping ? "Stopping" : "Training"}: ${step}${eta}`;
     case states.DONE:

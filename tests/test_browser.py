@@ -240,7 +240,7 @@ def test_one_browser_with_a_dozen_tabs_leaves_slots_for_another_learner(browser,
     for tab in tabs:
         train_button(tab, "playground").click()
     status_says(tabs[0], "Training: step")
-    status_says(tabs[1], "Waiting for a free slot", timeout=30)
+    status_says(tabs[1], "Waiting for your other run to end", timeout=30)
     for tab in tabs[2:]:  # each refused in words that name the runs to stop
         alert(tab, "You already have 2 runs going").wait_for(timeout=60_000)
     newcomer = browser.new_context()

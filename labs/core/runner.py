@@ -304,6 +304,8 @@ class TrainingRun:
                 "eta": eta if self._state == RunState.RUNNING else None,
                 "elapsed": now - self._t_start,
                 "queue": self._slots.position(self),
+                "held_back": self._slots.held_back(self),  # waits for the learner's own run
+                "per_learner": self._slots.per_learner,
                 "busy": sum(s.active for s in SLOTS.values()),
                 "stopping": self._stop.is_set(),
                 "notes": list(self._h.notes),

@@ -67,6 +67,11 @@ class Slots:
             order = self._fair_order()
         return next((i + 1 for i, w in enumerate(order) if w.ticket is ticket), None)
 
+    def held_back(self, ticket: object) -> bool:
+        """Whether a waiting ticket waits for its learner's own run to end, not for a slot."""
+        with self._lock:
+            return any(w.ticket is ticket and not self._eligible(w) for w in self._waiting)
+
     def training_of(self, learner: str) -> int:
         with self._lock:
             return self._training.get(learner, 0)
