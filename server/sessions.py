@@ -1,9 +1,12 @@
 """Which runs and live channels a browser session holds, and the run policy: one live run per
 page, started and stopped here.
 
-Both registries are session-scoped resources: when the browser session ends (the tab closed),
-Streamlit releases them, which stops the session's runs (their slots go to other learners) and
-closes its channels (their tokens stop working at once).
+A session's runs and channels are a session-scoped resource. Streamlit releases it as soon as
+the session's socket drops, though it keeps the session itself for a reconnection (its
+disconnectedSessionTTL). So a release is not yet a leave: the runs keep training and the
+channels keep their tokens for RECONNECT_GRACE_SECONDS. A session that comes back within it
+(a network blip, a laptop lid) takes them back at its next script run; otherwise its runs stop
+(their slots go to other learners) and its channels close (their tokens stop working).
 
 A run key is the page's slug, or "<slug>--<part>" for one of several experiments on a page
 (chapters.run_key); the key's page is what "one run per page" counts.
@@ -11,7 +14,12 @@ A run key is the page's slug, or "<slug>--<part>" for one of several experiments
 
 from __future__ import annotations
 
+import os
+import threading
+from dataclasses import dataclass, field
+
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from chapters import page_of
 from figures.views import Views
@@ -22,27 +30,70 @@ from server.channel import HUB, Channel, owner_of
 from server.learners import LEDGER, learner_id
 from server.routes import XSRF_COOKIE
 
-
-def _stop_all(runs: dict[str, TrainingRun]) -> None:
-    for run in runs.values():
-        run.stop()
+RECONNECT_GRACE_SECONDS = float(os.environ.get("DLLAB_RECONNECT_GRACE_SECONDS", "10"))
 
 
-@st.cache_resource(scope="session", on_release=_stop_all, show_spinner=False)
+@dataclass
+class Held:
+    """What one browser session holds: its runs and its live channels, by run key."""
+
+    session_id: str
+    runs: dict[str, TrainingRun] = field(default_factory=dict)
+    channels: dict[str, Channel] = field(default_factory=dict)
+    leaving: threading.Timer | None = None
+
+    def end(self) -> None:
+        """The session has gone for good: stop its runs, close its channels."""
+        for run in self.runs.values():
+            run.stop()
+        for channel in self.channels.values():
+            channel.close()
+
+
+_AWAY: dict[str, Held] = {}  # sessions whose socket dropped, within their grace
+_AWAY_LOCK = threading.Lock()
+
+
+def _released(held: Held) -> None:
+    """Streamlit let go of a session (its socket dropped): end what it held unless it is back
+    within the grace."""
+    held.leaving = threading.Timer(RECONNECT_GRACE_SECONDS, _gone, args=(held,))
+    held.leaving.daemon = True
+    with _AWAY_LOCK:
+        _AWAY[held.session_id] = held
+    held.leaving.start()
+
+
+def _gone(held: Held) -> None:
+    with _AWAY_LOCK:
+        if _AWAY.get(held.session_id) is not held:
+            return  # taken back meanwhile
+        del _AWAY[held.session_id]
+    held.end()
+
+
+@st.cache_resource(scope="session", on_release=_released, show_spinner=False)
+def _held() -> Held:
+    """This session's runs and channels: the ones it left within the grace, else new ones."""
+    ctx = get_script_run_ctx()
+    session_id = ctx.session_id if ctx else ""
+    with _AWAY_LOCK:
+        back = _AWAY.pop(session_id, None)
+    if back is not None:
+        back.leaving.cancel()
+        back.leaving = None
+        return back
+    return Held(session_id)
+
+
 def session_runs() -> dict[str, TrainingRun]:
     """This browser session's runs, by run key."""
-    return {}
+    return _held().runs
 
 
-def _close_all(channels: dict[str, Channel]) -> None:
-    for channel in channels.values():
-        channel.close()
-
-
-@st.cache_resource(scope="session", on_release=_close_all, show_spinner=False)
 def session_channels() -> dict[str, Channel]:
     """This browser session's live channels, one per run key."""
-    return {}
+    return _held().channels
 
 
 def channel_for(key: str) -> Channel:

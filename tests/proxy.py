@@ -44,25 +44,52 @@ def site(conf: str, port: int, upstream: str, edits: dict[str, str]) -> str:
     return text
 
 
+class Proxy:
+    """nginx on a loopback port, in front of one lab server."""
+
+    def __init__(self, folder: Path, port: int, path: str):
+        self.folder, self.port = folder, port
+        self.base = f"http://127.0.0.1:{port}{path}"  # with the lab's path prefix
+        self.logs = folder
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        conf = self.folder / "nginx.conf"
+        self.proc = subprocess.Popen(
+            [NGINX, "-p", str(self.folder), "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        _wait_for_port(self.port, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def blip(self, seconds: float) -> None:
+        """Drop every connection and refuse new ones for `seconds`, as a network blip would."""
+        self.stop()
+        time.sleep(seconds)
+        self.start()
+
+
 @contextmanager
 def nginx_in_front(lab_url: str, conf: str = "dllab.conf", edits: dict[str, str] | None = None):
-    """nginx on a free loopback port in front of the lab at `lab_url`; yields (the proxy's base
-    URL with the lab's path prefix, the folder holding its access log)."""
+    """nginx on a free loopback port in front of the lab at `lab_url`: a Proxy."""
     assert Path(NGINX).exists(), "Debian's nginx is missing: run `make test`, it installs it"
     lab = urlsplit(lab_url)
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="dllab-nginx-") as tmp:
         (Path(tmp) / "site.conf").write_text(site(conf, port, lab.netloc, edits or {}))
         (Path(tmp) / "nginx.conf").write_text(WRAPPER.format(dir=tmp))
-        proc = subprocess.Popen(
-            [NGINX, "-p", tmp, "-c", f"{tmp}/nginx.conf"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        proxy = Proxy(Path(tmp), port, lab.path)
+        proxy.start()
         try:
-            _wait_for_port(port, proc)
-            yield f"http://127.0.0.1:{port}{lab.path}", Path(tmp)
+            yield proxy
         finally:
-            proc.terminate()
-            proc.wait(10)
+            proxy.stop()
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen) -> None:
