@@ -85,12 +85,21 @@ def _read_link_once(cls, key: str, prefix: str) -> None:
 
 
 def link_notices(key: str) -> None:
-    """Say which settings of the opened link were out of range or invalid, and what was used."""
+    """Say which settings of the opened link were out of range or invalid, and what was used.
+    A notice quotes what the link held, so it is escaped: a link must not put a clickable link,
+    an image or coloured text on a classmate's page."""
     notices = st.session_state.get(state_key(key, "notices")) or []
     if notices:
-        st.warning(
-            "Some settings in this link were adjusted:\n\n" + "\n".join(f"- {n}" for n in notices), icon="🔧"
-        )
+        listed = "\n".join(f"- {literal(n)}" for n in notices)
+        st.warning("Some settings in this link were adjusted:\n\n" + listed, icon="🔧")
+
+
+MARKDOWN_SPECIALS = set("\\`*_{}[]()<>#+-.!|~$:&")  # markdown, LaTeX ($), Streamlit's :red[…] and :icon:
+
+
+def literal(text: str) -> str:
+    """`text` as markdown that shows exactly these characters and makes nothing of them."""
+    return "".join("\\" + c if c in MARKDOWN_SPECIALS else c for c in text)
 
 
 def _write_link(cfg, prefix: str) -> None:

@@ -6,6 +6,7 @@ worker process (labs/core/driver.py); the browser suite covers worker processes.
 """
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -41,6 +42,21 @@ def wait_until_ended(at: AppTest, timeout: float = 240, ended_before: int = 0) -
     raise AssertionError("the run did not end in time")
 
 
+def shown_text(elements) -> str:
+    """What markdown elements show: their source with its backslash escapes undone."""
+    return re.sub(r"\\(.)", r"\1", " ".join(e.value for e in elements))
+
+
+def test_a_link_cannot_put_a_link_an_image_or_coloured_text_on_a_page():
+    chapter = next(c for c in CHAPTERS if c.slug == "playground")
+    bait = "[Fix your run](http://evil.example) ![x](http://track.example/p.png) :red[boo] $x$"
+    at = open_page(chapter, {"activation": bait})
+    source = " ".join(w.value for w in at.warning)
+    for markup in ("[", "](", "![", ":red[", "$"):  # each only ever as escaped text
+        assert markup not in re.sub(r"\\.", "", source), markup
+    assert "Activation: '[Fix your run](http://evil.example) ![" in shown_text(at.warning)  # as typed, cut
+
+
 def test_home_page_maps_every_chapter():
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
@@ -66,7 +82,7 @@ def test_every_experiment_trains_without_an_exception(chapter):
 def test_a_link_with_bad_values_is_clamped_with_a_visible_notice():
     chapter = next(c for c in CHAPTERS if c.slug == "playground")
     at = open_page(chapter, {"units": "999", "activation": "banana", "epochs": "-5"})
-    notice = " ".join(w.value for w in at.warning)
+    notice = shown_text(at.warning)
     assert "adjusted" in notice and "Units per layer" in notice and "banana" in notice
     assert at.slider(key="playground-units").value == 16
     assert at.selectbox(key="playground-activation").value == "relu"
@@ -86,7 +102,7 @@ def test_predict_then_run_checks_the_prediction_against_the_run():
 def test_each_experiment_of_a_multi_experiment_page_reads_its_own_link_settings():
     chapter = next(c for c in CHAPTERS if c.slug == "optimizers")
     at = open_page(chapter, {"surface.learning_rate": "99", "net.schedule": "sideways"})
-    notice = " ".join(w.value for w in at.warning)
+    notice = shown_text(at.warning)
     assert "Learning rate: 99 is outside" in notice and "sideways" in notice
     assert at.select_slider(key="optimizers--surface-learning_rate").value == 1.0
     assert at.selectbox(key="optimizers--net-schedule").value == "constant"
