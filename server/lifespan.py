@@ -22,6 +22,7 @@ def prepare() -> None:
     from labs.core.device import configure_threads, warm_up
     from labs.core.runner import SLOTS, default_executor
     from labs.core.workers import POOL
+    from server.routes import plotly_gzipped
 
     configure_threads()
     measured_speed("cpu")  # before the workers start importing torch beside it
@@ -31,6 +32,7 @@ def prepare() -> None:
         gpu_runs = SLOTS["cuda"].limit if torch.cuda.is_available() else 0
         POOL.prestart(SLOTS["cpu"].limit + gpu_runs)
     data.mnist_subset()  # writes the .npz cache that workers then read in milliseconds
+    plotly_gzipped()  # every page fetches it: compress it before the first learner asks
     warm_up()
 
 

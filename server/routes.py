@@ -9,8 +9,12 @@ mounted under any prefix and answers only when the prefix is the configured one.
 from __future__ import annotations
 
 import asyncio
+import functools
+import gzip
+import hmac
 import json
 import logging
+import os
 from pathlib import Path
 
 import plotly
@@ -49,14 +53,23 @@ def _right_prefix(prefix: str | None) -> bool:
     return (f"/{prefix.strip('/')}" if prefix else "") == base_path()
 
 
+@functools.cache
+def plotly_gzipped() -> bytes:
+    """plotly.js compressed once per process (~1 s of CPU): Streamlit's gzip middleware would
+    otherwise compress its 4.8 MB again for every request, on the event loop."""
+    return gzip.compress(PLOTLY_JS.read_bytes(), compresslevel=6)
+
+
 async def plotly_js(request: Request) -> Response:
     if not _right_prefix(request.path_params.get("prefix")):
         return PlainTextResponse("Not found", status_code=404)
-    # 4.8 MB, fetched once: the version is in the URL, so the browser may keep it for a week
-    return FileResponse(
-        PLOTLY_JS,
-        media_type="application/javascript",
-        headers={"Cache-Control": "public, max-age=604800, immutable"},
+    # fetched once: the version is in the URL, so the browser may keep it for a week
+    headers = {"Cache-Control": "public, max-age=604800, immutable", "Vary": "Accept-Encoding"}
+    if "gzip" not in request.headers.get("accept-encoding", ""):
+        return FileResponse(PLOTLY_JS, media_type="application/javascript", headers=headers)
+    body = await asyncio.to_thread(plotly_gzipped)  # the middleware passes an encoded body through
+    return Response(
+        body, media_type="application/javascript", headers={**headers, "Content-Encoding": "gzip"}
     )
 
 
@@ -142,10 +155,24 @@ async def _still_ready(ws: WebSocket, message: dict) -> bool:
     return True
 
 
+def operator(request: Request) -> bool:
+    """An operator: a client on this machine that came straight here (not through a proxy, which
+    also connects from loopback), or one that shows DLLAB_STATUS_TOKEN as its bearer token."""
+    token = os.environ.get("DLLAB_STATUS_TOKEN", "")
+    shown = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if token and hmac.compare_digest(shown, token):
+        return True
+    forwarded = any(h in request.headers for h in ("x-forwarded-for", "x-real-ip", "forwarded"))
+    host = request.client.host if request.client else ""
+    return not forwarded and host in ("127.0.0.1", "::1", "localhost")
+
+
 async def status(request: Request) -> Response:
     """For operators and benchmarks: workers ready, runs training and waiting (no learner data)."""
     if not _right_prefix(request.path_params.get("prefix")):
         return PlainTextResponse("Not found", status_code=404)
+    if not operator(request):
+        return PlainTextResponse("For this server's operators only.", status_code=403)
     from labs.core.runner import SLOTS
     from labs.core.workers import POOL
 
