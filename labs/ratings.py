@@ -5,15 +5,20 @@ item's genre, which the models never see."""
 from __future__ import annotations
 
 import io
+import logging
 import os
+import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
-from labs.core.data import data_dir
+from labs.core.data import data_dir, exclusive
+
+log = logging.getLogger("dllab.data")
 
 GENRES = ("action", "comedy", "drama", "horror", "romance")
 MOVIELENS_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
@@ -83,23 +88,31 @@ def movielens(allow_download: bool | None = None) -> Ratings:
         if allow_download is None:
             allow_download = os.environ.get("DLLAB_ALLOW_DOWNLOAD", "1") != "0"
         if not allow_download:
+            log.info("MovieLens 100k is not in %s and downloads are off", folder)
             raise RatingsUnavailable(
-                f"MovieLens 100k is not in {folder} and downloads are off on this server: "
-                f"unzip {MOVIELENS_URL} into {folder.parent} to use it."
+                "MovieLens 100k is not in this server's data folder and downloads are off: the "
+                f"operator can unzip {MOVIELENS_URL} into the data folder (DLLAB_DATA_DIR)."
             )
-        _download(folder)
+        with exclusive(folder):  # one process downloads; the others find it there
+            if not (folder / "u.data").exists():
+                _download(folder)
     return _read_movielens(str(folder))
 
 
 def _download(folder) -> None:
+    """Fetch and unzip beside `folder`, then move it into place whole: a reader never sees a
+    half-unzipped folder."""
     try:
         with urllib.request.urlopen(MOVIELENS_URL, timeout=20) as response:
             archive = response.read()
-        zipfile.ZipFile(io.BytesIO(archive)).extractall(folder.parent)
+        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".ml-100k-") as unpacked:
+            zipfile.ZipFile(io.BytesIO(archive)).extractall(unpacked)
+            os.replace(Path(unpacked) / folder.name, folder)
     except (OSError, zipfile.BadZipFile) as err:
+        log.warning("MovieLens 100k could not be downloaded into %s: %s", folder, err)
         raise RatingsUnavailable(
-            f"MovieLens 100k could not be downloaded ({err}); unzip {MOVIELENS_URL} into "
-            f"{folder.parent} to use it."
+            f"MovieLens 100k could not be downloaded ({type(err).__name__}): the operator can unzip "
+            f"{MOVIELENS_URL} into the data folder (DLLAB_DATA_DIR)."
         ) from None
 
 

@@ -13,7 +13,6 @@ shows which layers fine-tuning changed; Grad-CAM shows what the net looks at bef
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -39,7 +38,7 @@ from labs.backbones import (
 )
 from labs.blocks import BLOCKS  # the page's third experiment, listed with its own
 from labs.classifier_metrics import accuracy
-from labs.core import attribution, budget, data
+from labs.core import attribution, budget
 from labs.core.compare import side_by_side
 from labs.core.config import check, knob
 from labs.core.contract import Experiment
@@ -227,11 +226,13 @@ def backbone_for(cfg, device) -> tuple[dict | None, list[str]]:
         path = resnet18_weights()
         if path is not None:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            return {f"net.{k}": v for k, v in state.items()}, [f"resnet18 ImageNet weights from {path}."]
+            return {f"net.{k}": v for k, v in state.items()}, [
+                "resnet18 ImageNet weights, from this server's disk."
+            ]
         note = (
-            f"torchvision's resnet18 weights are not on disk ({RESNET18_FILE} in "
-            f"{Path(torch.hub.get_dir()) / 'checkpoints'} or {data.data_dir()}), so the small CNN "
-            "pre-trained here on digits 0–4 is used instead."
+            f"torchvision's resnet18 weights are not on this server ({RESNET18_FILE}, in torch hub's "
+            "checkpoints folder or the data folder), so the small CNN pre-trained here on digits "
+            "0–4 is used instead."
         )
         return None, [note]
     return None, []

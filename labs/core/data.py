@@ -7,10 +7,15 @@ Parsed datasets are cached per process (they are read-only, so sessions may shar
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import math
 import os
 import socket
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +24,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits, make_blobs, make_circles, make_moons
 
+log = logging.getLogger("dllab.data")
 TWO_D_SETS = ("moons", "circles", "spiral", "xor", "blobs")
 IMAGE_SETS = ("digits8", "mnist_subset", "mnist", "fashion_mnist")
 
@@ -120,13 +126,31 @@ def mnist_subset() -> tuple[torch.Tensor, torch.Tensor]:
     return X, torch.from_numpy(labels).long()
 
 
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold a lock beside `path` across processes (workers, server replicas) while writing it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _save_quietly(path: Path, **arrays) -> None:
-    """Keep a cache when the data dir is writable; a read-only install just parses each time."""
+    """Keep a cache when the data dir is writable; a read-only install just parses each time.
+    The file appears whole or not at all: written under a unique name, then renamed over."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        tmp.replace(path)
+        with exclusive(path):
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    np.savez_compressed(f, **arrays)
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
     except OSError:
         pass  # read-only data dir: correct, only slower on the next start
 
@@ -141,9 +165,11 @@ def torchvision_images(name: str, root: Path, download: bool) -> tuple[torch.Ten
     try:
         parts = [cls(str(root), train=t, download=download) for t in (True, False)]
     except (RuntimeError, OSError, ValueError) as err:
+        log.warning("%s: not in %s and not downloaded: %s", name, root, err)  # the path, for operators
         raise DataUnavailable(
-            f"{name} is not in {root} and could not be downloaded ({type(err).__name__}). "
-            f"Copy the torchvision files into {root}/{cls.__name__}/raw, or allow downloads."
+            f"{name} is not in this server's data folder and could not be downloaded "
+            f"({type(err).__name__}). The operator can copy torchvision's {cls.__name__}/raw files "
+            "into the data folder (DLLAB_DATA_DIR), or allow downloads."
         ) from err
     finally:
         socket.setdefaulttimeout(old_timeout)

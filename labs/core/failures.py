@@ -7,6 +7,8 @@ log gets the same facts with the run's settings (labs/core/runner.py).
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from labs.core.budget import Limits, duration, size
@@ -41,8 +43,22 @@ IN_WORDS = (ConfigError, DataUnavailable, RemoteFailure)
 EXPECTED = (ConfigError, DataUnavailable)  # a learner's setting, not a bug: one log line
 
 
+# an absolute path on the server (/srv/lab/data/x.npz), never part of a URL (https://host/a/b)
+SERVER_PATH = re.compile(r"(?<![\w:/.])(?:[A-Za-z]:)?(?:[/\\][\w.\-~@+]+){2,}[/\\]?")
+
+
+def without_paths(text: str) -> str:
+    """`text` with this server's file paths taken out: a learner is told what went wrong, not
+    where the server keeps its files (the operator's log has them)."""
+    return SERVER_PATH.sub("(a file on the server)", text)
+
+
 def explain_failure(err: BaseException) -> str:
-    """A message a learner can act on, for anything a run may raise."""
+    """A message a learner can act on, for anything a run may raise (never a server path)."""
+    return without_paths(_explained(err))
+
+
+def _explained(err: BaseException) -> str:
     text = str(err)
     if isinstance(err, torch.cuda.OutOfMemoryError) or "cuda out of memory" in text.lower():
         return (
