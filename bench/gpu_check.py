@@ -6,7 +6,10 @@
    as the app runs it, and ends DONE with its weights back on the CPU.
 2. A real CUDA out-of-memory error, raised inside a worker, reaches the learner in words
    ("Out of GPU memory…"), and the worker trains the next run.
-3. The speed bench of every chapter's default run, on the GPU.
+3. Each run's memory is its own: a 2 GB run before does not count against the next run's
+   512 MB budget, the GPU cache is emptied between runs, a worker that keeps GPU memory after
+   its run is replaced, and a CPU run's worker never initialises CUDA.
+4. The speed bench of every chapter's default run, on the GPU.
 
 On a machine without CUDA it says so and exits with status 2: nothing was checked.
 """
@@ -19,6 +22,7 @@ import time
 
 import torch
 
+from labs.core.budget import Limits
 from labs.core.config import from_params
 from labs.core.contract import experiments_of, lab_of
 from labs.core.runner import RunState, TrainingRun
@@ -78,8 +82,55 @@ def out_of_memory() -> bool:
     after = TrainingRun(_tiny, None, CUDA, executor=POOL).start()
     after.wait(120)
     recovered = after.view().state == RunState.DONE
-    print(f"  {'ok ' if recovered else 'BAD'} the same worker trains the next run")
+    print(f"  {'ok ' if recovered else 'BAD'} the next GPU run trains")
     return good and recovered
+
+
+_LEAKED: list = []  # GPU memory a run leaves behind in its worker (a leak, a global cache)
+
+
+def _holds_gpu_memory(cfg, device):
+    """Takes `cfg` MB of GPU memory while it runs; frees it when it ends."""
+    x = torch.ones(cfg * 2**20 // 4, device=device)
+    yield Snapshot(1, 1, {"loss": float(x[0])}, final=True, state_dict={})
+
+
+def _leaks_gpu_memory(cfg, device):
+    """Leaves `cfg` MB of GPU memory allocated in its worker after it ends."""
+    _LEAKED.append(torch.ones(cfg * 2**20 // 4, device=device))
+    yield Snapshot(1, 1, {"loss": 1.0}, final=True, state_dict={})
+
+
+def _reports_cuda(cfg, device):
+    """What a run finds as it begins: GPU memory reserved, and whether CUDA is initialised."""
+    initialised = torch.cuda.is_initialized()
+    reserved = torch.cuda.memory_reserved() if initialised else 0
+    yield Snapshot(1, 1, {"reserved": float(reserved), "cuda": float(initialised)}, final=True, state_dict={})
+
+
+def hygiene() -> bool:
+    """Each run's memory is its own: measured from its start, the GPU cache emptied between
+    runs, a worker that keeps GPU memory replaced, CPU workers never touching CUDA."""
+    checks = []
+    big = TrainingRun(_holds_gpu_memory, 2048, CUDA, executor=POOL).start()
+    big.wait(120)
+    after = TrainingRun(_reports_cuda, None, CUDA, executor=POOL, limits=Limits(memory_mb=512)).start()
+    after.wait(120)
+    view = after.view()
+    checks.append((view.state == RunState.DONE, "a 2 GB run before does not count against a 512 MB budget"))
+    checks.append((view.last("reserved", 1e12) < 64 * 2**20, "the GPU cache was emptied after it"))
+    leak = TrainingRun(_leaks_gpu_memory, 512, CUDA, executor=POOL).start()
+    leak.wait(120)
+    fresh = TrainingRun(_reports_cuda, None, CUDA, executor=POOL).start()
+    fresh.wait(120)
+    replaced = fresh.process_id != leak.process_id and fresh.view().last("reserved", 1e12) < 64 * 2**20
+    checks.append((replaced, "a worker that kept 512 MB reserved was replaced"))
+    cpu = TrainingRun(_reports_cuda, None, torch.device("cpu"), executor=POOL).start()
+    cpu.wait(120)
+    checks.append((cpu.view().last("cuda") == 0.0, "a CPU run's worker never initialised CUDA"))
+    for good, what in checks:
+        print(f"  {'ok ' if good else 'BAD'} {what}")
+    return all(good for good, _ in checks)
 
 
 def _tiny(cfg, device):
@@ -93,18 +144,22 @@ def main() -> int:
         return 2
     os.environ.setdefault("DLLAB_DEVICE", "cuda")
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name(0)}")
-    POOL.prestart(1)
+    POOL.prestart(1, "cuda")
+    POOL.prestart(1, "cpu")
     POOL.wait_ready()
     print("1. every chapter's smoke config on CUDA, through a worker:")
     smoke = smoke_runs()
     print("2. a real CUDA out-of-memory error:")
     oom = out_of_memory()
-    print("3. the speed bench on the GPU:")
+    print("3. each run's memory is its own:")
+    clean = hygiene()
+    print("4. the speed bench on the GPU:")
     from bench import speed
 
     speed.main()
-    print("\nGPU check:", "passed" if smoke and oom else "FAILED")
-    return 0 if smoke and oom else 1
+    passed = smoke and oom and clean
+    print("\nGPU check:", "passed" if passed else "FAILED")
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

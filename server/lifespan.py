@@ -1,6 +1,6 @@
 """Once per server process: start the training workers and warm what every first run would
-otherwise wait for; at shutdown, end the idle workers (busy ones are daemon processes: they end
-with the server process)."""
+otherwise wait for; at shutdown, stop every run and end every worker. A worker also ends by
+itself when its server process is gone (killed, crashed): labs/core/workers.py."""
 
 from __future__ import annotations
 
@@ -29,16 +29,21 @@ def prepare() -> None:
     if torch.cuda.is_available():
         measured_speed("cuda")
     if default_executor() is POOL:  # one worker per run that may train at once
-        gpu_runs = SLOTS["cuda"].limit if torch.cuda.is_available() else 0
-        POOL.prestart(SLOTS["cpu"].limit + gpu_runs)
+        POOL.prestart(SLOTS["cpu"].limit)
+        if torch.cuda.is_available():  # GPU runs get workers of their own: CPU ones never touch CUDA
+            POOL.prestart(SLOTS["cuda"].limit, "cuda")
     data.mnist_subset()  # writes the .npz cache that workers then read in milliseconds
     plotly_gzipped()  # every page fetches it: compress it before the first learner asks
     warm_up()
 
 
 def shut_down() -> None:
-    from labs.core.workers import POOL
+    """Stop every run (each keeps what it learned, for its page if the server comes back in
+    time), then end every worker, busy ones too."""
+    from labs.core.runner import stop_every_run
+    from labs.core.workers import POOL, STOP_GRACE_SECONDS
 
+    stop_every_run(STOP_GRACE_SECONDS + 2)
     POOL.close()
 
 

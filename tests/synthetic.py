@@ -50,3 +50,24 @@ def one_huge_step(cfg, device):
             time.sleep(3600)
             del held
     yield Snapshot(10, 10, final=True, state_dict={})
+
+
+_KEPT: list = []  # what earlier runs left in a worker (caches, a leak): it stays resident
+
+
+def leaves_memory(cfg, device):
+    """Leaves `cfg` MB resident in its worker after it ends, as an earlier run's caches would."""
+    import numpy as np
+
+    _KEPT.append(np.ones(cfg * 1024**2 // 8))  # touched: really resident
+    yield Snapshot(1, 1, {"loss": 1.0})
+    yield Snapshot(1, 1, final=True, state_dict={})
+
+
+def short(cfg, device):
+    """A small, quick run: 20 steps of 10 ms."""
+    step = 0
+    for step in steps(20):
+        time.sleep(0.01)
+        yield Snapshot(step, 20, {"loss": 1.0 / step})
+    yield Snapshot(step, 20, final=True, state_dict={"w": torch.zeros(1)})

@@ -1,13 +1,21 @@
 """Runs in worker processes: same protocol as in a thread, off the server's GIL."""
 
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from labs import convnets, playground
-from labs.core.runner import RunState, TrainingRun
-from labs.core.workers import POOL
+from labs.core.budget import Limits
+from labs.core.runner import RunState, TrainingRun, stop_every_run
+from labs.core.workers import POOL, STOP_GRACE_SECONDS, WorkerPool
+from tests import synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CPU = torch.device("cpu")
 
@@ -49,3 +57,76 @@ def test_a_failure_in_the_worker_arrives_in_words():
     assert run.wait(60)
     view = run.view()
     assert view.state == RunState.FAILED and "Channels" in view.message and "outside" in view.message
+
+
+def test_memory_an_earlier_run_left_in_a_worker_does_not_count_against_the_next():
+    pool = WorkerPool()
+    pool.prestart(1)
+    try:
+        first = TrainingRun(synthetic.leaves_memory, 500, CPU, executor=pool).start()
+        assert first.wait(60) and first.view().state == RunState.DONE
+        budget = Limits(memory_mb=300)  # smaller than what the first run left behind
+        after = TrainingRun(synthetic.short, None, CPU, executor=pool, limits=budget).start()
+        assert after.wait(60)
+        assert after.process_id == first.process_id  # the same worker, its memory still held
+        assert after.view().state == RunState.DONE, after.view().message
+    finally:
+        pool.close()
+
+
+def test_shutdown_stops_every_run_then_ends_every_worker_busy_ones_too():
+    pool = WorkerPool()
+    pool.prestart(1)
+    graceful = TrainingRun(synthetic.endless, None, CPU, executor=pool).start()
+    assert graceful.wait_for_first_snapshot(60)
+    assert stop_every_run(STOP_GRACE_SECONDS + 5)
+    assert graceful.view().state == RunState.STOPPED and graceful.view().state_dict is not None
+    busy = TrainingRun(synthetic.endless, None, CPU, executor=pool).start()
+    assert busy.wait_for_first_snapshot(60)
+    worker = busy.process_id
+    pool.close()  # the run was not stopped: its worker is ended all the same
+    assert busy.wait(30) and not busy.view().alive
+    assert not _alive(worker)
+
+
+def test_a_worker_ends_when_its_server_is_killed():
+    code = (
+        "import sys, time; sys.path.insert(0, '.')\n"
+        "from labs.core.workers import WorkerPool\n"
+        "pool = WorkerPool(); pool.prestart(1); pool.wait_ready()\n"
+        "print(*pool.process_ids(), flush=True); time.sleep(600)\n"
+    )
+    server = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    worker = int(server.stdout.readline())
+    assert _alive(worker)
+    server.send_signal(signal.SIGKILL)  # no shutdown, no atexit: the server is just gone
+    server.wait(10)
+    deadline = time.time() + 20
+    while _alive(worker) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _alive(worker), "the worker outlived its server"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+def test_a_cpu_run_never_borrows_a_gpu_runs_worker():
+    """GPU runs have workers of their own, so a CPU run's worker never holds a CUDA context."""
+    pool = WorkerPool()
+    pool.prestart(1, "cuda")
+    pool.prestart(1, "cpu")
+    try:
+        gpu_worker = next(w for w in pool._idle if w.kind == "cuda")
+        lent = pool.borrow("cpu")
+        assert lent.kind == "cpu" and lent is not gpu_worker
+        second = pool.borrow("cpu")  # none idle of its kind: a new CPU worker, not the GPU's
+        assert second.kind == "cpu" and second is not gpu_worker
+        pool.give_back(second)
+        pool.give_back(lent)
+    finally:
+        pool.close()

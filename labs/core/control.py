@@ -127,13 +127,14 @@ class Control:
 
     def used_bytes(self) -> int:
         """Memory this run has taken: growth of the process's resident size since the run
-        began, or, on a GPU, what torch's allocator holds there (the larger)."""
+        began, or, on a GPU, the most torch's allocator has reserved there since the run began
+        (a worker resets that peak and empties the cache between runs: labs/core/workers.py)."""
         used = resident_bytes() - self._rss_start
         try:
             import torch
 
             if torch.cuda.is_available() and torch.cuda.is_initialized():
-                used = max(used, torch.cuda.memory_reserved())
+                used = max(used, torch.cuda.max_memory_reserved())
         except ImportError:
             pass
         return used

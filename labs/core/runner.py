@@ -20,6 +20,7 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -106,6 +107,19 @@ def default_executor():
     return IN_THREAD if os.environ.get("DLLAB_EXECUTOR", "process") == "thread" else POOL
 
 
+LIVE: weakref.WeakSet = weakref.WeakSet()  # every run queued or training in this process
+
+
+def stop_every_run(timeout: float) -> bool:
+    """At shutdown: ask every run to stop (each keeps what it learned), and wait at most
+    `timeout` seconds for them all; True if they all ended."""
+    runs = list(LIVE)
+    for run in runs:
+        run.stop()
+    deadline = time.monotonic() + timeout
+    return all(run.wait(max(0.0, deadline - time.monotonic())) for run in runs)
+
+
 class TrainingRun:
     """One learner's run of one lab: start it, read `view()`, `stop()` it; `frames` holds its
     latest live figures (encoded), and `listeners` hear of every change."""
@@ -153,6 +167,7 @@ class TrainingRun:
         if refusal:
             log.info("run %s refused by the budget: %s; settings %s", self.id, refusal, self._settings())
             return self.refuse(refusal)
+        LIVE.add(self)
         self._slots.enter(self, self.learner, self._thread.start)
         return self
 
@@ -180,6 +195,7 @@ class TrainingRun:
             self._finish(RunState.STOPPED, "Stopped while waiting in the queue.")
             self._first.set()
             self._done.set()
+            LIVE.discard(self)
             return
         job = self._job
         if job is not None:
@@ -232,6 +248,7 @@ class TrainingRun:
             self._slots.release(self.learner)
             self._first.set()
             self._done.set()
+            LIVE.discard(self)
 
     def _receive(self, kind: str, payload) -> None:
         with self._lock:

@@ -34,11 +34,13 @@ _CTX = mp.get_context("spawn")  # fork after torch has started threads can deadl
 STOP_GRACE_SECONDS = 3.0  # after Stop, a loop that has not ended by then is mid-way in a long step
 HARD_MEMORY_FACTOR = 1.5  # past this share of its budget a worker is killed, not asked to stop
 POLL_SECONDS = 0.2
+CUDA_LEFT_BYTES = 64 * 2**20  # GPU memory a worker may keep reserved after a job before it is replaced
 
 
-def _serve(jobs, results, stop, progress) -> None:
+def _serve(jobs, results, stop, progress, server: int) -> None:
     """The worker's main loop: drive one job at a time (labs/core/driver.py), its messages
     going home on the results queue, tagged with the job's number."""
+    threading.Thread(target=_end_with, args=(server,), daemon=True, name="server-watch").start()
     import figures.views
     from chapters import CHAPTERS
     from labs.core.contract import lab_of
@@ -56,16 +58,47 @@ def _serve(jobs, results, stop, progress) -> None:
     while True:
         number, job = jobs.get()
         limits = job.limits
-        control = Control(stop, progress, limits.seconds, limits.memory_bytes, baseline, clock=job.clock)
+        _fresh_gpu_measure()
+        # memory is this run's own: measured from where the process stands as it begins
+        control = Control(
+            stop, progress, limits.seconds, limits.memory_bytes, resident_bytes(), clock=job.clock
+        )
         try:
             drive(job, control, _sender(results, number))
-            results.put((number, "end", (control.ending, control.peak_bytes)))
+            results.put((number, "end", (control.ending, control.peak_bytes, _gpu_left())))
         except Exception as err:  # reported to the learner; the worker lives on
             if isinstance(err, EXPECTED):
                 log.info("run refused in worker %s: %s", os.getpid(), err)
             else:
                 log.exception("run failed in worker %s", os.getpid())
+            _gpu_left()  # a run that overflowed the GPU must not leave its cache to the next one
             results.put((number, "error", explain_failure(err)))
+
+
+def _end_with(server: int) -> None:
+    """A worker does not outlive its server (killed, crashed): once its parent is gone, it goes."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != server:
+            os._exit(0)
+
+
+def _fresh_gpu_measure() -> None:
+    """On a GPU, the next run's memory is counted from its own start (labs/core/control.py)."""
+    import torch
+
+    if torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _gpu_left() -> int:
+    """After a run: give the GPU cache back, and say what stays reserved (0 on the CPU)."""
+    import torch
+
+    if not torch.cuda.is_initialized():
+        return 0
+    torch.cuda.empty_cache()
+    return torch.cuda.memory_reserved()
 
 
 def _sender(results, number: int) -> Emit:
@@ -100,12 +133,16 @@ def _import_every_module(package: types.ModuleType) -> None:
 
 
 class Worker:
-    def __init__(self):
+    """One worker process, for runs on one kind of device: a "cpu" worker never runs a CUDA job,
+    so it never holds a CUDA context (hundreds of MB of GPU memory each) it does not use."""
+
+    def __init__(self, kind: str = "cpu"):
+        self.kind = kind
         self.jobs, self.results, self.stop = _CTX.Queue(), _CTX.Queue(), _CTX.Event()
         self.progress = _CTX.RawArray("q", 2)  # [steps done, total], written by the worker
         self.proc = _CTX.Process(
             target=_serve,
-            args=(self.jobs, self.results, self.stop, self.progress),
+            args=(self.jobs, self.results, self.stop, self.progress, os.getpid()),
             daemon=True,
             name="dllab-worker",
         )
@@ -183,8 +220,10 @@ class RemoteJob:
         self.limits = job.limits
         self.ending: Ending | None = None
         self.peak_bytes = 0
+        self.gpu_left = 0  # GPU memory the worker kept reserved after the run
         self._pool = pool
-        self._worker = pool.borrow()
+        self._worker = pool.borrow(job.device.type)
+        self._base = self._worker.resident()  # the run's memory counts from here
         self._job = self._worker.send(job)
         self._started = time.monotonic()
         self._stop_asked: float | None = None
@@ -214,7 +253,7 @@ class RemoteJob:
                 self._finished = True
                 if kind == "error":
                     raise RemoteFailure(payload)
-                self.ending, peak = payload
+                self.ending, peak, self.gpu_left = payload
                 self.peak_bytes = max(self.peak_bytes, peak)
                 return
         finally:
@@ -233,7 +272,7 @@ class RemoteJob:
     def _watch(self) -> None:
         """Kill the worker if it will not end by itself in time."""
         now = time.monotonic()
-        used = self._worker.resident() - self._worker.baseline
+        used = self._worker.resident() - self._base
         self.peak_bytes = max(self.peak_bytes, used)
         if self._stop_asked is not None and now - self._stop_asked > STOP_GRACE_SECONDS:
             self._cut(Ending.STOP, f"no answer {STOP_GRACE_SECONDS:g} s after Stop")
@@ -248,19 +287,25 @@ class RemoteJob:
 
     def _release(self) -> None:
         """Give the worker back for the next run, or replace it if it is gone, or still busy
-        (the job did not end cleanly: draining would wait on a loop nobody wants any more)."""
+        (the job did not end cleanly: its last messages are drained for at most the Stop grace,
+        however many it keeps sending, then it is ended)."""
         worker = self._worker
         if not self._finished and worker.alive:  # an exception here left the job mid-way
             worker.stop.set()
-            try:
-                while worker.get(timeout=STOP_GRACE_SECONDS)[0:2] not in (
-                    (self._job, "end"),
-                    (self._job, "error"),
-                ):
-                    pass
-            except (queue.Empty, WorkerLost):
+            if not self._drained(worker, time.monotonic() + STOP_GRACE_SECONDS):
                 worker.kill()
-        self._pool.give_back(worker)
+        self._pool.give_back(worker, self.gpu_left)
+
+    def _drained(self, worker: Worker, deadline: float) -> bool:
+        """Read the job's messages until its end; False if that has not come by `deadline`."""
+        try:
+            while time.monotonic() < deadline:
+                number, kind, _ = worker.get(timeout=max(0.01, deadline - time.monotonic()))
+                if number == self._job and kind in ("end", "error"):
+                    return True
+        except (queue.Empty, WorkerLost):
+            pass
+        return False
 
 
 class WorkerPool:
@@ -270,20 +315,21 @@ class WorkerPool:
 
     def __init__(self):
         self._idle: list[Worker] = []
+        self._busy: set[Worker] = set()  # lent to a run now
         self._lock = threading.Lock()
-        self.size = 0  # how many workers the server wants warm
+        self.size: dict[str, int] = {}  # how many workers of each kind the server wants warm
         self._closed = False
 
     def start(self, job: Job) -> RemoteJob:
         return RemoteJob(self, job)
 
-    def prestart(self, n: int) -> None:
-        """Start n workers now (each imports torch, the labs and their views: seconds), so
-        first runs need not wait."""
-        workers = [Worker() for _ in range(n)]
+    def prestart(self, n: int, kind: str = "cpu") -> None:
+        """Start n workers for `kind` runs now (each imports torch, the labs and their views:
+        seconds), so first runs need not wait."""
+        workers = [Worker(kind) for _ in range(n)]
         with self._lock:
             self._idle += workers
-            self.size += n
+            self.size[kind] = self.size.get(kind, 0) + n
 
     def wait_ready(self) -> None:
         """Block until every idle worker has imported torch and the labs (benchmarks use it)."""
@@ -303,39 +349,51 @@ class WorkerPool:
         with self._lock:
             return {w.proc.pid for w in self._idle}
 
-    def borrow(self) -> Worker:
+    def borrow(self, kind: str = "cpu") -> Worker:
+        """An idle worker for `kind` runs ("cpu" or "cuda"), or a new one if none is idle."""
         with self._lock:
             alive = [w for w in self._idle if w.alive]
-            self._idle = alive[1:]
-            return alive[0] if alive else Worker()
+            mine = [w for w in alive if w.kind == kind]
+            worker = mine[0] if mine else Worker(kind)
+            self._idle = [w for w in alive if w is not worker]
+            self._busy.add(worker)
+            return worker
 
-    def give_back(self, worker: Worker) -> None:
+    def give_back(self, worker: Worker, gpu_left: int = 0) -> None:
+        """Take back a worker whose run has ended; one that kept much memory (RAM, or GPU memory
+        reserved after its cache was emptied) is replaced instead."""
+        with self._lock:
+            self._busy.discard(worker)
+            closed = self._closed
         bloated = worker.ready and worker.resident() - worker.baseline > Limits.from_env().memory_bytes / 2
-        if worker.alive and not bloated:
+        if worker.alive and not bloated and gpu_left <= CUDA_LEFT_BYTES and not closed:
             with self._lock:
                 self._idle.append(worker)
             return
         if worker.alive:
             worker.kill()  # memory a finished run left behind goes back to the system
-        self._replace()
+        self._replace(worker.kind)
 
     def close(self) -> None:
-        """At server shutdown: end every idle worker (busy ones end with their runs' Stop)."""
+        """At server shutdown: end every worker, idle or lent to a run (stop the runs first:
+        labs/core/runner.py stop_every_run, so that they keep what they learned)."""
         with self._lock:
-            self._closed, idle, self._idle = True, self._idle, []
-        for worker in idle:
+            self._closed, workers, self._idle = True, [*self._idle, *self._busy], []
+        for worker in workers:
             worker.kill()
 
-    def _replace(self) -> None:
+    def _replace(self, kind: str) -> None:
         with self._lock:
             if self._closed:
                 return
-            short = self.size - len([w for w in self._idle if w.alive])
+            short = self.size.get(kind, 0) - len([w for w in self._idle if w.alive and w.kind == kind])
         if short > 0:
-            threading.Thread(target=self._add_one, daemon=True, name="worker-replacement").start()
+            threading.Thread(
+                target=self._add_one, args=(kind,), daemon=True, name="worker-replacement"
+            ).start()
 
-    def _add_one(self) -> None:
-        worker = Worker()
+    def _add_one(self, kind: str) -> None:
+        worker = Worker(kind)
         with self._lock:
             self._idle.append(worker)
 
