@@ -71,3 +71,21 @@ def short(cfg, device):
         time.sleep(0.01)
         yield Snapshot(step, 20, {"loss": 1.0 / step})
     yield Snapshot(step, 20, final=True, state_dict={"w": torch.zeros(1)})
+
+
+def chatty(cfg, device):
+    """Sends snapshots without pause and never asks its Control whether to end (a loop that
+    forgot `steps()`): only the server's watchdog can end it."""
+    while True:
+        yield Snapshot(1, 1, {"loss": 1.0})
+
+
+def big_messages(cfg, device):
+    """Streams snapshots of `cfg` MB each, one after another, for as long as it is let."""
+    import numpy as np
+
+    picture = np.ones(cfg * 1024**2 // 4, dtype=np.float32)
+    step = 0
+    for step in steps(10**6):
+        yield Snapshot(step, 10**6, {"loss": 1.0}, view={"picture": picture})
+    yield Snapshot(step, 10**6, final=True, state_dict={})

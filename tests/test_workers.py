@@ -1,5 +1,6 @@
 """Runs in worker processes: same protocol as in a thread, off the server's GIL."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -130,3 +131,19 @@ def test_a_cpu_run_never_borrows_a_gpu_runs_worker():
         pool.give_back(lent)
     finally:
         pool.close()
+
+
+def test_a_worker_that_never_stops_sending_is_still_held_to_its_time():
+    run = TrainingRun(synthetic.chatty, None, CPU, executor=POOL, limits=Limits(seconds=1.0)).start()
+    assert run.wait(STOP_GRACE_SECONDS + 30), "a worker that keeps sending escaped the watchdog"
+    view = run.view()
+    assert view.state == RunState.STOPPED and "time limit" in view.message, view.message
+
+
+def test_a_worker_killed_in_the_middle_of_a_message_ends_its_run_at_once():
+    run = TrainingRun(synthetic.big_messages, 8, CPU, executor=POOL).start()
+    assert run.wait_for_first_snapshot(60)
+    os.kill(run.process_id, signal.SIGKILL)  # mid-stream: most likely mid-message
+    assert run.wait(20), "the run froze with its slot"
+    view = run.view()
+    assert view.state == RunState.FAILED and "ended unexpectedly" in view.message, view.message

@@ -37,9 +37,10 @@ POLL_SECONDS = 0.2
 CUDA_LEFT_BYTES = 64 * 2**20  # GPU memory a worker may keep reserved after a job before it is replaced
 
 
-def _serve(jobs, results, stop, progress, server: int) -> None:
+def _serve(jobs, home, stop, progress, server: int) -> None:
     """The worker's main loop: drive one job at a time (labs/core/driver.py), its messages
-    going home on the results queue, tagged with the job's number."""
+    going home through its pipe, tagged with the job's number."""
+    results = _Home(home)
     threading.Thread(target=_end_with, args=(server,), daemon=True, name="server-watch").start()
     import figures.views
     from chapters import CHAPTERS
@@ -101,8 +102,19 @@ def _gpu_left() -> int:
     return torch.cuda.memory_reserved()
 
 
-def _sender(results, number: int) -> Emit:
-    """What the driver calls with each message: onto the results queue, tagged with the job."""
+class _Home:
+    """The worker's end of its pipe home. A pipe, not a queue: when the worker dies, even in the
+    middle of a message, the server reads end-of-file at once instead of waiting for ever."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def put(self, message) -> None:
+        self.conn.send(message)
+
+
+def _sender(results: _Home, number: int) -> Emit:
+    """What the driver calls with each message: home, tagged with the job."""
     return lambda kind, payload: results.put((number, kind, payload))
 
 
@@ -138,16 +150,19 @@ class Worker:
 
     def __init__(self, kind: str = "cpu"):
         self.kind = kind
-        self.jobs, self.results, self.stop = _CTX.Queue(), _CTX.Queue(), _CTX.Event()
+        self.jobs, self.stop = _CTX.Queue(), _CTX.Event()
+        self._inbox, home = _CTX.Pipe(duplex=False)
+        self._reading = threading.Lock()  # one reader of the pipe at a time
         self.progress = _CTX.RawArray("q", 2)  # [steps done, total], written by the worker
         self.proc = _CTX.Process(
             target=_serve,
-            args=(self.jobs, self.results, self.stop, self.progress, os.getpid()),
+            args=(self.jobs, home, self.stop, self.progress, os.getpid()),
             daemon=True,
             name="dllab-worker",
         )
         with _bare_main():
             self.proc.start()
+        home.close()  # the worker holds the only write end: its death reads as end-of-file
         self.ready = False
         self.baseline = 0  # resident bytes once torch and the labs are imported
         self._jobs_sent = 0
@@ -165,7 +180,7 @@ class Worker:
             return self.ready  # someone is already waiting for the message
         try:
             if not self.ready:
-                _, _, self.baseline = self.results.get_nowait()
+                _, _, self.baseline = self.get(timeout=0)
                 self.ready = True
         except queue.Empty:
             pass
@@ -174,17 +189,16 @@ class Worker:
         return self.ready
 
     def get(self, timeout: float | None = None):
-        """The next message, waiting at most `timeout` (None: until one comes); raises
-        WorkerLost if the process has died."""
-        end = None if timeout is None else time.monotonic() + timeout
-        while True:
+        """The next message, waiting at most `timeout` (None: until one comes): queue.Empty if
+        none came, WorkerLost once the process has died (its pipe reads end-of-file)."""
+        with self._reading:
+            if not self._inbox.poll(timeout):
+                raise queue.Empty
             try:
-                return self.results.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                if not self.proc.is_alive():
-                    raise WorkerLost(self.proc.exitcode) from None
-                if end is not None and time.monotonic() > end:
-                    raise
+                return self._inbox.recv()
+            except (EOFError, OSError):
+                self.proc.join(1)
+                raise WorkerLost(self.proc.exitcode) from None
 
     def send(self, job: Job) -> int:
         """Hand the worker a job; its number tags the messages that come back."""
@@ -226,6 +240,7 @@ class RemoteJob:
         self._base = self._worker.resident()  # the run's memory counts from here
         self._job = self._worker.send(job)
         self._started = time.monotonic()
+        self._watch_at = self._started
         self._stop_asked: float | None = None
         self._finished = False  # the worker said "end" or "error": it is free again
 
@@ -260,11 +275,16 @@ class RemoteJob:
             self._release()
 
     def _next(self):
+        """The job's next message. The watchdog looks every POLL_SECONDS whatever arrives: a
+        worker that keeps sending is held to its time, memory and Stop grace all the same."""
         while True:
+            now = time.monotonic()
+            if now >= self._watch_at:
+                self._watch_at = now + POLL_SECONDS
+                self._watch()
             try:
                 job, kind, payload = self._worker.get(timeout=POLL_SECONDS)
             except queue.Empty:
-                self._watch()
                 continue
             if job == self._job:
                 return kind, payload
