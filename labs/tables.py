@@ -60,8 +60,12 @@ def read_csv(data: bytes, name: str = "the file") -> pd.DataFrame:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("latin-1")  # every byte decodes; the parser judges the rest
+    sep = _separator(text)
+    width = _header_width(text, sep)  # before parsing: a million columns would take the server minutes
+    if width > MAX_COLUMNS:
+        raise TableError(f"{name} has {width:,} columns; the limit is {MAX_COLUMNS}.")
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=_separator(text), nrows=MAX_ROWS + 1)
+        frame = pd.read_csv(io.StringIO(text), sep=sep, nrows=MAX_ROWS + 1)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, UnicodeError) as err:
         raise TableError(f"{name} could not be read as a CSV: {str(err).strip()[:200]}") from None
     if len(frame) > MAX_ROWS:
@@ -79,6 +83,12 @@ def read_csv(data: bytes, name: str = "the file") -> pd.DataFrame:
     if len(set(frame.columns)) < len(frame.columns):
         raise TableError(f"{name} has two columns with the same name.")
     return frame
+
+
+def _header_width(text: str, sep: str) -> int:
+    """How many columns the header line names (quoted separators counted right)."""
+    header = text[: text.find("\n")] if "\n" in text else text
+    return len(next(csv.reader([header], delimiter=sep), []))
 
 
 def _separator(text: str) -> str:

@@ -108,3 +108,14 @@ def test_a_bad_csv_is_refused_with_its_reason(data, target, why):
 def test_a_run_with_upload_chosen_and_no_file_says_what_to_do():
     view = run_view(lab.train, lab.Config(data="upload"), must_finish=False)
     assert "Upload a CSV first" in view.message
+
+
+def test_a_csv_too_wide_is_refused_from_its_header_before_it_is_parsed(monkeypatch):
+    wide = (",".join(f"c{i}" for i in range(200_000)) + "\n" + ",".join("1" * 200_000) + "\n").encode()
+
+    def parsed(*args, **kwargs):
+        raise AssertionError("the whole file was parsed before its width was known")
+
+    monkeypatch.setattr(tables.pd, "read_csv", parsed)
+    with pytest.raises(tables.TableError, match="200,000 columns; the limit is"):
+        tables.read_csv(wide, "wide.csv")
