@@ -58,3 +58,25 @@ def test_a_spent_quota_says_when_it_comes_back_and_then_it_has():
     assert "spent" in ledger.refusal("A")  # half an hour on: 10.6 min, still over
     now[0] += 6 * 60
     assert ledger.refusal("A") == ""  # 36 minutes on: under 10 minutes again
+
+
+class _User(dict):
+    """Stands in for st.user: a mapping of claims, with is_logged_in only when login is configured."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def test_a_logged_in_user_is_the_learner_whatever_browser_they_use():
+    from types import SimpleNamespace
+
+    from server.learners import _logged_in_user
+
+    assert _logged_in_user(SimpleNamespace(user=_User())) == ""  # login not configured
+    assert _logged_in_user(SimpleNamespace(user=_User(is_logged_in=False))) == ""
+    ada = SimpleNamespace(user=_User(is_logged_in=True, email="ada@example.edu", sub="42"))
+    assert _logged_in_user(ada) == "ada@example.edu"
+    assert _logged_in_user(SimpleNamespace(user=_User(is_logged_in=True, sub="42"))) == "42"
