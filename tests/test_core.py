@@ -138,7 +138,7 @@ def test_slots_are_thread_safe_under_contention():
         time.sleep(0.01)
         with lock:
             active[0] -= 1
-        slots.release("")
+        slots.release(threading.current_thread())  # each thread is its own ticket
 
     threads = [threading.Thread(target=work) for _ in range(12)]
     entering = [threading.Thread(target=slots.enter, args=(t, "", t.start)) for t in threads]
@@ -161,10 +161,20 @@ def test_a_free_slot_goes_to_the_learner_training_least_not_to_the_earliest_tab(
     slots.enter("a3", "browser A", begin("a3"))  # A's third tab waits, first in line
     slots.enter("b1", "browser B", begin("b1"))  # then B's first run
     assert started == ["a1", "a2"] and slots.position("b1") == 1 and slots.position("a3") == 2
-    slots.release("browser A")  # a slot frees: B trains nothing yet, so B goes first
+    slots.release("a1")  # a slot frees: B trains nothing yet, so B goes first
     assert started == ["a1", "a2", "b1"]
-    slots.release("browser B")
+    slots.release("b1")
     assert started[-1] == "a3"
+
+
+def test_a_position_once_shown_is_kept_when_a_learners_own_run_ends():
+    slots, started = Slots(1, per_learner=1), []
+    slots.enter("a1", "browser A", lambda: started.append("a1"))
+    slots.enter("a2", "browser A", lambda: started.append("a2"))  # waits for A's own run
+    slots.enter("b1", "browser B", lambda: started.append("b1"))
+    assert slots.position("b1") == 1 and slots.position("a2") == 2
+    slots.release("a1")  # A and B now train nothing: B, shown first, goes first (round robin)
+    assert started == ["a1", "b1"]
 
 
 def test_a_learner_trains_at_most_their_share_at_once_even_with_slots_free():

@@ -245,7 +245,7 @@ class TrainingRun:
             self._log_failure(err)
             self._finish(RunState.FAILED, explain_failure(err))
         finally:
-            self._slots.release(self.learner)
+            self._slots.release(self)
             self._first.set()
             self._done.set()
             LIVE.discard(self)

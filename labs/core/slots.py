@@ -2,9 +2,10 @@
 
 A learner is whoever the server says runs belong to (a browser, or a logged-in user:
 server/learners.py). A learner trains at most `per_learner` runs at once; their other runs wait.
-When a slot frees, it goes to the waiting run whose learner has the fewest runs training now,
-the earliest among equals: a newcomer's first run goes ahead of a browser's third tab, whatever
-order they came in. Runs of no particular learner ("") are served first come, first served and
+When a slot frees, it goes to the waiting run whose learner has the fewest runs training now;
+among equals, round robin (the learner whose latest run began longest ago), then the earliest:
+a newcomer's first run goes ahead of a browser's third tab, whatever order they came in, and a
+queue position once shown is kept. Runs of no particular learner ("") are served first come, first served and
 are not capped (tests, benchmarks).
 
 Nothing waits in a thread: `enter` hands over a `begin` callback, called (outside the lock) when
@@ -34,6 +35,9 @@ class Slots:
         self._lock = threading.Lock()
         self._waiting: list[_Waiting] = []
         self._training: dict[str, int] = {}  # runs training, by learner
+        self._begun: dict[int, str] = {}  # id of each ticket training -> its learner
+        self._last_turn: dict[str, int] = {}  # learner -> when their latest run began (a count)
+        self._turns = itertools.count()
         self._active = 0
         self._arrivals = itertools.count()
 
@@ -52,9 +56,12 @@ class Slots:
             left, self._waiting = len(kept) < len(self._waiting), kept
         return left
 
-    def release(self, learner: str) -> None:
+    def release(self, ticket: object) -> None:
         """A run that began has ended: its slot goes to the next waiting run in fair order."""
         with self._lock:
+            learner = self._begun.pop(id(ticket), None)
+            if learner is None:
+                return  # it never began, or was released already
             self._active -= 1
             self._training[learner] -= 1
             due = self._due()
@@ -91,10 +98,16 @@ class Slots:
 
     def _fair_order(self) -> list[_Waiting]:
         """Waiting runs in the order they would start: eligible ones first, by how many runs
-        their learner trains now, then by arrival; capped learners' runs after them."""
+        their learner trains now, then round robin (the learner whose run began longest ago,
+        or never, first), then by arrival; capped learners' runs after them. So a learner's
+        second run, shown behind another learner's first while their own trains, stays behind
+        it when their own ends."""
 
         def rank(w: _Waiting):
-            return (not self._eligible(w), self._training.get(w.learner, 0) if w.learner else 0, w.arrived)
+            if not w.learner:  # runs of nobody in particular: first come, first served
+                return (False, 0, -1, w.arrived)
+            turns = (self._training.get(w.learner, 0), self._last_turn.get(w.learner, -1))
+            return (not self._eligible(w), *turns, w.arrived)
 
         return sorted(self._waiting, key=rank)
 
@@ -108,5 +121,7 @@ class Slots:
             self._waiting.remove(nxt)
             self._active += 1
             self._training[nxt.learner] = self._training.get(nxt.learner, 0) + 1
+            self._begun[id(nxt.ticket)] = nxt.learner
+            self._last_turn[nxt.learner] = next(self._turns)
             starts.append(nxt.begin)
         return starts
