@@ -1,6 +1,6 @@
-"""Once per server process: start the training workers and warm what every first run would
-otherwise wait for; at shutdown, stop every run and end every worker. A worker also ends by
-itself when its server process is gone (killed, crashed): labs/core/workers.py."""
+"""Once per server process: start the training workers (or, on Ray, ready this process's Ray
+workers) and warm what every first run would otherwise wait for; at shutdown, stop every run
+and end every worker. A worker also ends by itself when its server process is gone (killed, crashed): labs/core/workers.py."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def prepare() -> None:
     from labs.core import data
     from labs.core.budget import measured_speed
     from labs.core.device import configure_threads, warm_up
-    from labs.core.runner import SLOTS, default_executor
+    from labs.core.runner import SLOT_SIZES, SLOTS, default_executor, on_ray
     from labs.core.workers import POOL
     from server.routes import plotly_gzipped
 
@@ -32,6 +32,10 @@ def prepare() -> None:
         POOL.prestart(SLOTS["cpu"].limit)
         if torch.cuda.is_available():  # GPU runs get workers of their own: CPU ones never touch CUDA
             POOL.prestart(SLOTS["cuda"].limit, "cuda")
+    elif on_ray():  # Ray workers belong to this process: ready as many as it may start at once
+        from labs.core.cluster import RAY
+
+        RAY.warm(SLOT_SIZES[0])
     data.mnist_subset()  # writes the .npz cache that workers then read in milliseconds
     plotly_gzipped()  # every page fetches it: compress it before the first learner asks
     warm_up()
@@ -40,11 +44,15 @@ def prepare() -> None:
 def shut_down() -> None:
     """Stop every run (each keeps what it learned, for its page if the server comes back in
     time), then end every worker, busy ones too."""
-    from labs.core.runner import stop_every_run
+    from labs.core.runner import on_ray, stop_every_run
     from labs.core.workers import POOL, STOP_GRACE_SECONDS
 
     stop_every_run(STOP_GRACE_SECONDS + 2)
     POOL.close()
+    if on_ray():
+        from labs.core.cluster import disconnect
+
+        disconnect()
 
 
 @asynccontextmanager

@@ -26,7 +26,9 @@ os.environ.setdefault("DLLAB_ALLOW_DOWNLOAD", "0")
 # browser suites' servers use worker processes.
 os.environ.setdefault("DLLAB_EXECUTOR", "thread")
 os.environ.setdefault("DLLAB_DATA_DIR", str(ROOT / "data"))
-
+# The Ray clusters tests start ask for a token (tests/raycluster.py); Ray reads how to
+# authenticate once per process, when it is imported, so it is said here, before any import.
+import tests.raycluster  # noqa: E402, F401
 from tests.browser import browser, server  # noqa: E402, F401 (the browser suites' fixtures)
 
 COMPARE = {"<": operator.lt, ">": operator.gt, "<=": operator.le, ">=": operator.ge, "==": operator.eq}

@@ -67,10 +67,31 @@ def _env_int(name: str, default: int) -> int:
 
 # Process-wide: every session of this server process shares these pools.
 PER_LEARNER = _env_int("DLLAB_RUNS_PER_LEARNER", 1)  # runs one learner trains at once
-SLOTS = {
-    "cuda": Slots(_env_int("DLLAB_GPU_RUNS", 4), PER_LEARNER),
-    "cpu": Slots(_env_int("DLLAB_CPU_RUNS", max(2, (os.cpu_count() or 2) // 2)), PER_LEARNER),
-}
+# (CPU runs, GPU runs, runs per learner) at once; on Ray, for the whole class (the first
+# replica to start sets them: labs/core/cluster.py)
+SLOT_SIZES = (
+    _env_int("DLLAB_CPU_RUNS", max(2, (os.cpu_count() or 2) // 2)),
+    _env_int("DLLAB_GPU_RUNS", 4),
+    PER_LEARNER,
+)
+
+
+def _slots() -> dict:
+    """This process's slots, or, on Ray, its view of the class's slots."""
+    if on_ray():
+        from labs.core.cluster import class_slots
+
+        return class_slots()
+    cpu, gpu, per_learner = SLOT_SIZES
+    return {"cuda": Slots(gpu, per_learner), "cpu": Slots(cpu, per_learner)}
+
+
+def on_ray() -> bool:
+    """Whether runs go to a Ray cluster (DLLAB_BACKEND=ray) rather than this process's workers."""
+    return os.environ.get("DLLAB_BACKEND", "local").strip().lower() == "ray"
+
+
+SLOTS = _slots()
 
 
 @dataclass
@@ -102,9 +123,16 @@ class RunView(RunRecord):
 
 
 def default_executor():
-    """Worker processes (off the server's GIL, and killable), or the runner's own thread when
+    """Worker processes (off the server's GIL, and killable); with DLLAB_BACKEND=ray, tasks on
+    the Ray cluster (labs/core/cluster.py); or the runner's own thread when
     DLLAB_EXECUTOR=thread (tests and AppTest: one process is all there is)."""
-    return IN_THREAD if os.environ.get("DLLAB_EXECUTOR", "process") == "thread" else POOL
+    if os.environ.get("DLLAB_EXECUTOR", "process") == "thread":
+        return IN_THREAD
+    if on_ray():
+        from labs.core.cluster import RAY
+
+        return RAY
+    return POOL
 
 
 LIVE: weakref.WeakSet = weakref.WeakSet()  # every run queued or training in this process

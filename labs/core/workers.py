@@ -42,37 +42,29 @@ def _serve(jobs, home, stop, progress, server: int) -> None:
     going home through its pipe, tagged with the job's number."""
     results = _Home(home)
     threading.Thread(target=_end_with, args=(server,), daemon=True, name="server-watch").start()
-    import figures.views
-    from chapters import CHAPTERS
-    from labs.core.contract import lab_of
-    from labs.core.device import configure_threads, warm_up
+    from labs.core.device import configure_threads
 
     configure_threads()
-    # A first job should not wait for a chapter's imports (sklearn, the figure helpers:
-    # seconds): every registered chapter's lab and every chapter's live views are imported now.
-    for chapter in CHAPTERS:
-        lab_of(chapter.slug)
-    _import_every_module(figures.views)
-    warm_up()
+    prepare_process()
     baseline = resident_bytes()
     results.put((None, "ready", baseline))
     while True:
         number, job = jobs.get()
         limits = job.limits
-        _fresh_gpu_measure()
+        fresh_gpu_measure()
         # memory is this run's own: measured from where the process stands as it begins
         control = Control(
             stop, progress, limits.seconds, limits.memory_bytes, resident_bytes(), clock=job.clock
         )
         try:
             drive(job, control, _sender(results, number))
-            results.put((number, "end", (control.ending, control.peak_bytes, _gpu_left())))
+            results.put((number, "end", (control.ending, control.peak_bytes, gpu_left())))
         except Exception as err:  # reported to the learner; the worker lives on
             if isinstance(err, EXPECTED):
                 log.info("run refused in worker %s: %s", os.getpid(), err)
             else:
                 log.exception("run failed in worker %s", os.getpid())
-            _gpu_left()  # a run that overflowed the GPU must not leave its cache to the next one
+            gpu_left()  # a run that overflowed the GPU must not leave its cache to the next one
             results.put((number, "error", explain_failure(err)))
 
 
@@ -84,7 +76,22 @@ def _end_with(server: int) -> None:
             os._exit(0)
 
 
-def _fresh_gpu_measure() -> None:
+def prepare_process() -> None:
+    """What a process that trains runs pays once, before its first job: a first job should not
+    wait for a chapter's imports (sklearn, the figure helpers: seconds), so every registered
+    chapter's lab and every chapter's live views are imported now, and torch is warmed up."""
+    import figures.views
+    from chapters import CHAPTERS
+    from labs.core.contract import lab_of
+    from labs.core.device import warm_up
+
+    for chapter in CHAPTERS:
+        lab_of(chapter.slug)
+    _import_every_module(figures.views)
+    warm_up()
+
+
+def fresh_gpu_measure() -> None:
     """On a GPU, the next run's memory is counted from its own start (labs/core/control.py)."""
     import torch
 
@@ -92,7 +99,7 @@ def _fresh_gpu_measure() -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def _gpu_left() -> int:
+def gpu_left() -> int:
     """After a run: give the GPU cache back, and say what stays reserved (0 on the CPU)."""
     import torch
 

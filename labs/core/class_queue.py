@@ -1,0 +1,137 @@
+"""The class's queue: one named, detached Ray actor that every replica of a class server asks
+(labs/core/cluster.py), so that a learner's place is the same whichever replica shows it and
+the replicas together never start more runs than there are slots.
+
+Its own module, light on imports (no torch): the actor's process starts in about a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import ray
+
+from labs.core.slots import Slots
+
+log = logging.getLogger("dllab.cluster")
+
+NAMESPACE = "dllab"
+QUEUE_NAME = "dllab-class"
+REPLICA_SILENT_SECONDS = 15.0  # a replica unheard for this long has gone: its places are freed
+
+
+@dataclass(eq=False)
+class _Ticket:
+    """A run's place in the class queue (a Slots ticket: compared by identity)."""
+
+    id: str
+    kind: str
+    learner: str
+    replica: str
+    granted: asyncio.Event = field(default_factory=asyncio.Event)
+    left: bool = False
+
+
+@ray.remote(num_cpus=0, max_restarts=-1)
+class ClassQueue:
+    """The fair slots of the whole class (labs/core/slots.py, one per device kind), the Stop
+    board of every run, and who is still there: a replica that has not asked for its runs'
+    places for REPLICA_SILENT_SECONDS has gone (killed, crashed), and its places are freed.
+    An async actor: thousands of small calls a second, none of them waits on another."""
+
+    def __init__(
+        self, cpu_runs: int, gpu_runs: int, per_learner: int, silent_s: float = REPLICA_SILENT_SECONDS
+    ):
+        self.slots = {"cpu": Slots(cpu_runs, per_learner), "cuda": Slots(gpu_runs, per_learner)}
+        self.silent_s = silent_s
+        self.tickets: dict[str, _Ticket] = {}
+        self.heard: dict[str, float] = {}  # replica -> when it last asked
+        self.stops: dict[str, bool] = {}  # run id -> Stop asked
+        self.beats: dict[str, tuple[float, int, int]] = {}  # run id -> (when, step, total)
+        self._sweeper = None
+
+    async def sizes(self) -> dict:
+        return {k: {"limit": s.limit, "per_learner": s.per_learner} for k, s in self.slots.items()}
+
+    async def enter(
+        self, ticket_id: str, learner: str, kind: str, replica: str
+    ) -> tuple[bool, int | None, bool]:
+        """Queue a run: (its turn has come, its position, held back by its learner's cap)."""
+        self._keep_sweeping()
+        self.heard[replica] = time.monotonic()
+        ticket = self.tickets[ticket_id] = _Ticket(ticket_id, kind, learner, replica)
+        slots = self.slots[kind]
+        slots.enter(ticket, learner, ticket.granted.set)
+        return ticket.granted.is_set(), slots.position(ticket), slots.held_back(ticket)
+
+    async def turn(self, ticket_id: str) -> bool:
+        """Wait until the run's turn comes: True; False if it left the queue first."""
+        ticket = self.tickets.get(ticket_id)
+        if ticket is None:
+            return False
+        await ticket.granted.wait()
+        return not ticket.left
+
+    async def leave(self, ticket_id: str) -> bool:
+        """Take a waiting run out of the queue; False if it was not waiting (it began)."""
+        ticket = self.tickets.get(ticket_id)
+        if ticket is None or not self.slots[ticket.kind].leave(ticket):
+            return False
+        del self.tickets[ticket_id]
+        ticket.left = True
+        ticket.granted.set()  # its `turn` answers False
+        return True
+
+    async def release(self, ticket_id: str) -> None:
+        """A run that began has ended: its slot goes to the next in fair order, class-wide."""
+        ticket = self.tickets.pop(ticket_id, None)
+        if ticket is not None:
+            self.slots[ticket.kind].release(ticket)
+
+    async def places(self, replica: str, ticket_ids: list[str]) -> dict:
+        """What a replica shows its learners: each of its waiting runs' position and whether it
+        waits for its learner's own run, and how many runs train, per kind, class-wide."""
+        self.heard[replica] = time.monotonic()
+        out = {}
+        for ticket_id in ticket_ids:
+            ticket = self.tickets.get(ticket_id)
+            if ticket is not None:
+                slots = self.slots[ticket.kind]
+                out[ticket_id] = (slots.position(ticket), slots.held_back(ticket))
+        busy = {k: (s.active, s.waiting) for k, s in self.slots.items()}
+        return {"places": out, "busy": busy}
+
+    # -- Stop, for runs on Ray -----------------------------------------------------------------
+    async def stop(self, run_id: str) -> None:
+        self.stops[run_id] = True
+
+    async def beat(self, run_id: str, step: int, total: int) -> bool:
+        """A running task's beat: whether its run must stop."""
+        self.beats[run_id] = (time.monotonic(), step, total)
+        return self.stops.get(run_id, False)
+
+    async def forget(self, run_id: str) -> None:
+        self.stops.pop(run_id, None)
+        self.beats.pop(run_id, None)
+
+    # -- replicas that went away ---------------------------------------------------------------
+    def _keep_sweeping(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            gone = {r for r, at in self.heard.items() if now - at > self.silent_s}
+            for ticket in [t for t in self.tickets.values() if t.replica in gone]:
+                log.warning(
+                    "replica %s is gone: its run %s leaves the class queue", ticket.replica, ticket.id
+                )
+                if not await self.leave(ticket.id):
+                    await self.release(ticket.id)
+            for replica in gone:
+                del self.heard[replica]

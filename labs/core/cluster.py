@@ -1,0 +1,466 @@
+"""Runs on a Ray cluster (DLLAB_BACKEND=ray), for a class larger than one server process.
+
+With the local backend (the default) each server process drives its runs in its own worker
+pool (labs/core/workers.py) and queues them in its own slots (labs/core/slots.py). With Ray,
+several server processes (replicas, on one machine or several) share the cluster's machines:
+
+- Each run is a Ray generator task (`train_on_ray`) that asks for what it needs: its CPU threads
+  (DLLAB_RAY_CPUS_PER_RUN, default 1) and, for a GPU run, a share of one GPU
+  (DLLAB_RAY_GPU_SHARE, default 0.25: four small runs share a GPU). It drives the lab's loop
+  with the same driver as a local worker (labs/core/driver.py) and yields the same messages as
+  they are made; the server reads them as a streaming generator.
+- Every replica's runs queue in one named, detached actor (`ClassQueue`: "dllab-class" in the
+  "dllab" namespace) holding the same fair slots as one process (labs/core/slots.py) for the
+  whole class: a learner's place in the queue is the same whichever replica shows it, and the
+  replicas together never start more runs than there are slots.
+- Stop travels through that actor. Every BEAT_SECONDS the task tells it the run's step count
+  and hears whether the run must stop; the loop hears Stop between two steps, exactly as in a
+  local worker. A task still running STOP_GRACE_SECONDS after Stop, past its time, or past its
+  hard memory ceiling is cancelled with force (its Ray worker process exits) and the learner
+  reads the same words as for a killed local worker.
+
+Ray is used as it comes from PyPI: `ray.init`, tasks, a detached actor, `ray.cancel`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import ray
+
+from labs.core.budget import size
+from labs.core.class_queue import NAMESPACE, QUEUE_NAME, REPLICA_SILENT_SECONDS, ClassQueue
+from labs.core.control import Control, Ending, resident_bytes
+from labs.core.driver import Job, drive
+from labs.core.failures import EXPECTED, CutShort, RemoteFailure, WorkerLost, explain_failure
+from labs.core.workers import (
+    HARD_MEMORY_FACTOR,
+    STOP_GRACE_SECONDS,
+    fresh_gpu_measure,
+    gpu_left,
+    prepare_process,
+)
+
+log = logging.getLogger("dllab.cluster")
+
+ROOT = Path(__file__).resolve().parents[2]
+BEAT_SECONDS = 0.2  # how often a running task and the queue hear from each other
+POLL_SECONDS = 0.2  # how often the server's watchdog looks at a run, whatever arrives
+STATUS_SECONDS = 0.5  # how often a replica refreshes its runs' queue positions
+ENDED_KINDS = ("end", "error")
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def connect() -> None:
+    """Join the Ray cluster at DLLAB_RAY_ADDRESS (default "auto": the one this machine is part
+    of). Workers import the lab from this checkout (machines that join the cluster keep one at
+    the same path: README, hosting)."""
+    if ray.is_initialized():
+        return
+    ray.init(
+        address=os.environ.get("DLLAB_RAY_ADDRESS", "auto"),
+        namespace=NAMESPACE,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env=_environment("cpu"),
+    )
+    log.info("connected to Ray at %s", ray.get_runtime_context().gcs_address)
+
+
+def _environment(kind: str) -> dict:
+    """The runtime environment of a run's Ray worker. GPU runs get one of their own, so Ray
+    keeps separate worker processes for them and a CPU run's worker never holds a CUDA context;
+    DLLAB_* settings (budgets, threads) travel with it."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("DLLAB_")}
+    env.update(PYTHONPATH=str(ROOT), DLLAB_WORKER_KIND=kind)
+    return {"env_vars": env}
+
+
+def resources_for(device_type: str) -> dict:
+    """What one run asks Ray for: CPU threads, and a share of a GPU for a GPU run."""
+    options = {"num_cpus": _env_float("DLLAB_RAY_CPUS_PER_RUN", 1.0), "max_retries": 0}
+    if device_type == "cuda":
+        # Ray ends a GPU task's worker after one task by default (max_calls=1); ours empty the
+        # GPU cache after each run instead, so the next run need not import torch again
+        options.update(num_gpus=_env_float("DLLAB_RAY_GPU_SHARE", 0.25), max_calls=0)
+        options["runtime_env"] = _environment("cuda")
+    return options
+
+
+# -- in the Ray worker ----------------------------------------------------------------------
+
+_PREPARED = threading.Lock()
+_prepared = False
+
+
+def _prepare_once(threads: int) -> None:
+    """A Ray worker imports every lab and view and warms torch before its first run; Ray keeps
+    the process for later runs, which then start at once."""
+    global _prepared
+    with _PREPARED:
+        if not _prepared:
+            prepare_process()
+            _prepared = True
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+@ray.remote(max_retries=0)
+def warm_worker(threads: int = 1) -> int:
+    """Make a Ray worker ready for runs (the server asks for one per slot as it starts)."""
+    _prepare_once(threads)
+    return os.getpid()
+
+
+@ray.remote(max_retries=0)
+def train_on_ray(job: Job, run_id: str, board, threads: int = 1):
+    """One run, in a Ray worker: drive the job on a thread of its own, and yield its messages
+    (labs/core/driver.py) as they are made, with a ("beat", (step, total, bytes used, pid))
+    every BEAT_SECONDS; the last message is ("end", ...) or ("error", words)."""
+    _prepare_once(threads)
+    fresh_gpu_measure()
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    rss_start = resident_bytes()
+    control = Control(
+        threading.Event(), [0, 0], job.limits.seconds, job.limits.memory_bytes, rss_start, clock=job.clock
+    )
+    threading.Thread(target=_drive_into, args=(job, control, inbox), daemon=True, name="run").start()
+    asked, next_beat = None, 0.0
+    while True:
+        now = time.monotonic()
+        if now >= next_beat:
+            next_beat = now + BEAT_SECONDS
+            asked = _heard(asked, board, run_id, control)
+            used = resident_bytes() - rss_start
+            yield ("beat", (int(control.progress[0]), int(control.progress[1]), used, os.getpid()))
+        try:
+            kind, payload = inbox.get(timeout=max(0.0, next_beat - time.monotonic()))
+        except queue.Empty:
+            continue
+        yield (kind, payload)
+        if kind in ENDED_KINDS:
+            return
+
+
+def _heard(asked, board, run_id: str, control: Control):
+    """Read the board's last answer (stop or not) without waiting for it, and ask again."""
+    if asked is not None:
+        ready, _ = ray.wait([asked], timeout=0)
+        if not ready:
+            return asked  # the board is busy: ask again once it has answered
+        if ray.get(asked):
+            control.stop.set()
+    return board.beat.remote(run_id, int(control.progress[0]), int(control.progress[1]))
+
+
+def _drive_into(job: Job, control: Control, inbox: queue.SimpleQueue) -> None:
+    try:
+        drive(job, control, lambda kind, payload: inbox.put((kind, payload)))
+        inbox.put(("end", (control.ending, control.peak_bytes, gpu_left())))
+    except Exception as err:  # reported to the learner; the Ray worker lives on
+        if isinstance(err, EXPECTED):
+            log.info("run refused in Ray worker %s: %s", os.getpid(), err)
+        else:
+            log.exception("run failed in Ray worker %s", os.getpid())
+        gpu_left()
+        inbox.put(("error", explain_failure(err)))
+
+
+def class_queue(
+    sizes: tuple[int, int, int], name: str = QUEUE_NAME, silent_s: float = REPLICA_SILENT_SECONDS
+):
+    """The class's queue: the running one, or a new one with these sizes (CPU runs, GPU runs,
+    runs per learner) if none runs yet: the first replica to start sets them, later ones join
+    whatever is there."""
+    connect()
+    return ClassQueue.options(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True).remote(
+        *sizes, silent_s
+    )
+
+
+class ClassSlots:
+    """The slots of one device kind as one replica sees them: the same calls as
+    labs/core/slots.py, answered by the class's queue. Positions are refreshed for all of this
+    replica's waiting runs together every STATUS_SECONDS (one call, which also tells the queue
+    this replica is alive), so a page's redraw never waits on the cluster."""
+
+    def __init__(self, kind: str, replica: Callable[[], _Replica]):
+        self.kind = kind
+        self._replica = replica  # this process, as the class queue knows it (made on first use)
+        self._lock = threading.Lock()
+        self._ids: dict[int, str] = {}  # id(ticket) -> its ticket id in the class queue
+        self._places: dict[str, tuple[int | None, bool]] = {}
+        self._busy = (0, 0)
+        self._limits: dict | None = None
+
+    @property
+    def queue(self):
+        return self._replica().queue
+
+    def _limits_now(self) -> dict:
+        if self._limits is None:
+            self._limits = ray.get(self.queue.sizes.remote())[self.kind]
+        return self._limits
+
+    @property
+    def limit(self) -> int:
+        return self._limits_now()["limit"]
+
+    @property
+    def per_learner(self) -> int:
+        return self._limits_now()["per_learner"]
+
+    def enter(self, ticket: object, learner: str, begin) -> None:
+        ticket_id = uuid.uuid4().hex
+        replica = self._replica()
+        with self._lock:
+            self._ids[id(ticket)] = ticket_id
+        began, position, held = ray.get(self.queue.enter.remote(ticket_id, learner, self.kind, replica.name))
+        if began:
+            begin()
+            return
+        with self._lock:
+            self._places[ticket_id] = (position, held)
+        replica.watch(self)
+        turn = self.queue.turn.remote(ticket_id).future()
+        turn.add_done_callback(lambda done: self._turn_came(ticket_id, done, begin))
+
+    def _turn_came(self, ticket_id: str, done, begin) -> None:
+        with self._lock:
+            self._places.pop(ticket_id, None)
+        if done.exception() is None and done.result():
+            begin()
+
+    def leave(self, ticket: object) -> bool:
+        with self._lock:
+            ticket_id = self._ids.get(id(ticket))
+        if ticket_id is None or not ray.get(self.queue.leave.remote(ticket_id)):
+            return False
+        with self._lock:
+            self._ids.pop(id(ticket), None)
+            self._places.pop(ticket_id, None)
+        return True
+
+    def release(self, ticket: object) -> None:
+        with self._lock:
+            ticket_id = self._ids.pop(id(ticket), None)
+        if ticket_id is not None:
+            self.queue.release.remote(ticket_id)
+
+    def position(self, ticket: object) -> int | None:
+        with self._lock:
+            return self._places.get(self._ids.get(id(ticket), ""), (None, False))[0]
+
+    def held_back(self, ticket: object) -> bool:
+        with self._lock:
+            return self._places.get(self._ids.get(id(ticket), ""), (None, False))[1]
+
+    @property
+    def active(self) -> int:
+        return self._busy[0]
+
+    @property
+    def waiting(self) -> int:
+        return self._busy[1]
+
+    def waiting_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._places)
+
+    def heard(self, places: dict, busy: tuple[int, int]) -> None:
+        with self._lock:
+            for ticket_id in list(self._places):
+                if ticket_id in places:
+                    self._places[ticket_id] = places[ticket_id]
+            self._busy = busy
+
+
+class _Replica:
+    """This server process as the class queue knows it: a name, and one thread that refreshes
+    the places of its waiting runs (and says it is alive) every STATUS_SECONDS."""
+
+    def __init__(
+        self,
+        sizes: tuple[int, int, int],
+        queue_name: str = QUEUE_NAME,
+        silent_s: float = REPLICA_SILENT_SECONDS,
+    ):
+        self.name = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.queue = class_queue(sizes, queue_name, silent_s)
+        ray.get(self.queue.sizes.remote(), timeout=120)  # started (a run's Stop travels through it)
+        self._slots: list[ClassSlots] = []
+        self._lock = threading.Lock()
+        self.alive = True  # a test silences a replica to see the queue free its places
+        threading.Thread(target=self._refresh, daemon=True, name="class-queue").start()
+
+    def watch(self, slots: ClassSlots) -> None:
+        with self._lock:
+            if slots not in self._slots:
+                self._slots.append(slots)
+
+    def _refresh(self) -> None:
+        while self.alive:
+            with self._lock:
+                watched = list(self._slots)
+            try:
+                ids = [i for s in watched for i in s.waiting_ids()]
+                answer = ray.get(self.queue.places.remote(self.name, ids), timeout=10)
+                for slots in watched:
+                    slots.heard(answer["places"], tuple(answer["busy"][slots.kind]))
+            except Exception as err:  # the queue restarting, the cluster busy: try again next time
+                log.warning("class queue did not answer: %s", type(err).__name__)
+            time.sleep(STATUS_SECONDS)
+
+
+_REPLICA: _Replica | None = None
+_REPLICA_LOCK = threading.Lock()
+
+
+def this_replica() -> _Replica:
+    """This server process in the class queue (joined on first use)."""
+    global _REPLICA
+    with _REPLICA_LOCK:
+        if _REPLICA is None:
+            from labs.core.runner import SLOT_SIZES
+
+            _REPLICA = _Replica(SLOT_SIZES)
+        return _REPLICA
+
+
+def disconnect() -> None:
+    """Leave the cluster (at shutdown; tests): this replica stops asking the queue, whose
+    places for it are then freed, and the runs it started end with it (Ray's owner rule)."""
+    global _REPLICA
+    with _REPLICA_LOCK:
+        if _REPLICA is not None:
+            _REPLICA.alive = False
+        _REPLICA = None
+    ray.shutdown()
+
+
+def class_slots() -> dict[str, ClassSlots]:
+    """This process's view of the class's slots, by device kind (labs/core/runner.py SLOTS)."""
+    return {kind: ClassSlots(kind, this_replica) for kind in ("cuda", "cpu")}
+
+
+# -- the executor: a run on Ray, seen from the server ----------------------------------------
+
+
+class RayRun:
+    """One run as a Ray task, seen from the server: its messages, its step count, Stop, and a
+    watchdog that cancels the task (its worker process exits) when it will not end."""
+
+    def __init__(self, job: Job):
+        connect()
+        self.limits = job.limits
+        self.ending = None
+        self.peak_bytes = 0
+        self.gpu_left = 0
+        self.run_id = uuid.uuid4().hex
+        self._board = this_replica().queue
+        options = resources_for(job.device.type)
+        threads = max(1, int(options["num_cpus"]))
+        self._task = train_on_ray.options(**options).remote(job, self.run_id, self._board, threads)
+        self._started = time.monotonic()
+        self._watch_at = self._started
+        self._stop_asked: float | None = None
+        self._progress = (0, 0)
+        self._pid: int | None = None
+
+    def request_stop(self) -> None:
+        if self._stop_asked is None:
+            self._stop_asked = time.monotonic()
+        self._board.stop.remote(self.run_id)
+
+    def progress(self) -> tuple[int, int]:
+        return self._progress
+
+    @property
+    def process_id(self) -> int | None:
+        return self._pid
+
+    def run(self, receive) -> None:
+        """Hand each message of the task to `receive` until the run ends; a failure inside it
+        arrives as RemoteFailure, in the learner's words."""
+        try:
+            while True:
+                kind, payload = self._next()
+                if kind == "beat":
+                    step, total, used, self._pid = payload
+                    self._progress = (step, total)
+                    self.peak_bytes = max(self.peak_bytes, used)
+                elif kind in ("snap", "points", "frame"):
+                    receive(kind, payload)
+                elif kind == "error":
+                    raise RemoteFailure(payload)
+                else:
+                    self.ending, peak, self.gpu_left = payload
+                    self.peak_bytes = max(self.peak_bytes, peak)
+                    return
+        finally:
+            self._board.forget.remote(self.run_id)
+            if self.ending is None:
+                ray.cancel(self._task, force=True)  # an exception here left the task mid-way
+
+    def _next(self):
+        while True:
+            now = time.monotonic()
+            if now >= self._watch_at:
+                self._watch_at = now + POLL_SECONDS
+                self._watch(now)
+            ready, _ = ray.wait([self._task], timeout=POLL_SECONDS)
+            if not ready:
+                continue
+            try:
+                return ray.get(next(self._task))
+            except StopIteration:
+                raise WorkerLost(None) from None  # ended without saying how
+            except ray.exceptions.RayError as err:
+                log.warning("run %s: Ray task lost: %s", self.run_id, err)
+                raise WorkerLost(None) from None
+
+    def _watch(self, now: float) -> None:
+        """Cancel the task if it will not end by itself in time."""
+        if self._stop_asked is not None and now - self._stop_asked > STOP_GRACE_SECONDS:
+            self._cut(Ending.STOP, f"no answer {STOP_GRACE_SECONDS:g} s after Stop")
+        if now - self._started > self.limits.seconds + STOP_GRACE_SECONDS:
+            self._cut(Ending.TIME, f"past {self.limits.seconds:g} s")
+        if self.peak_bytes > HARD_MEMORY_FACTOR * self.limits.memory_bytes:
+            self._cut(
+                Ending.MEMORY, f"{size(self.peak_bytes)} resident, budget {size(self.limits.memory_bytes)}"
+            )
+
+    def _cut(self, ending: Ending, detail: str) -> None:
+        ray.cancel(self._task, force=True)
+        raise CutShort(ending, detail)
+
+
+class RayExecutor:
+    """The executor for a server on a Ray cluster (labs/core/runner.py default_executor)."""
+
+    def start(self, job: Job) -> RayRun:
+        return RayRun(job)
+
+    def warm(self, cpu_runs: int) -> None:
+        """One ready Ray worker per CPU slot, so that first runs need not import torch; and this
+        replica joins the class queue, through which its runs' Stop travels."""
+        this_replica()
+        options = resources_for("cpu")
+        ray.get([warm_worker.options(**options).remote(1) for _ in range(cpu_runs)])
+
+
+RAY = RayExecutor()

@@ -1,0 +1,228 @@
+"""Runs on a Ray cluster (DLLAB_BACKEND=ray): the same messages, Stop, budgets and words as a
+local worker, and one fair queue for every replica of the class. Against a Ray head this test
+starts on loopback (tests/raycluster.py)."""
+
+import os
+import time
+import uuid
+
+import pytest
+import torch
+
+from figures.views import playground as playground_views
+from labs import convnets, playground
+from labs.core import cluster
+from labs.core.budget import Limits
+from labs.core.cluster import RAY, ClassSlots
+from labs.core.control import Ending
+from labs.core.driver import IN_THREAD, Job
+from labs.core.failures import ending_message
+from labs.core.runner import RunState, TrainingRun
+from labs.core.slots import Slots
+from tests import synthetic
+from tests.raycluster import ray_head
+from tests.runs import CPU, TickingClock
+
+
+@pytest.fixture(scope="module", autouse=True)
+def on_ray():
+    """A Ray head of this module's own; this process joins it as a replica would."""
+    with ray_head(cpus=2) as reach:
+        RAY.warm(2)  # two ready Ray workers, as a replica's start-up makes them
+        yield reach
+        for replica in REPLICAS:
+            replica.alive = False
+        cluster.disconnect()
+
+
+def on_ray_run(train, cfg, limits=None, slots=None) -> TrainingRun:
+    return TrainingRun(train, cfg, CPU, executor=RAY, limits=limits, slots=slots or Slots(2)).start()
+
+
+def messages(executor) -> list[tuple]:
+    """Every message of one seeded playground run with its live views, in order."""
+    job = Job(
+        playground.train,
+        playground.Config(epochs=20),
+        CPU,
+        Limits(),
+        playground_views.VIEWS.draw,
+        TickingClock(),
+    )
+    got = []
+
+    def receive(kind, payload):
+        if kind == "snap":
+            payload = (payload.step, payload.metrics, payload.final)
+        got.append((kind, payload))
+
+    executor.start(job).run(receive)
+    return got
+
+
+def test_a_run_on_ray_makes_the_same_messages_as_on_the_runners_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # a Ray run trains on the one thread it asks for
+    try:
+        here = messages(IN_THREAD)
+    finally:
+        torch.set_num_threads(before)
+    there = messages(RAY)
+    kinds = [kind for kind, _ in here]
+    assert kinds.count("frame") >= 3 and kinds.count("snap") >= 3
+    assert [kind for kind, _ in there] == kinds
+    for (kind, a), (_, b) in zip(here, there, strict=True):
+        assert a == b, f"a {kind} message differs between the runner's thread and Ray"
+
+
+def test_a_run_on_ray_learns_and_says_which_process_trained_it():
+    run = on_ray_run(playground.train, playground.Config(epochs=10))
+    assert run.wait(120)
+    view = run.view()
+    assert view.state == RunState.DONE and view.state_dict is not None, view.message
+    assert view.history[-1]["train_loss"] < view.history[0]["train_loss"]
+    assert run.process_id not in (None, os.getpid())
+
+
+def test_stop_reaches_a_run_on_ray_between_two_steps_and_keeps_its_weights():
+    run = on_ray_run(synthetic.endless, None)
+    assert run.wait_for_first_snapshot(60)
+    run.stop()
+    assert run.wait(30)
+    view = run.view()
+    assert view.state == RunState.STOPPED and view.state_dict is not None
+    assert view.message == ending_message(Ending.STOP, Limits(), True, 0)
+
+
+def test_a_run_on_ray_that_cannot_hear_stop_is_cancelled_after_the_grace():
+    run = on_ray_run(synthetic.one_endless_step, None)
+    assert run.wait_for_first_snapshot(60)
+    pid = run.process_id
+    run.stop()
+    assert run.wait(30)
+    view = run.view()
+    assert view.state == RunState.STOPPED and view.state_dict is None
+    assert view.message == ending_message(Ending.STOP, Limits(), False, 0)  # a local worker's words
+    assert not _alive(pid)  # the task's worker process was ended
+    after = on_ray_run(synthetic.short, None)  # and the cluster trains the next run
+    assert after.wait(60) and after.view().state == RunState.DONE
+
+
+def test_a_run_on_ray_is_held_to_its_time():
+    run = on_ray_run(synthetic.endless, None, limits=Limits(seconds=1))
+    assert run.wait(60)
+    view = run.view()
+    assert view.state == RunState.STOPPED and view.state_dict is not None
+    assert view.message == ending_message(Ending.TIME, Limits(seconds=1), True, 0)
+
+
+def test_a_run_on_ray_is_held_to_its_memory():
+    run = on_ray_run(synthetic.hoarder, 20, limits=Limits(memory_mb=150))
+    assert run.wait(60)
+    view = run.view()
+    assert view.state == RunState.STOPPED, view.message
+    assert "memory" in view.message.lower()
+
+
+def test_a_failure_on_ray_arrives_in_words():
+    bad = convnets.Config(dataset="digits8", epochs=1)
+    run = on_ray_run(convnets.train, bad.__class__(**{**bad.__dict__, "channels": 99}))
+    assert run.wait(60)
+    view = run.view()
+    assert view.state == RunState.FAILED and "Channels" in view.message and "outside" in view.message
+
+
+# -- one queue for the class ------------------------------------------------------------------
+
+
+REPLICAS = []  # every test replica: silenced when the module ends
+
+
+class Replica:
+    """A replica's view of a class queue of this test's own: its slots, as runner.SLOTS would be."""
+
+    def __init__(self, queue_name: str, sizes=(1, 1, 1), silent_s: float = 15.0):
+        self.replica = cluster._Replica(sizes, queue_name, silent_s)
+        REPLICAS.append(self.replica)
+        self.slots = ClassSlots("cpu", lambda: self.replica)
+
+
+def until(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_two_replicas_share_one_queue_and_agree_on_its_order():
+    name = f"test-{uuid.uuid4().hex[:6]}"
+    a, b = Replica(name, sizes=(1, 1, 1)), Replica(name)
+    started = []
+    a.slots.enter("a1", "learner A", lambda: started.append("a1"))  # the class's one slot
+    a.slots.enter("a2", "learner A", lambda: started.append("a2"))  # A's second run waits
+    b.slots.enter("b1", "learner B", lambda: started.append("b1"))  # B's first, on the other replica
+    assert started == ["a1"]
+    # B trains nothing yet, so B goes first, though A's second run came earlier on its replica
+    assert until(lambda: b.slots.position("b1") == 1 and a.slots.position("a2") == 2)
+    assert a.slots.held_back("a2")  # A's run waits for A's own, and its replica says so
+    assert until(lambda: a.slots.active == b.slots.active == 1 and b.slots.waiting == 2)
+    a.slots.release("a1")  # round robin: B, shown first, goes first
+    assert until(lambda: started == ["a1", "b1"])
+    b.slots.release("b1")
+    assert until(lambda: started == ["a1", "b1", "a2"])
+    assert a.slots.leave("a2") is False  # it began: it no longer waits
+    a.slots.release("a2")
+
+
+def test_a_run_that_leaves_the_class_queue_never_begins():
+    name = f"test-{uuid.uuid4().hex[:6]}"
+    a = Replica(name)
+    started = []
+    a.slots.enter("a1", "learner A", lambda: started.append("a1"))
+    a.slots.enter("b1", "learner B", lambda: started.append("b1"))
+    assert a.slots.leave("b1") is True
+    a.slots.release("a1")
+    time.sleep(1.0)
+    assert started == ["a1"]
+
+
+def test_a_replica_that_goes_silent_frees_its_places_for_the_others():
+    name = f"test-{uuid.uuid4().hex[:6]}"
+    gone, alive = Replica(name, silent_s=2.0), Replica(name)
+    started = []
+    gone.slots.enter("g1", "learner G", lambda: started.append("g1"))  # holds the one slot
+    alive.slots.enter("b1", "learner B", lambda: started.append("b1"))
+    assert started == ["g1"]
+    gone.replica.alive = False  # killed: it no longer asks the queue anything
+    assert until(lambda: "b1" in started, timeout=15)
+
+
+def test_runs_of_two_replicas_train_on_ray_through_one_queue():
+    name = f"test-{uuid.uuid4().hex[:6]}"
+    a, b = Replica(name), Replica(name)
+    first = TrainingRun(synthetic.endless, None, CPU, executor=RAY, slots=a.slots, learner="A").start()
+    assert first.wait_for_first_snapshot(60)
+    second = TrainingRun(
+        playground.train, playground.Config(epochs=5), CPU, executor=RAY, slots=b.slots, learner="B"
+    )
+    second.start()
+    assert until(lambda: second.status()["queue"] == 1)  # the class's one slot is A's
+    assert second.view().state == RunState.QUEUED
+    first.stop()
+    assert second.wait(60) and second.view().state == RunState.DONE, second.view().message
+    assert first.view().state == RunState.STOPPED
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.1)
+    return True
