@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench bench-budget bench-live gpu-check lessons browser clean
+.PHONY: run serve-class test lint format bench bench-budget bench-live gpu-check lessons browser clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 run: $(STAMP)
 	$(PY) -m streamlit run app.py --server.port 8501
+
+# A class on several server processes: a Ray head, REPLICAS Streamlit replicas on the Ray
+# backend, Debian's nginx in front on LISTEN (README, hosting)
+REPLICAS ?= 2
+LISTEN ?= 0.0.0.0:8080
+serve-class: $(STAMP) browser
+	$(PY) deploy/serve_class.py --replicas $(REPLICAS) --listen $(LISTEN)
 
 browser:
 	@# Playwright drives Debian's chromium (no browser download); emoji font for the icons;

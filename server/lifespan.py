@@ -1,6 +1,7 @@
 """Once per server process: start the training workers (or, on Ray, ready this process's Ray
 workers) and warm what every first run would otherwise wait for; at shutdown, stop every run
-and end every worker. A worker also ends by itself when its server process is gone (killed, crashed): labs/core/workers.py."""
+and end every worker. A worker also ends by itself when its server process is gone (killed,
+crashed): labs/core/workers.py."""
 
 from __future__ import annotations
 

@@ -11,26 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from deploy.serve_class import NGINX_MAIN
 from tests.browser import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 NGINX = "/usr/sbin/nginx"
 DEPLOY = ROOT / "deploy" / "nginx"
-WRAPPER = """daemon off;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log {dir}/access.log;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    include {dir}/site.conf;
-}}
-"""
 
 
 def site(conf: str, port: int, upstream: str, edits: dict[str, str]) -> str:
@@ -83,7 +69,7 @@ def nginx_in_front(lab_url: str, conf: str = "dllab.conf", edits: dict[str, str]
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="dllab-nginx-") as tmp:
         (Path(tmp) / "site.conf").write_text(site(conf, port, lab.netloc, edits or {}))
-        (Path(tmp) / "nginx.conf").write_text(WRAPPER.format(dir=tmp))
+        (Path(tmp) / "nginx.conf").write_text(NGINX_MAIN.format(dir=tmp, workers=1))
         proxy = Proxy(Path(tmp), port, lab.path)
         proxy.start()
         try:

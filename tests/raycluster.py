@@ -75,6 +75,39 @@ def ray_head(cpus: int = 2, extra: tuple[str, ...] = ()):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextmanager
+def ray_node(address: str, cpus: int = 2):
+    """A second Ray node on this machine joining the head at `address`, as a GPU machine joins a
+    class's cluster (`ray start --address ...`, README, hosting)."""
+    folder = Path(tempfile.mkdtemp(prefix="dllab-ray-node-", dir="/tmp"))
+    node = subprocess.Popen(
+        [
+            RAY,
+            "start",
+            "--block",
+            f"--address={address}",
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={cpus}",
+            "--num-gpus=0",
+            "--disable-usage-stats",
+        ],
+        env=os.environ.copy(),
+        stdout=(folder / "node.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_cluster(folder / "node.log", node)
+        yield
+    finally:
+        os.killpg(node.pid, signal.SIGTERM)
+        try:
+            node.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(node.pid, signal.SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _wait_for_cluster(log: Path, head: subprocess.Popen, timeout: float = 120) -> None:
     """Until `ray start` says the cluster runs (it blocks from then on)."""
     deadline = time.monotonic() + timeout

@@ -20,14 +20,16 @@ from labs.core.failures import ending_message
 from labs.core.runner import RunState, TrainingRun
 from labs.core.slots import Slots
 from tests import synthetic
-from tests.raycluster import ray_head
+from tests.raycluster import ray_head, ray_node
 from tests.runs import CPU, TickingClock
 
 
 @pytest.fixture(scope="module", autouse=True)
 def on_ray():
-    """A Ray head of this module's own; this process joins it as a replica would."""
-    with ray_head(cpus=2) as reach:
+    """A cluster of this module's own, shaped as a class's across machines: a head that trains
+    nothing (the web machine: no CPUs offered to runs) and a second node that trains every run
+    (a GPU machine that joined it); this process joins as a replica would."""
+    with ray_head(cpus=0) as reach, ray_node(reach["DLLAB_RAY_ADDRESS"], cpus=2):
         RAY.warm(2)  # two ready Ray workers, as a replica's start-up makes them
         yield reach
         for replica in REPLICAS:
