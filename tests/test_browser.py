@@ -117,8 +117,14 @@ def test_two_learners_train_at_once_each_seeing_only_their_own_run(browser, serv
         ctx.close()
 
 
+CONNECTED_JS = "() => document.querySelector('.st-key-playground-live .dl-panel')?.dataset.connected || ''"
+
+
 def test_a_dropped_connection_is_picked_up_again(browser, server):
     page = open_page(browser, server, "playground", LONG_PLAYGROUND)
+    # the panel's socket is open (the server accepted it) before Train: on a busy machine a
+    # click on a page still connecting can be lost, and this test is about the reconnection
+    wait_until(page, CONNECTED_JS, lambda c: c == "1", "the live panel connected")
     train_button(page, "playground").click()
     before = frames_beyond(page, 2)
     page.evaluate(f"() => document.querySelector('{PANEL}').__panel.socket.close()")  # the network blips
