@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run serve-class test lint format bench bench-budget bench-live gpu-check lessons browser clean
+.PHONY: run serve-class test lint format bench bench-budget bench-live bench-class gpu-check lessons browser clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ bench-budget: $(STAMP)
 
 bench-live: $(STAMP) browser
 	$(PY) -m bench.live
+
+# A simulated class of 8, 32 and 64 learners speaking Streamlit's protocol (no browsers), on one
+# replica and on two replicas + Ray behind nginx
+bench-class: $(STAMP) browser
+	$(PY) -m bench.classroom
 
 # On a machine with an NVIDIA GPU: every chapter on CUDA through the workers, a real CUDA
 # out-of-memory error, and the speed bench on the GPU (a few minutes).

@@ -228,3 +228,12 @@ def _alive(pid: int | None) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def test_a_gpu_run_asks_for_a_share_of_a_gpu_and_workers_of_its_own():
+    cpu, gpu = cluster.resources_for("cpu"), cluster.resources_for("cuda")
+    assert cpu["num_cpus"] == gpu["num_cpus"] == 1.0 and "num_gpus" not in cpu
+    assert gpu["num_gpus"] == 0.25  # four small runs share one GPU
+    assert gpu["max_calls"] == 0  # the worker stays for the next run (its cache is emptied)
+    # a runtime environment of its own: Ray keeps GPU runs' workers apart from CPU runs'
+    assert gpu["runtime_env"]["env_vars"]["DLLAB_WORKER_KIND"] == "cuda"
