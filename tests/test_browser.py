@@ -117,18 +117,36 @@ def test_two_learners_train_at_once_each_seeing_only_their_own_run(browser, serv
         ctx.close()
 
 
-CONNECTED_JS = "() => document.querySelector('.st-key-playground-live .dl-panel')?.dataset.connected || ''"
+PLAYGROUND_PANEL = ".st-key-playground-live .dl-panel"  # this experiment's own panel, remounted or not
+CONNECTED_JS = f"() => document.querySelector('{PLAYGROUND_PANEL}')?.dataset.connected || ''"
+# the step the panel shows ("Training: step 1,234 of 250,000"), -1 before any
+SHOWN_STEP_JS = f"""() => {{
+  const text = document.querySelector('{PLAYGROUND_PANEL} .dl-status span')?.textContent || '';
+  const m = text.match(/Training: step ([0-9][^ ]*) of/);
+  return m ? Number(m[1].replace(/[^0-9]/g, '')) : -1;
+}}"""
+PANEL_STATE_JS = f"""() => {{
+  const p = document.querySelector('{PLAYGROUND_PANEL}');
+  return p ? {{...p.dataset, live: p.classList.contains('dl-live'),
+               status: p.querySelector('.dl-status span')?.textContent}} : null;
+}}"""
 
 
 def test_a_dropped_connection_is_picked_up_again(browser, server):
+    """The live socket drops mid-run (a network blip): the panel reconnects on its own and the
+    learner sees the run's steps move on again, read from what the panel shows."""
     page = open_page(browser, server, "playground", LONG_PLAYGROUND)
     # the panel's socket is open (the server accepted it) before Train: on a busy machine a
     # click on a page still connecting can be lost, and this test is about the reconnection
     wait_until(page, CONNECTED_JS, lambda c: c == "1", "the live panel connected")
     train_button(page, "playground").click()
-    before = frames_beyond(page, 2)
-    page.evaluate(f"() => document.querySelector('{PANEL}').__panel.socket.close()")  # the network blips
-    frames_beyond(page, before + 3)  # the panel reconnected and the frames flow again
+    step = wait_until(page, SHOWN_STEP_JS, lambda s: s > 0, "a training step shown")
+    page.evaluate(f"() => document.querySelector('{PLAYGROUND_PANEL}').__panel.socket.close()")  # the blip
+    try:  # shown steps move on again: the panel reconnected and the frames flow
+        wait_until(page, SHOWN_STEP_JS, lambda s: s > step + 20, "steps shown after the drop")
+        wait_until(page, CONNECTED_JS, lambda c: c == "1", "the live panel connected again", 10)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; the panel: {page.evaluate(PANEL_STATE_JS)}") from None
     page.locator(".st-key-playground-stop button").click()
     alert(page, "Stopped").wait_for(timeout=120_000)
     page.close()
