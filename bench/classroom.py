@@ -298,7 +298,7 @@ class TwoReplicasOnRay:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"serve-class did not start:\n{self.log.read_text()[-2000:]}")
             time.sleep(0.5)
-        time.sleep(10)  # the replicas' Ray workers import torch and the labs
+        time.sleep(60)  # each replica's Ray workers import torch and the labs (on 2 cores, together)
         self.pids = {f"127.0.0.1:{p}": self._pid_of(p) for p in (first, first + 1)}
         return self
 

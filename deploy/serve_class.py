@@ -110,9 +110,15 @@ class ClassHost:
         ]  # fmt: skip
         if self.args.ray_cpus:
             command.append(f"--num-cpus={self.args.ray_cpus}")
+        # Ray workers belong to one replica each (Ray's workers serve one driver), and Ray ends
+        # idle ones past one per CPU: every replica's warmed workers (one per run slot) must
+        # stay, or each run waits for a new process to import torch and the labs
+        cpu_runs = int(os.environ.get("DLLAB_CPU_RUNS", "0") or 0) or max(2, (os.cpu_count() or 2) // 2)
+        head_env = dict(self.env)
+        head_env.setdefault("RAY_num_workers_soft_limit", str(self.args.replicas * cpu_runs + 2))
         log = (self.dir / "ray-head.log").open("w")
         self.head = subprocess.Popen(
-            command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, env=head_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         deadline = time.monotonic() + 120
         while "will now block" not in (self.dir / "ray-head.log").read_text(errors="replace"):
