@@ -143,7 +143,7 @@ class ClassHost:
         while time.monotonic() < deadline:
             if self.replicas[port].poll() is not None:
                 raise SystemExit(f"replica {port} ended: see {self.dir / f'replica-{port}.log'}")
-            if healthy(port):
+            if healthy(f"http://127.0.0.1:{port}"):
                 return
             time.sleep(0.5)
         raise SystemExit(f"replica {port} did not answer its health check in {timeout:g} s")
@@ -183,9 +183,10 @@ class ClassHost:
         say("stopped")
 
 
-def healthy(port: int) -> bool:
+def healthy(url: str) -> bool:
+    """Whether the lab at `url` answers Streamlit's health check."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as answer:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
             return answer.status == 200
     except OSError:
         return False

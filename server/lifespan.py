@@ -51,7 +51,7 @@ def shut_down() -> None:
     stop_every_run(STOP_GRACE_SECONDS + 2)
     POOL.close()
     if on_ray():
-        from labs.core.cluster import disconnect
+        from labs.core.replica import disconnect
 
         disconnect()
 

@@ -12,6 +12,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from deploy.serve_class import end
 from tests.browser import free_port
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -67,11 +68,7 @@ def ray_head(cpus: int = 2, extra: tuple[str, ...] = ()):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
+        end(head, signal.SIGTERM, 5)  # with its raylet and workers (its own session)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -100,11 +97,7 @@ def ray_node(address: str, cpus: int = 2):
         _wait_for_cluster(folder / "node.log", node)
         yield
     finally:
-        os.killpg(node.pid, signal.SIGTERM)
-        try:
-            node.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(node.pid, signal.SIGKILL)
+        end(node, signal.SIGTERM, 5)  # with its raylet and workers (its own session)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -1,9 +1,13 @@
 """Running a lab the way the app does (the shared runner and driver, on the CPU, on the runner's
-own thread) and waiting for the end."""
+own thread) and waiting for the end; and a seeded run's every message, to compare executors."""
 
 import torch
 
-from labs.core.driver import IN_THREAD
+from figures.views import normalization as normalization_views
+from figures.views import playground as playground_views
+from labs import normalization, playground
+from labs.core.budget import Limits
+from labs.core.driver import IN_THREAD, Job
 from labs.core.runner import RunState, TrainingRun
 
 CPU = torch.device("cpu")
@@ -31,3 +35,28 @@ class TickingClock:
     def __call__(self) -> float:
         self.now += self.tick
         return self.now
+
+
+RUNS = {  # a one-net run, and a side-by-side run (each variant on its own stopwatch)
+    "playground": (playground.train, playground.Config(epochs=20), playground_views.VIEWS),
+    "normalization": (
+        normalization.train,
+        normalization.Config(depth=4, steps=60),
+        normalization_views.VIEWS,
+    ),
+}
+
+
+def messages(executor, name: str) -> list[tuple]:
+    """Every message of one run, in order, with snapshots as (step, metrics, final)."""
+    train, cfg, views = RUNS[name]
+    job = Job(train, cfg, CPU, Limits(), views.draw, clock=TickingClock())
+    got = []
+
+    def receive(kind, payload):
+        if kind == "snap":
+            payload = (payload.step, payload.metrics, payload.final)
+        got.append((kind, payload))
+
+    executor.start(job).run(receive)
+    return got

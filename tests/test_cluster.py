@@ -9,19 +9,19 @@ import uuid
 import pytest
 import torch
 
-from figures.views import playground as playground_views
 from labs import convnets, playground
-from labs.core import cluster
+from labs.core import cluster, replica
 from labs.core.budget import Limits
-from labs.core.cluster import RAY, ClassSlots
+from labs.core.cluster import RAY
 from labs.core.control import Ending
-from labs.core.driver import IN_THREAD, Job
+from labs.core.driver import IN_THREAD
 from labs.core.failures import ending_message
+from labs.core.replica import ClassSlots
 from labs.core.runner import RunState, TrainingRun
 from labs.core.slots import Slots
 from tests import synthetic
 from tests.raycluster import ray_head, ray_node
-from tests.runs import CPU, TickingClock
+from tests.runs import CPU, messages
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -32,44 +32,23 @@ def on_ray():
     with ray_head(cpus=0) as reach, ray_node(reach["DLLAB_RAY_ADDRESS"], cpus=2):
         RAY.warm(2)  # two ready Ray workers, as a replica's start-up makes them
         yield reach
-        for replica in REPLICAS:
-            replica.alive = False
-        cluster.disconnect()
+        for test_replica in REPLICAS:
+            test_replica.alive = False
+        replica.disconnect()
 
 
 def on_ray_run(train, cfg, limits=None, slots=None) -> TrainingRun:
     return TrainingRun(train, cfg, CPU, executor=RAY, limits=limits, slots=slots or Slots(2)).start()
 
 
-def messages(executor) -> list[tuple]:
-    """Every message of one seeded playground run with its live views, in order."""
-    job = Job(
-        playground.train,
-        playground.Config(epochs=20),
-        CPU,
-        Limits(),
-        playground_views.VIEWS.draw,
-        TickingClock(),
-    )
-    got = []
-
-    def receive(kind, payload):
-        if kind == "snap":
-            payload = (payload.step, payload.metrics, payload.final)
-        got.append((kind, payload))
-
-    executor.start(job).run(receive)
-    return got
-
-
 def test_a_run_on_ray_makes_the_same_messages_as_on_the_runners_thread():
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # a Ray run trains on the one thread it asks for
     try:
-        here = messages(IN_THREAD)
+        here = messages(IN_THREAD, "playground")
     finally:
         torch.set_num_threads(before)
-    there = messages(RAY)
+    there = messages(RAY, "playground")
     kinds = [kind for kind, _ in here]
     assert kinds.count("frame") >= 3 and kinds.count("snap") >= 3
     assert [kind for kind, _ in there] == kinds
@@ -144,7 +123,7 @@ class Replica:
     """A replica's view of a class queue of this test's own: its slots, as runner.SLOTS would be."""
 
     def __init__(self, queue_name: str, sizes=(1, 1, 1), silent_s: float = 15.0):
-        self.replica = cluster._Replica(sizes, queue_name, silent_s)
+        self.replica = replica._Replica(sizes, queue_name, silent_s)
         REPLICAS.append(self.replica)
         self.slots = ClassSlots("cpu", lambda: self.replica)
 

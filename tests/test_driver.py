@@ -8,24 +8,12 @@ import os
 import pytest
 import torch
 
-from figures.views import normalization as normalization_views
-from figures.views import playground as playground_views
-from labs import normalization, playground
-from labs.core.budget import Limits
+from labs import playground
 from labs.core.device import configure_threads
-from labs.core.driver import IN_THREAD, Job
+from labs.core.driver import IN_THREAD
 from labs.core.runner import RunState, TrainingRun
 from labs.core.workers import POOL, WorkerPool
-from tests.runs import CPU, TickingClock
-
-RUNS = {  # a one-net run, and a side-by-side run (each variant on its own stopwatch)
-    "playground": (playground.train, playground.Config(epochs=20), playground_views.VIEWS),
-    "normalization": (
-        normalization.train,
-        normalization.Config(depth=4, steps=60),
-        normalization_views.VIEWS,
-    ),
-}
+from tests.runs import CPU, RUNS, messages
 
 
 @pytest.fixture(scope="module")
@@ -45,21 +33,6 @@ def worker_threads():
     configure_threads()
     yield
     torch.set_num_threads(before)
-
-
-def messages(executor, name: str) -> list[tuple]:
-    """Every message of one run, in order, with snapshots as (step, metrics, final)."""
-    train, cfg, views = RUNS[name]
-    job = Job(train, cfg, CPU, Limits(), views.draw, clock=TickingClock())
-    got = []
-
-    def receive(kind, payload):
-        if kind == "snap":
-            payload = (payload.step, payload.metrics, payload.final)
-        got.append((kind, payload))
-
-    executor.start(job).run(receive)
-    return got
 
 
 @pytest.mark.parametrize("name", list(RUNS))

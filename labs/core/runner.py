@@ -79,7 +79,7 @@ SLOT_SIZES = (
 def _slots() -> dict:
     """This process's slots, or, on Ray, its view of the class's slots."""
     if on_ray():
-        from labs.core.cluster import class_slots
+        from labs.core.replica import class_slots
 
         return class_slots()
     cpu, gpu, per_learner = SLOT_SIZES
