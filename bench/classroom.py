@@ -107,7 +107,8 @@ def scenario(host, k: int) -> dict:
     return {
         "set-up": host.name,
         "K": k,
-        "errors": sum(bool(lr.errors) for lr in learners),
+        # a learner's error: the bench's own (refused, a socket dropped) or a run that failed
+        "errors": sum(bool(lr.errors) or lr.end_state == "failed" for lr in learners),
         "lost": sum(lr.end_s is None and not lr.errors for lr in learners),
         "past budget": sum(any(w in lr.end_message for w in BUDGET_WORDS) for lr in learners),
         "page ready p50": p([lr.page_ready_s for lr in learners], 0.5),
@@ -127,7 +128,11 @@ def scenario(host, k: int) -> dict:
         "end p95": p([lr.end_s for lr in learners], 0.95),
         "rerun p50": p([r for lr in learners for r in lr.reruns], 0.5),
         "replicas": per_replica,
-        "sample errors": [lr.errors[0] for lr in learners if lr.errors][:3],
+        "sample errors": [
+            lr.errors[0] if lr.errors else lr.end_message
+            for lr in learners
+            if lr.errors or lr.end_state == "failed"
+        ][:3],
     }
 
 

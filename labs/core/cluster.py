@@ -50,6 +50,7 @@ log = logging.getLogger("dllab.cluster")
 
 BEAT_SECONDS = 0.2  # how often a running task and the queue hear from each other
 POLL_SECONDS = 0.2  # how often the server's watchdog looks at a run, whatever arrives
+START_SECONDS = 120.0  # a task no Ray worker has begun by then is given up (the cluster is full)
 ENDED_KINDS = ("end", "error")
 
 
@@ -166,11 +167,13 @@ class RayRun:
         options = resources_for(job.device.type)
         threads = max(1, int(options["num_cpus"]))
         self._task = train_on_ray.options(**options).remote(job, self.run_id, self._board, threads)
-        self._started = time.monotonic()
-        self._watch_at = self._started
+        self._submitted = time.monotonic()
+        self._began: float | None = None  # its first beat: the task runs in a Ray worker
+        self._watch_at = self._submitted
         self._stop_asked: float | None = None
         self._progress = (0, 0)
         self._pid: int | None = None
+        self._ended = False  # the task said its last word ("end" or "error") and returns
 
     def request_stop(self) -> None:
         if self._stop_asked is None:
@@ -192,20 +195,26 @@ class RayRun:
                 kind, payload = self._next()
                 if kind == "beat":
                     step, total, used, self._pid = payload
+                    self._began = self._began or time.monotonic()
                     self._progress = (step, total)
                     self.peak_bytes = max(self.peak_bytes, used)
                 elif kind in ("snap", "points", "frame"):
                     receive(kind, payload)
                 elif kind == "error":
+                    self._ended = True
                     raise RemoteFailure(payload)
                 else:
+                    self._ended = True
                     self.ending, peak, self.gpu_left = payload
                     self.peak_bytes = max(self.peak_bytes, peak)
                     return
+        except BaseException as err:
+            if not self._ended:  # left mid-way (cut short, a failure here): its worker must go
+                log.warning("run %s: cancelling its Ray task (%s)", self.run_id, type(err).__name__)
+                ray.cancel(self._task, force=True)
+            raise
         finally:
             self._board.forget.remote(self.run_id)
-            if self.ending is None:
-                ray.cancel(self._task, force=True)  # an exception here left the task mid-way
 
     def _next(self):
         while True:
@@ -225,10 +234,21 @@ class RayRun:
                 raise WorkerLost(None) from None
 
     def _watch(self, now: float) -> None:
-        """Cancel the task if it will not end by itself in time."""
-        if self._stop_asked is not None and now - self._stop_asked > STOP_GRACE_SECONDS:
+        """Cancel the task if it will not end by itself in time. The clocks of Stop and of the
+        run's time start when the task runs: before, it waits for a Ray worker (a new one first
+        imports torch and the labs), hears Stop with its first beat and ends at once; killing
+        it then would only cost the next run a warm worker."""
+        if self._began is None:
+            if now - self._submitted > START_SECONDS:
+                raise RemoteFailure(
+                    f"No training process of the class's cluster took this run within "
+                    f"{START_SECONDS:g} s (the cluster is full, or a machine left it). Press Train "
+                    "again in a moment."
+                )
+            return
+        if self._stop_asked is not None and now - max(self._stop_asked, self._began) > STOP_GRACE_SECONDS:
             self._cut(Ending.STOP, f"no answer {STOP_GRACE_SECONDS:g} s after Stop")
-        if now - self._started > self.limits.seconds + STOP_GRACE_SECONDS:
+        if now - self._began > self.limits.seconds + STOP_GRACE_SECONDS:
             self._cut(Ending.TIME, f"past {self.limits.seconds:g} s")
         if self.peak_bytes > HARD_MEMORY_FACTOR * self.limits.memory_bytes:
             self._cut(
@@ -236,8 +256,7 @@ class RayRun:
             )
 
     def _cut(self, ending: Ending, detail: str) -> None:
-        ray.cancel(self._task, force=True)
-        raise CutShort(ending, detail)
+        raise CutShort(ending, detail)  # run() cancels the task with force
 
 
 class RayExecutor:
