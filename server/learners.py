@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 from chapters import by_slug, page_of, part_of
 from labs.core.budget import duration
-from labs.core.runner import ENDED, PER_LEARNER, RunState
+from labs.core.runner import ENDED, PER_LEARNER, RunState, on_ray
+from labs.core.usage import Usage
 
 
 def _env_float(name: str, default: float) -> float:
@@ -52,13 +53,15 @@ def run_name(key: str) -> str:
 
 
 class Ledger:
-    """Every learner's live runs and used training time, for this server process."""
+    """Every learner's live runs in this server process, and their used training time: in a
+    book of this process's own, or on Ray the class's (labs/core/replica.py ClassUsage), which
+    also counts the learner's runs on other replicas."""
 
-    def __init__(self, rules: Rules | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, rules: Rules | None = None, clock: Callable[[], float] = time.monotonic, book=None):
         self.rules, self.clock = rules or Rules(), clock
+        self.book = book or Usage(clock)
         self._lock = threading.Lock()
         self._runs: dict[str, dict[str, tuple[str, object]]] = {}  # learner -> run id -> (key, run)
-        self._used: dict[str, tuple[float, float]] = {}  # learner -> (seconds used, as of when)
 
     # -- limits -------------------------------------------------------------------------------
     def refusal(self, learner: str, replacing: tuple = ()) -> str:
@@ -70,10 +73,17 @@ class Ledger:
         others = [(k, r) for k, r in self.alive(learner) if r not in replacing]
         allowed = self.rules.training + self.rules.waiting
         if len(others) < allowed:
-            return ""
+            elsewhere = self.book.elsewhere(learner)  # asked only near the cap: one call
+            if len(others) + elsewhere < allowed:
+                return ""
+        else:
+            elsewhere = 0
         listed = "; ".join(f"{run_name(k)}: {r.status()['state']}" for k, r in others)
+        if elsewhere:
+            listed = "; ".join(filter(None, [listed, f"{elsewhere} in another browser"]))
+        going = len(others) + elsewhere
         return (
-            f"You already have {len(others)} runs going ({listed}). On this server one learner trains "
+            f"You already have {going} runs going ({listed}). On this server one learner trains "
             f"{self.rules.training} at a time and queues {self.rules.waiting} more: stop one of them "
             "(its page's Stop button) to start this one."
         )
@@ -102,22 +112,19 @@ class Ledger:
     def _ended(self, learner: str, key: str, run) -> None:
         with self._lock:
             self._runs.get(learner, {}).pop(id(run), None)
-            used = self._used_now(learner) + run.running_seconds
-            self._used[learner] = (used, self.clock())
+        self.book.add(learner, run.running_seconds, self.rules.half_life_s)
 
     # -- quota --------------------------------------------------------------------------------
     def used(self, learner: str) -> float:
-        with self._lock:
-            return self._used_now(learner)
-
-    def _used_now(self, learner: str) -> float:
-        used, at = self._used.get(learner, (0.0, self.clock()))
-        return used * 0.5 ** ((self.clock() - at) / self.rules.half_life_s)
+        return self.book.used(learner, self.rules.half_life_s)
 
     def recovers_in(self, learner: str) -> float:
         """Seconds until the learner's used time decays below the quota (0 if it is already)."""
-        used, quota = self.used(learner), self.rules.quota_s
-        if not quota or used < quota:
+        quota = self.rules.quota_s
+        if not quota:
+            return 0.0
+        used = self.used(learner)
+        if used < quota:
             return 0.0
         return self.rules.half_life_s * math.log2(used / quota) + 1.0
 
@@ -141,7 +148,16 @@ class Ledger:
         )
 
 
-LEDGER = Ledger()
+def _book():
+    """On Ray, the class's book of used time (kept in its queue); else this process's."""
+    if on_ray():
+        from labs.core.replica import ClassUsage
+
+        return ClassUsage()
+    return None
+
+
+LEDGER = Ledger(book=_book())
 
 
 def learner_id() -> str:

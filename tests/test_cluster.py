@@ -7,18 +7,21 @@ import time
 import uuid
 
 import pytest
+import ray
 import torch
 
 from labs import convnets, playground
 from labs.core import cluster, replica
 from labs.core.budget import Limits
+from labs.core.class_queue import QUEUE_NAME
 from labs.core.cluster import RAY
 from labs.core.control import Ending
 from labs.core.driver import IN_THREAD
 from labs.core.failures import ending_message
-from labs.core.replica import ClassSlots
+from labs.core.replica import ClassSlots, ClassUsage
 from labs.core.runner import RunState, TrainingRun
 from labs.core.slots import Slots
+from server.learners import Ledger, Rules
 from tests import synthetic
 from tests.raycluster import ray_head, ray_node
 from tests.runs import CPU, messages
@@ -111,6 +114,9 @@ def test_a_failure_on_ray_arrives_in_words():
     assert run.wait(60)
     view = run.view()
     assert view.state == RunState.FAILED and "Channels" in view.message and "outside" in view.message
+    # the task said its last word and returned: its worker stays, warm, for the next run
+    time.sleep(1.0)
+    os.kill(run.process_id, 0)  # raises if the worker process was ended
 
 
 # -- one queue for the class ------------------------------------------------------------------
@@ -216,3 +222,42 @@ def test_a_gpu_run_asks_for_a_share_of_a_gpu_and_workers_of_its_own():
     assert gpu["max_calls"] == 0  # the worker stays for the next run (its cache is emptied)
     # a runtime environment of its own: Ray keeps GPU runs' workers apart from CPU runs'
     assert gpu["runtime_env"]["env_vars"]["DLLAB_WORKER_KIND"] == "cuda"
+
+
+def test_a_class_queue_that_restarts_keeps_the_runs_training_and_waiting():
+    name = f"test-{uuid.uuid4().hex[:6]}"
+    a, b = Replica(name), Replica(name)
+    started = []
+    a.slots.enter("a1", "learner A", lambda: started.append("a1"))  # trains: the one slot
+    b.slots.enter("b1", "learner B", lambda: started.append("b1"))  # waits
+    before = a.replica.epoch
+    ray.kill(a.replica.queue, no_restart=False)  # its process dies; Ray starts it again, empty
+    assert until(lambda: a.replica.epoch != before and b.replica.epoch == a.replica.epoch, timeout=60)
+    assert until(lambda: b.slots.position("b1") == 1)  # B waits again, first in line
+    b.slots.enter("c1", "learner C", lambda: started.append("c1"))
+    time.sleep(1.0)
+    assert started == ["a1"]  # A's run still holds the slot in the new queue
+    a.slots.release("a1")
+    assert until(lambda: started == ["a1", "b1"])
+    b.slots.release("b1")
+    assert until(lambda: started == ["a1", "b1", "c1"])
+    b.slots.release("c1")
+
+
+def test_a_learners_time_and_runs_count_on_every_replica():
+    """Two replicas' ledgers read one book in the class queue: time a learner trained on one
+    counts against their quota on the other, and so do runs they hold there."""
+    rules = Rules(training=1, waiting=0, quota_s=60, half_life_s=3600)
+    here, there = Ledger(rules, book=ClassUsage()), Ledger(rules, book=ClassUsage())
+    learner = f"learner-{uuid.uuid4().hex[:6]}"
+    assert here.quota_refusal(learner) == ""
+    there.book.add(learner, 90, rules.half_life_s)  # 90 s trained through the other replica
+    assert until(lambda: "spent" in here.quota_refusal(learner))
+    assert 89 < here.used(learner) <= 90
+
+    other = Replica(QUEUE_NAME)  # another replica of this class, holding their run
+    someone = f"learner-{uuid.uuid4().hex[:6]}"
+    other.slots.enter("r1", someone, lambda: None)
+    assert "1 in another browser" in here.refusal(someone)
+    other.slots.release("r1")
+    assert until(lambda: here.refusal(someone) == "")

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import ray
 
 from labs.core.slots import Slots
+from labs.core.usage import Usage
 
 log = logging.getLogger("dllab.cluster")
 
@@ -37,10 +39,15 @@ class _Ticket:
 
 @ray.remote(num_cpus=0, max_restarts=-1)
 class ClassQueue:
-    """The fair slots of the whole class (labs/core/slots.py, one per device kind), the Stop
-    board of every run, and who is still there: a replica that has not asked for its runs'
-    places for REPLICA_SILENT_SECONDS has gone (killed, crashed), and its places are freed.
-    An async actor: thousands of small calls a second, none of them waits on another."""
+    """The fair slots of the whole class (labs/core/slots.py, one per device kind), each
+    learner's used training time (the quota), the Stop board of every run, and who is still
+    there: a replica that has not asked for its runs' places for REPLICA_SILENT_SECONDS has
+    gone (killed, crashed), and its places are freed. An async actor: thousands of small calls
+    a second, none of them waits on another.
+
+    Ray starts it again if its process dies, empty: its `epoch` changes, and each replica then
+    tells it the runs it holds (`rejoin`), so the runs training keep their slots and the runs
+    waiting queue again. Used time kept in it is lost then (learners get theirs back early)."""
 
     def __init__(
         self, cpu_runs: int, gpu_runs: int, per_learner: int, silent_s: float = REPLICA_SILENT_SECONDS
@@ -51,6 +58,8 @@ class ClassQueue:
         self.heard: dict[str, float] = {}  # replica -> when it last asked
         self.stops: dict[str, bool] = {}  # run id -> Stop asked
         self.beats: dict[str, tuple[float, int, int]] = {}  # run id -> (when, step, total)
+        self.usage = Usage()
+        self.epoch = uuid.uuid4().hex  # a new one each time Ray starts the queue
         self._sweeper = None
 
     async def sizes(self) -> dict:
@@ -102,7 +111,35 @@ class ClassQueue:
                 slots = self.slots[ticket.kind]
                 out[ticket_id] = (slots.position(ticket), slots.held_back(ticket))
         busy = {k: (s.active, s.waiting) for k, s in self.slots.items()}
-        return {"places": out, "busy": busy}
+        return {"places": out, "busy": busy, "epoch": self.epoch}
+
+    async def rejoin(self, replica: str, training: list[tuple], waiting: list[tuple]) -> dict:
+        """A replica's runs, told again to a queue that restarted: each (ticket id, learner,
+        kind) training holds its slot; each waiting queues again, in the order given. Returns
+        `enter`'s answer for each waiting run it did not know."""
+        self._keep_sweeping()
+        self.heard[replica] = time.monotonic()
+        for ticket_id, learner, kind in training:
+            if ticket_id not in self.tickets:
+                ticket = self.tickets[ticket_id] = _Ticket(ticket_id, kind, learner, replica)
+                ticket.granted.set()
+                self.slots[kind].occupy(ticket, learner)
+        answers = {}
+        for ticket_id, learner, kind in waiting:
+            if ticket_id not in self.tickets:
+                answers[ticket_id] = await self.enter(ticket_id, learner, kind, replica)
+        return answers
+
+    # -- each learner, whichever replica they use ----------------------------------------------
+    async def used(self, learner: str, half_life_s: float) -> float:
+        return self.usage.used(learner, half_life_s)
+
+    async def add_used(self, learner: str, seconds: float, half_life_s: float) -> None:
+        self.usage.add(learner, seconds, half_life_s)
+
+    async def runs_elsewhere(self, learner: str, replica: str) -> int:
+        """How many runs `learner` has training or waiting on replicas other than `replica`."""
+        return sum(t.learner == learner and t.replica != replica for t in self.tickets.values())
 
     # -- Stop, for runs on Ray -----------------------------------------------------------------
     async def stop(self, run_id: str) -> None:

@@ -67,14 +67,18 @@ class ClassSlots:
     """The slots of one device kind as one replica sees them: the same calls as
     labs/core/slots.py, answered by the class's queue. Positions are refreshed for all of this
     replica's waiting runs together every STATUS_SECONDS (one call, which also tells the queue
-    this replica is alive), so a page's redraw never waits on the cluster."""
+    this replica is alive), so a page's redraw never waits on the cluster. It remembers its
+    runs (training, and waiting with their `begin`) to tell a queue that restarted."""
 
     def __init__(self, kind: str, replica: Callable[[], _Replica]):
         self.kind = kind
         self._replica = replica  # this process, as the class queue knows it (made on first use)
         self._lock = threading.Lock()
         self._ids: dict[int, str] = {}  # id(ticket) -> its ticket id in the class queue
-        self._places: dict[str, tuple[int | None, bool]] = {}
+        self._learners: dict[str, str] = {}  # ticket id -> its learner
+        self._training: set[str] = set()  # ticket ids that began and hold a slot
+        self._begins: dict[str, Callable[[], None]] = {}  # ticket id -> begin, while it waits
+        self._places: dict[str, tuple[int | None, bool]] = {}  # the same, in arrival order
         self._busy = (0, 0)
         self._limits: dict | None = None
 
@@ -100,20 +104,34 @@ class ClassSlots:
         replica = self._replica()
         with self._lock:
             self._ids[id(ticket)] = ticket_id
-        began, position, held = ray.get(self.queue.enter.remote(ticket_id, learner, self.kind, replica.name))
+            self._learners[ticket_id] = learner
+        replica.watch(self)
+        answer = ray.get(self.queue.enter.remote(ticket_id, learner, self.kind, replica.name))
+        self._answered(ticket_id, answer, begin)
+
+    def _answered(self, ticket_id: str, answer: tuple[bool, int | None, bool], begin) -> None:
+        """Begin the run now, or wait for its turn (a callback on the queue's answer)."""
+        began, position, held = answer
         if began:
+            with self._lock:
+                self._training.add(ticket_id)
             begin()
             return
         with self._lock:
             self._places[ticket_id] = (position, held)
-        replica.watch(self)
+            self._begins[ticket_id] = begin
         turn = self.queue.turn.remote(ticket_id).future()
-        turn.add_done_callback(lambda done: self._turn_came(ticket_id, done, begin))
+        turn.add_done_callback(lambda done: self._turn_came(ticket_id, done))
 
-    def _turn_came(self, ticket_id: str, done, begin) -> None:
+    def _turn_came(self, ticket_id: str, done) -> None:
+        if done.exception() is not None:
+            return  # the queue's process died: the run queues again when it restarts (rejoin)
         with self._lock:
             self._places.pop(ticket_id, None)
-        if done.exception() is None and done.result():
+            begin = self._begins.pop(ticket_id, None)
+            if done.result() and begin is not None:
+                self._training.add(ticket_id)
+        if done.result() and begin is not None:
             begin()
 
     def leave(self, ticket: object) -> bool:
@@ -122,15 +140,36 @@ class ClassSlots:
         if ticket_id is None or not ray.get(self.queue.leave.remote(ticket_id)):
             return False
         with self._lock:
-            self._ids.pop(id(ticket), None)
-            self._places.pop(ticket_id, None)
+            self._forget(ticket)
         return True
 
     def release(self, ticket: object) -> None:
         with self._lock:
-            ticket_id = self._ids.pop(id(ticket), None)
+            ticket_id = self._forget(ticket)
         if ticket_id is not None:
             self.queue.release.remote(ticket_id)
+
+    def _forget(self, ticket: object) -> str | None:
+        ticket_id = self._ids.pop(id(ticket), None)
+        if ticket_id is not None:
+            self._learners.pop(ticket_id, None)
+            self._training.discard(ticket_id)
+            self._begins.pop(ticket_id, None)
+            self._places.pop(ticket_id, None)
+        return ticket_id
+
+    def rejoin(self, replica_name: str) -> None:
+        """Tell a class queue that restarted (empty) this replica's runs: those training keep
+        their slots, those waiting queue again and begin when their turn comes."""
+        with self._lock:
+            training = [(t, self._learners[t], self.kind) for t in self._training]
+            waiting = [(t, self._learners[t], self.kind) for t in self._places]
+        answers = ray.get(self.queue.rejoin.remote(replica_name, training, waiting), timeout=10)
+        for ticket_id, answer in answers.items():
+            with self._lock:
+                begin = self._begins.pop(ticket_id, None)  # None: it left meanwhile
+            if begin is not None:
+                self._answered(ticket_id, tuple(answer), begin)
 
     def position(self, ticket: object) -> int | None:
         with self._lock:
@@ -162,7 +201,8 @@ class ClassSlots:
 
 class _Replica:
     """This server process as the class queue knows it: a name, and one thread that refreshes
-    the places of its waiting runs (and says it is alive) every STATUS_SECONDS."""
+    the places of its waiting runs (and says it is alive) every STATUS_SECONDS, and tells the
+    queue its runs again if the queue restarted."""
 
     def __init__(
         self,
@@ -172,7 +212,8 @@ class _Replica:
     ):
         self.name = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.queue = class_queue(sizes, queue_name, silent_s)
-        ray.get(self.queue.sizes.remote(), timeout=120)  # started (a run's Stop travels through it)
+        # started (a run's Stop travels through it); which start of it this replica knows
+        self.epoch = ray.get(self.queue.places.remote(self.name, []), timeout=120)["epoch"]
         self._slots: list[ClassSlots] = []
         self._lock = threading.Lock()
         self.alive = True  # a test silences a replica to see the queue free its places
@@ -190,11 +231,49 @@ class _Replica:
             try:
                 ids = [i for s in watched for i in s.waiting_ids()]
                 answer = ray.get(self.queue.places.remote(self.name, ids), timeout=10)
+                if answer["epoch"] != self.epoch:
+                    log.warning("the class queue restarted: this replica tells it its runs again")
+                    for slots in watched:
+                        slots.rejoin(self.name)
+                    self.epoch = answer["epoch"]
+                    continue  # positions in the queue as it is now
                 for slots in watched:
                     slots.heard(answer["places"], tuple(answer["busy"][slots.kind]))
             except Exception as err:  # the queue restarting, the cluster busy: try again next time
                 log.warning("class queue did not answer: %s", type(err).__name__)
             time.sleep(STATUS_SECONDS)
+
+
+class ClassUsage:
+    """The class's book of used training time (labs/core/usage.py's calls), kept in its queue,
+    so a learner's quota holds across replicas; and their runs on other replicas. If the queue
+    does not answer in time, the last answer stands (a page never hangs on it)."""
+
+    ASK_SECONDS = 2.0
+
+    def __init__(self):
+        self._last: dict[str, float] = {}
+
+    def used(self, learner: str, half_life_s: float) -> float:
+        try:
+            used = ray.get(this_replica().queue.used.remote(learner, half_life_s), timeout=self.ASK_SECONDS)
+        except Exception as err:
+            log.warning("class queue did not say a learner's used time: %s", type(err).__name__)
+            return self._last.get(learner, 0.0)
+        self._last[learner] = used
+        return used
+
+    def add(self, learner: str, seconds: float, half_life_s: float) -> None:
+        this_replica().queue.add_used.remote(learner, seconds, half_life_s)
+
+    def elsewhere(self, learner: str) -> int:
+        replica = this_replica()
+        try:
+            asked = replica.queue.runs_elsewhere.remote(learner, replica.name)
+            return ray.get(asked, timeout=self.ASK_SECONDS)
+        except Exception as err:
+            log.warning("class queue did not count a learner's runs: %s", type(err).__name__)
+            return 0
 
 
 _REPLICA: _Replica | None = None

@@ -68,6 +68,16 @@ class Slots:
         for start in due:
             start()
 
+    def occupy(self, ticket: object, learner: str) -> None:
+        """Count a run that trains already as holding a slot, past the limit if need be (a
+        class queue that restarted learns of the runs the replicas kept training)."""
+        with self._lock:
+            if id(ticket) in self._begun:
+                return
+            self._active += 1
+            self._training[learner] = self._training.get(learner, 0) + 1
+            self._begun[id(ticket)] = learner
+
     def position(self, ticket: object) -> int | None:
         """1 for the next run to start; None when not waiting."""
         with self._lock:
