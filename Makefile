@@ -55,9 +55,11 @@ bench-live: $(STAMP) browser
 	$(PY) -m bench.live
 
 # A simulated class of 8, 32 and 64 learners speaking Streamlit's protocol (no browsers), on one
-# replica and on two replicas + Ray behind nginx
+# replica and on two replicas + Ray behind nginx (SETUPS=one,ray,cluster adds the two replicas
+# joining a Ray cluster of a head and a node, as across machines)
+SETUPS ?= one,ray
 bench-class: $(STAMP) browser
-	$(PY) -m bench.classroom
+	$(PY) -m bench.classroom --setups $(SETUPS)
 
 # On a machine with an NVIDIA GPU: every chapter on CUDA through the workers, a real CUDA
 # out-of-memory error, and the speed bench on the GPU (a few minutes).

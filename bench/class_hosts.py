@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from deploy.serve_class import healthy
@@ -65,6 +66,7 @@ class TwoReplicasOnRay:
         env = {**os.environ, "DLLAB_ALLOW_DOWNLOAD": "0"}
         for name in ("DLLAB_EXECUTOR", "DLLAB_RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
             env.pop(name, None)
+        env.update(self.joining())
         self.log = Path(self.folder) / "serve-class.log"
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "deploy" / "serve_class.py"), "--replicas", "2",
@@ -81,12 +83,40 @@ class TwoReplicasOnRay:
         self.pids = {f"127.0.0.1:{p}": self._pid_of(p) for p in (first, first + 1)}
         return self
 
+    def joining(self) -> dict:
+        """The cluster serve-class joins (its settings): none, it starts its own head."""
+        return {}
+
     def _pid_of(self, port: int) -> int:
         return int(re.findall(rf"replica on 127\.0\.0\.1:{port} \(pid (\d+)\)", self.log.read_text())[-1])
 
     def __exit__(self, *exc):
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(90)
+
+
+class TwoReplicasJoiningACluster(TwoReplicasOnRay):
+    """The README's cluster across machines, on loopback: a Ray head that trains nothing (the
+    web machine) and a second node that trains every run (a GPU machine that joined it), then
+    `DLLAB_RAY_ADDRESS=... serve_class.py --replicas 2` joining that cluster."""
+
+    name = "2 replicas joining a Ray cluster"
+
+    def joining(self) -> dict:
+        from tests.raycluster import ray_head, ray_node  # sets Ray's token for this process
+
+        self._cluster = ExitStack()
+        reach = self._cluster.enter_context(ray_head(cpus=0))
+        cpus = os.cpu_count() or 2
+        # the README's `ray start` on a GPU machine keeps every replica's warmed workers
+        self._cluster.enter_context(ray_node(reach["DLLAB_RAY_ADDRESS"], cpus, idle_workers_kept=16))
+        return reach
+
+    def __exit__(self, *exc):
+        try:
+            super().__exit__(*exc)
+        finally:
+            self._cluster.close()
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 240) -> None:

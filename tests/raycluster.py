@@ -73,9 +73,13 @@ def ray_head(cpus: int = 2, extra: tuple[str, ...] = ()):
 
 
 @contextmanager
-def ray_node(address: str, cpus: int = 2):
+def ray_node(address: str, cpus: int = 2, idle_workers_kept: int | None = None):
     """A second Ray node on this machine joining the head at `address`, as a GPU machine joins a
-    class's cluster (`ray start --address ...`, README, hosting)."""
+    class's cluster (`ray start --address ...`, README, hosting); keeping `idle_workers_kept`
+    idle Ray workers (Ray's default: one per CPU) as the README's command does."""
+    env = os.environ.copy()
+    if idle_workers_kept:
+        env["RAY_num_workers_soft_limit"] = str(idle_workers_kept)
     folder = Path(tempfile.mkdtemp(prefix="dllab-ray-node-", dir="/tmp"))
     node = subprocess.Popen(
         [
@@ -88,7 +92,7 @@ def ray_node(address: str, cpus: int = 2):
             "--num-gpus=0",
             "--disable-usage-stats",
         ],
-        env=os.environ.copy(),
+        env=env,
         stdout=(folder / "node.log").open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
