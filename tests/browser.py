@@ -2,7 +2,9 @@
 Chromium through Playwright, and waits on states (frame counters, status lines, alerts).
 Test modules import the fixtures `server` and `browser` from here."""
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -51,6 +53,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def ends_with_this_process():
+    """A `preexec_fn` for a server a test starts: the kernel sends it SIGTERM when the test
+    process dies, even killed with -9, so a killed pytest leaves no server, cluster or proxy
+    running (Linux's parent-death signal)."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    pr_set_pdeathsig = 1
+
+    def in_child() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+
+    return in_child
+
+
 @contextmanager
 def lab_server(*flags: str, base: str = "", **settings: str):
     """A real `streamlit run app.py` on a free port (two CPU run slots unless `settings` say
@@ -65,6 +80,7 @@ def lab_server(*flags: str, base: str = "", **settings: str):
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=ends_with_this_process(),
     )
     url = f"http://127.0.0.1:{port}{base}"
     for _ in range(240):

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from deploy.serve_class import end
-from tests.browser import free_port
+from tests.browser import ends_with_this_process, free_port
 
 RAY = str(Path(sys.executable).with_name("ray"))
 # One token for every cluster of this test session, in a file only this user reads. Ray reads
@@ -56,6 +56,7 @@ def ray_head(cpus: int = 2, extra: tuple[str, ...] = ()):
         stdout=(folder / "head.log").open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its raylet and workers go with it
+        preexec_fn=ends_with_this_process(),
     )
     before = {name: os.environ.get(name) for name in reach}
     try:
@@ -96,6 +97,7 @@ def ray_node(address: str, cpus: int = 2, idle_workers_kept: int | None = None):
         stdout=(folder / "node.log").open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=ends_with_this_process(),
     )
     try:
         _wait_for_cluster(folder / "node.log", node)

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import FRAMES_JS, LONG_PLAYGROUND, alert, open_page, status_says, train_button
+from tests.browser import (
+    FRAMES_JS,
+    LONG_PLAYGROUND,
+    alert,
+    ends_with_this_process,
+    open_page,
+    status_says,
+    train_button,
+)
 from tests.raycluster import TOKEN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +52,13 @@ class ClassServer:
             "--listen", f"127.0.0.1:{self.port}", "--first-port", str(first),
             "--ray-port", str(free_port()), "--ray-cpus", "2", "--dir", str(folder),
         ]  # fmt: skip
-        self.proc = subprocess.Popen(command, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            command,
+            env=env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            preexec_fn=ends_with_this_process(),  # it ends its replicas, nginx and Ray head
+        )
         self._wait_for("ready: ", 300)
 
     def said(self) -> str:
