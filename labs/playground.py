@@ -10,7 +10,7 @@ BatchNorm, dropout and a choice of optimizer.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -190,35 +190,32 @@ class Probe:
 
 
 def train(cfg: Config, device: torch.device):
-    """Train on the chosen task, yielding ~60 snapshots; the last carries the weights."""
+    """Train on the chosen task, yielding ~60 snapshots; the last carries the weights. A plain
+    MLP trains stacked, as it would beside other learners' runs (labs/playground_stacked.py);
+    with BatchNorm or dropout, as one nn.Module."""
     check(cfg)
-    g = seed_everything(cfg.seed)
-    X, y = data.two_d(cfg.dataset, cfg.points, cfg.noise, cfg.seed)
-    X_train, y_train, X_test, y_test = data.split(X, y, cfg.train_fraction, cfg.seed)
-    F_train, F_test = (
-        featurize(X_train, cfg.features).to(device),
-        featurize(X_test, cfg.features).to(device),
-    )
-    F_grid = featurize(grid_points(), cfg.features).to(device)
-    t_train, t_test = y_train.float().to(device), y_test.float().to(device)
+    if trains_stacked(cfg):
+        from labs.playground_stacked import train_together  # it builds on this module
 
-    model = build_model(cfg).to(device)
+        for _, snap in train_together([cfg], device):
+            yield snap
+        return
+    yield from train_module(cfg, device)
+
+
+def train_module(cfg: Config, device: torch.device):
+    """The run as one nn.Module and a torch.optim optimizer: any config."""
+    check(cfg)
+    run = _prepare(cfg, device)
+    model, g, (F_train, t_train) = run.model, run.generator, run.probe.train
     opt = make_optimizer(cfg, model.parameters())
     n = len(F_train)
     per_epoch = math.ceil(n / min(cfg.batch_size, n))
     total = cfg.epochs * per_epoch
     cadence = Cadence(total, max_snaps=80, min_seconds=0.05)
-    acts, grads = recorded_layers(model)
-    points = {
-        "X_train": X_train.numpy(),
-        "y_train": y_train.numpy(),
-        "X_test": X_test.numpy(),
-        "y_test": y_test.numpy(),
-        "extent": EXTENT,  # the plane the boundary grid covers: [-EXTENT, EXTENT]²
-    }
     step = 0
-    with record_activations(acts) as latest:
-        probe = Probe((F_train, t_train), (F_test, t_test), F_grid, latest, acts, grads, points)
+    with record_activations(run.probe.acts) as latest:
+        probe = replace(run.probe, latest=latest)
         watch = LossWatch()
         for step in steps(total):  # ends early on Stop
             if (step - 1) % per_epoch == 0:
@@ -234,6 +231,45 @@ def train(cfg: Config, device: torch.device):
                 watch.check(step, loss=loss)
                 yield _snapshot(model, probe, cfg, step, total)
     yield Snapshot(step, total, final=True, state_dict=cpu_state_dict(model))
+
+
+def trains_stacked(cfg: Config) -> bool:
+    """Whether runs of this config train stacked with others of its shape (labs/core/stacked.py):
+    a plain MLP. BatchNorm's running statistics and dropout's random masks keep a run solo."""
+    return not cfg.batchnorm and cfg.dropout == 0
+
+
+@dataclass
+class _Run:
+    """One run's start: its net (initialised from its seed), its shuffling generator, and the
+    probe its snapshots measure."""
+
+    model: PlaygroundNet
+    generator: torch.Generator
+    probe: Probe
+
+
+def _prepare(cfg: Config, device: torch.device) -> _Run:
+    g = seed_everything(cfg.seed)
+    X, y = data.two_d(cfg.dataset, cfg.points, cfg.noise, cfg.seed)
+    X_train, y_train, X_test, y_test = data.split(X, y, cfg.train_fraction, cfg.seed)
+    F_train, F_test = (
+        featurize(X_train, cfg.features).to(device),
+        featurize(X_test, cfg.features).to(device),
+    )
+    F_grid = featurize(grid_points(), cfg.features).to(device)
+    t_train, t_test = y_train.float().to(device), y_test.float().to(device)
+    model = build_model(cfg).to(device)
+    acts, grads = recorded_layers(model)
+    points = {
+        "X_train": X_train.numpy(),
+        "y_train": y_train.numpy(),
+        "X_test": X_test.numpy(),
+        "y_test": y_test.numpy(),
+        "extent": EXTENT,  # the plane the boundary grid covers: [-EXTENT, EXTENT]²
+    }
+    probe = Probe((F_train, t_train), (F_test, t_test), F_grid, {}, acts, grads, points)
+    return _Run(model, g, probe)
 
 
 @torch.no_grad()
