@@ -197,8 +197,10 @@ def train(cfg: Config, device: torch.device):
     if trains_stacked(cfg):
         from labs.playground_stacked import train_together  # it builds on this module
 
-        for _, snap in train_together([cfg], device):
-            yield snap
+        for _, made in train_together([cfg], device):
+            if isinstance(made, Exception):
+                raise made  # diverged: the runner says so, as for any run
+            yield made
         return
     yield from train_module(cfg, device)
 

@@ -6,66 +6,185 @@ from __future__ import annotations
 
 import math
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch.nn import functional as F
 
 from labs.core import stacked
 from labs.core.config import check
-from labs.core.control import log, steps
+from labs.core.control import Control, current
 from labs.core.divergence import LossWatch
+from labs.core.failures import Diverged
 from labs.core.hooks import record_activations
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
-from labs.playground import Config, PlaygroundNet, _prepare, _snapshot
+from labs.playground import Config, PlaygroundNet, _prepare, _Run, _snapshot
+
+
+def stacking_key(cfg: Config) -> tuple | None:
+    """What runs must share to train in one stack: the net's and the loop's shapes and the
+    optimizer's rule. None: this run trains alone (BatchNorm's running statistics and dropout's
+    random masks have no stacked form here)."""
+    if cfg.batchnorm or cfg.dropout > 0:
+        return None
+    return (
+        cfg.features, cfg.hidden_layers, cfg.units, cfg.activation, cfg.optimizer,
+        cfg.batch_size, cfg.epochs, cfg.points, cfg.train_fraction,
+    )  # fmt: skip
 
 
 def train_together(cfgs: list[Config], device: torch.device):
-    """Train configs of one shape (`stacking_key`) as one stacked run (labs/core/stacked.py),
-    yielding (member, snapshot): each member's snapshots at its own cadence, and its final
-    weights, those its run alone makes up to float64 rounding (a lone run trains this way too:
-    a stack of one)."""
-    for cfg in cfgs:
+    """Train configs of one shape as one stack from the start, yielding (member index,
+    snapshot or the exception that ended it): each member's snapshots at its own cadence and
+    its final weights, those its run alone makes up to float64 rounding."""
+    stack = Stack(device)
+    for i, cfg in enumerate(cfgs):
+        stack.add(i, cfg)
+    while stack.members:
+        yield from stack.step()
+
+
+@dataclass(eq=False)
+class _Member:
+    key: object
+    cfg: Config
+    run: _Run
+    control: Control
+    probe: object  # the run's Probe, its `latest` filled by hooks on its own net
+    hooks: ExitStack
+    cadence: Cadence
+    watch: LossWatch = field(default_factory=LossWatch)
+    done: int = 0  # steps trained
+
+
+class Stack:
+    """Chapter 2 runs of one shape (`stacking_key`) training as one: members join at the next
+    step (their rows appended, nobody else restarts) and leave when their run ends, at their
+    last step, on Stop or their budget (their Control, as `steps()` hears it), or diverging.
+    Each member keeps its own step count, shuffling and snapshots."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.members: list[_Member] = []
+        self.key: tuple | None = None
+        self.params: dict[str, torch.Tensor] = {}
+        self.opt: stacked.StackedOptimizer | None = None
+        self.inputs = self.targets = self.order = None  # (M, N, features), (M, N), (M, N)
+
+    def add(self, key, cfg: Config, control: Control | None = None) -> None:
+        """A run joins: it trains from the next step, under `control` (this thread's if none)."""
         check(cfg)
-    first = cfgs[0]
-    runs = [_prepare(cfg, device) for cfg in cfgs]
-    params = stacked.stack_params([r.model for r in runs])
-    weights = [name for name in params if name.endswith("weight")]
-    l1 = [c.reg_rate if c.regularization == "L1" else 0.0 for c in cfgs]
-    l2 = [c.reg_rate if c.regularization == "L2" else 0.0 for c in cfgs]
-    opt = stacked.StackedOptimizer(params, first.optimizer, [c.learning_rate for c in cfgs])
-    F_train = torch.stack([r.probe.train[0] for r in runs]).to(stacked.DTYPE)  # (M, N, features)
-    t_train = torch.stack([r.probe.train[1] for r in runs]).to(stacked.DTYPE)  # (M, N)
-    rows = torch.arange(len(runs), device=device)[:, None]
-    n = F_train.shape[1]
-    per_epoch = math.ceil(n / min(first.batch_size, n))
-    total = first.epochs * per_epoch
-    cadences = [Cadence(total, max_snaps=80, min_seconds=0.05) for _ in runs]
-    watches = [LossWatch() for _ in runs]
-    step = 0
-    with ExitStack() as hooks:
-        probes = [
-            replace(r.probe, latest=hooks.enter_context(record_activations(r.probe.acts))) for r in runs
-        ]
-        for step in steps(total):  # ends early on Stop
-            if (step - 1) % per_epoch == 0:  # each member shuffles with its own generator
-                order = torch.stack([torch.randperm(n, generator=r.generator).to(device) for r in runs])
-            batch = order[:, ((step - 1) % per_epoch) * first.batch_size :][:, : first.batch_size]
-            logits = _stacked_forward(params, F_train[rows, batch], first).squeeze(-1)  # (M, B)
-            targets = t_train[rows, batch]
-            losses = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(1)
-            penalty = stacked.weight_penalty(params, weights, l1, l2)
-            grads = dict(zip(params, torch.autograd.grad(losses.sum() + penalty, list(params.values()))))
-            opt.step(grads)
-            log(step, train_loss=losses[0])
-            for i, run in enumerate(runs):
-                if cadences[i].due(step):
-                    watches[i].check(step, loss=losses[i])
-                    _load_member(run.model, params, grads, i)
-                    yield i, _snapshot(run.model, probes[i], cfgs[i], step, total)
-    for i, run in enumerate(runs):
-        _load_member(run.model, params, None, i)
-        yield i, Snapshot(step, total, final=True, state_dict=cpu_state_dict(run.model))
+        if self.members and stacking_key(cfg) != self.key:
+            raise ValueError("a run of another shape cannot join this stack")
+        run = _prepare(cfg, self.device)
+        hooks = ExitStack()
+        probe = replace(run.probe, latest=hooks.enter_context(record_activations(run.probe.acts)))
+        total = cfg.epochs * self._per_epoch(run.probe.train[0].shape[0], cfg.batch_size)
+        cadence = Cadence(total, max_snaps=80, min_seconds=0.05)
+        self.members.append(_Member(key, cfg, run, control or current(), probe, hooks, cadence))
+        self.key = stacking_key(cfg)
+        mine = stacked.stack_params([run.model])
+        self.params = {name: _cat(self.params.get(name), rows) for name, rows in mine.items()}
+        n = run.probe.train[0].shape[0]
+        self.inputs = _cat(self.inputs, run.probe.train[0][None].to(stacked.DTYPE), grad=False)
+        self.targets = _cat(self.targets, run.probe.train[1][None].to(stacked.DTYPE), grad=False)
+        self.order = _cat(self.order, torch.arange(n, device=self.device)[None], grad=False)
+        if self.opt is None:
+            self.opt = stacked.StackedOptimizer(self.params, cfg.optimizer, [cfg.learning_rate])
+        else:
+            self.opt.params = self.params
+            self.opt.add_members([cfg.learning_rate])
+
+    def step(self) -> list[tuple[object, object]]:
+        """One training step for every member; returns (key, snapshot or exception) for what
+        the members made: snapshots due, and the final snapshot of each run that ended."""
+        ending = [m for m in self.members if self._must_end(m)]  # before their next step
+        out = [(m.key, self._final(m)) for m in ending]
+        self._remove(ending)
+        if not self.members:
+            return out
+        losses, grads = self._train_step()
+        ended: list[tuple[_Member, object]] = []
+        for row, m in enumerate(self.members):
+            m.done += 1
+            m.control.log(m.done, {"train_loss": losses[row]})
+            if m.cadence.due(m.done):
+                try:
+                    m.watch.check(m.done, loss=losses[row])
+                except Diverged as err:  # this member leaves; the others train on
+                    m.control.flush(m.done)
+                    ended.append((m, err))
+                    continue
+                _load_member(m.run.model, self.params, grads, row)
+                out.append((m.key, _snapshot(m.run.model, m.probe, m.cfg, m.done, self._total(m))))
+            if m.done == self._total(m):
+                m.control.report(m.done, m.done)
+                ended.append((m, None))
+        out += [(m.key, err if err is not None else self._final(m)) for m, err in ended]
+        self._remove([m for m, _ in ended])
+        return out
+
+    def _must_end(self, m: _Member) -> bool:
+        """As `steps()` asks before each step: Stop, the time or memory budget."""
+        m.control.report(m.done, self._total(m))
+        return bool(m.control.should_end())
+
+    def _train_step(self) -> tuple[torch.Tensor, dict]:
+        first, members = self.members[0].cfg, self.members
+        n, size = self.inputs.shape[1], first.batch_size
+        per_epoch = self._per_epoch(n, size)
+        for row, m in enumerate(members):  # each member shuffles with its own generator
+            if m.done % per_epoch == 0:
+                self.order[row] = torch.randperm(n, generator=m.run.generator).to(self.device)
+        start = torch.tensor([(m.done % per_epoch) * size for m in members], device=self.device)
+        index = start[:, None] + torch.arange(size, device=self.device)  # (M, B)
+        real = (index < n).to(stacked.DTYPE)  # an epoch's last batch may be short
+        rows = torch.arange(len(members), device=self.device)[:, None]
+        batch = self.order[rows, index.clamp(max=n - 1)]
+        logits = _stacked_forward(self.params, self.inputs[rows, batch], first).squeeze(-1)  # (M, B)
+        each = F.binary_cross_entropy_with_logits(logits, self.targets[rows, batch], reduction="none")
+        losses = (each * real).sum(1) / real.sum(1)  # each member's mean over its batch
+        weights = [name for name in self.params if name.endswith("weight")]
+        l1 = [m.cfg.reg_rate if m.cfg.regularization == "L1" else 0.0 for m in members]
+        l2 = [m.cfg.reg_rate if m.cfg.regularization == "L2" else 0.0 for m in members]
+        penalty = stacked.weight_penalty(self.params, weights, l1, l2)
+        grads = torch.autograd.grad(losses.sum() + penalty, list(self.params.values()))
+        grads = dict(zip(self.params, grads))
+        self.opt.step(grads)
+        return losses.detach(), grads
+
+    def _final(self, m: _Member) -> Snapshot:
+        """The member's last snapshot, with its weights (its rows are still in the stack)."""
+        m.control.flush(m.done)
+        _load_member(m.run.model, self.params, None, self.members.index(m))
+        return Snapshot(m.done, self._total(m), final=True, state_dict=cpu_state_dict(m.run.model))
+
+    def _remove(self, leaving: list[_Member]) -> None:
+        """Take these members' rows out of the stack; the others go on where they were."""
+        if not leaving:
+            return
+        for m in leaving:
+            m.hooks.close()
+        keep = [row for row, m in enumerate(self.members) if m not in leaving]
+        self.members = [self.members[row] for row in keep]
+        rows = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self.params = {name: p.detach()[rows].requires_grad_(True) for name, p in self.params.items()}
+        self.inputs, self.targets, self.order = self.inputs[rows], self.targets[rows], self.order[rows]
+        self.opt.params = self.params
+        self.opt.keep_members(rows)
+
+    def _total(self, m: _Member) -> int:
+        return m.cfg.epochs * self._per_epoch(self.inputs.shape[1], m.cfg.batch_size)
+
+    @staticmethod
+    def _per_epoch(n: int, batch_size: int) -> int:
+        return math.ceil(n / min(batch_size, n))
+
+
+def _cat(stack: torch.Tensor | None, rows: torch.Tensor, grad: bool = True) -> torch.Tensor:
+    """`rows` appended to `stack` along the member dimension (a new leaf for parameters)."""
+    out = rows.detach() if stack is None else torch.cat([stack.detach(), rows.detach()])
+    return out.requires_grad_(True) if grad else out
 
 
 STACKED_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu}

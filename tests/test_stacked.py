@@ -6,7 +6,9 @@ import torch
 
 from labs import playground
 from labs.core import stacked
-from labs.playground_stacked import train_together
+from labs.core.control import Control, Ending
+from labs.core.failures import Diverged, explain_failure
+from labs.playground_stacked import Stack, stacking_key, train_together
 
 CPU = torch.device("cpu")
 
@@ -96,3 +98,76 @@ def test_the_stacked_optimizer_is_torchs_for_each_member(kind):
             param.grad = g[i].clone()
             reference.step()
         torch.testing.assert_close(stack["w"][i], param.detach(), rtol=1e-12, atol=1e-14)
+
+
+# -- joining and leaving -------------------------------------------------------------------------
+
+
+def drive(stack: Stack, made: dict, until=lambda: False) -> None:
+    """Step the stack until it is empty or `until()`; each member's snapshots into `made`."""
+    while stack.members and not until():
+        for key, item in stack.step():
+            made.setdefault(key, []).append(item)
+
+
+def final_of(items) -> tuple[dict, float]:
+    snaps = [s for s in items if not isinstance(s, Exception)]
+    return snaps[-1].state_dict, [s for s in snaps if not s.final][-1].metrics["train_loss"]
+
+
+def short(seed: int, **knobs) -> playground.Config:
+    return playground.Config(seed=seed, epochs=10, **knobs)
+
+
+def test_a_run_that_joins_mid_way_trains_as_alone_and_restarts_nobody():
+    stack, made = Stack(CPU), {}
+    a, b = short(0), short(1, learning_rate=0.05)
+    stack.add("a", a)
+    drive(stack, made, until=lambda: stack.members[0].done >= 40)
+    stack.add("b", b)  # joins at A's step 40
+    assert [m.done for m in stack.members] == [40, 0]
+    drive(stack, made)
+    assert_same_run(final_of(made["a"]), alone(a))
+    assert_same_run(final_of(made["b"]), alone(b))
+
+
+def test_stop_of_one_member_ends_only_its_run_and_keeps_its_weights():
+    stack, made = Stack(CPU), {}
+    controls = {k: Control() for k in "abc"}
+    cfgs = {"a": short(0), "b": short(1), "c": short(2)}
+    for key, cfg in cfgs.items():
+        stack.add(key, cfg, controls[key])
+    drive(stack, made, until=lambda: stack.members[0].done >= 30)
+    controls["b"].stop.set()  # B's learner presses Stop
+    drive(stack, made)
+    final_b = made["b"][-1]
+    assert final_b.final and final_b.step == 30 and final_b.state_dict is not None
+    assert controls["b"].ending == Ending.STOP and controls["a"].ending is None
+    for key in "ac":  # the others' runs are unchanged by B leaving
+        assert_same_run(final_of(made[key]), alone(cfgs[key]))
+    assert controls["a"].progress[:] == [made["a"][-1].step] * 2  # their progress is their own
+
+
+def test_a_diverging_member_leaves_with_the_usual_words_while_the_rest_finish():
+    stack, made = Stack(CPU), {}
+    cfgs = {"a": short(0), "b": short(1), "c": short(2)}
+    for key, cfg in cfgs.items():
+        stack.add(key, cfg)
+    stack.inputs[1] = float("nan")  # B's run blows up (no playground knob makes a NaN loss)
+    drive(stack, made)
+    failed = made["b"][-1]
+    assert isinstance(failed, Diverged)
+    words = explain_failure(failed)
+    assert words.startswith("Training diverged") and "smaller learning rate" in words
+    for key in "ac":
+        assert_same_run(final_of(made[key]), alone(cfgs[key]))
+
+
+def test_only_runs_of_one_shape_share_a_stack():
+    assert stacking_key(playground.Config(seed=1, learning_rate=0.3)) == stacking_key(playground.Config())
+    assert stacking_key(playground.Config(units=4)) != stacking_key(playground.Config())
+    assert stacking_key(playground.Config(dropout=0.1)) is None  # trains alone, as an nn.Module
+    stack = Stack(CPU)
+    stack.add("a", playground.Config())
+    with pytest.raises(ValueError, match="another shape"):
+        stack.add("b", playground.Config(units=4))

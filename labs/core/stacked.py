@@ -67,6 +67,22 @@ class StackedOptimizer:
         self.steps = torch.zeros_like(self.learning_rates)
         self.state: dict[str, tuple[torch.Tensor, ...]] = {}
 
+    def add_members(self, learning_rates: list[float]) -> None:
+        """Members appended to the stack (the caller appended their parameters' rows): they
+        start at step 0, with empty moments."""
+        new = torch.as_tensor(learning_rates, dtype=DTYPE, device=self.learning_rates.device)
+        self.learning_rates = torch.cat([self.learning_rates, new])
+        self.steps = torch.cat([self.steps, torch.zeros_like(new)])
+        for name, moments in self.state.items():
+            rows = self.params[name].shape[0] - moments[0].shape[0]
+            pad = torch.zeros((rows, *moments[0].shape[1:]), dtype=DTYPE, device=moments[0].device)
+            self.state[name] = tuple(torch.cat([m, pad]) for m in moments)
+
+    def keep_members(self, rows: torch.Tensor) -> None:
+        """Only the members at `rows` stay (the caller keeps the same rows of the parameters)."""
+        self.learning_rates, self.steps = self.learning_rates[rows], self.steps[rows]
+        self.state = {name: tuple(m[rows] for m in moments) for name, moments in self.state.items()}
+
     @torch.no_grad()
     def step(self, grads: dict[str, torch.Tensor]) -> None:
         self.steps += 1
