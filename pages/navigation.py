@@ -17,7 +17,7 @@ pages = {"Start": [home]} | {
     part: [st.Page(c.page, title=c.label, icon=c.icon, url_path=c.slug) for c in chapters]
     for part, chapters in by_part().items()
 }
-page = st.navigation(pages)
+page = st.navigation(pages, expanded=True)  # every chapter listed: no "View 11 more" hiding half the course
 with st.sidebar:  # hidden; placed where an empty element takes no room from the page
     preload()
 page.run()

@@ -310,6 +310,9 @@ def test_under_a_base_url_path_pages_stream_and_a_deep_link_can_be_the_first_req
         page = open_page(browser, url, "convnets", {"dataset": "digits8", "epochs": "30"})
         page.get_by_role("heading", name="7. Convolutional networks").wait_for(timeout=30_000)
         assert page.evaluate("() => location.pathname") == "/lab/convnets"
+        nav = page.locator("[data-testid=stSidebarNav]")
+        for chapter in CHAPTERS:  # the whole course at a first look, nothing behind "View more"
+            assert nav.get_by_role("link", name=chapter.label).is_visible(), chapter.label
         train_button(page, "convnets").click()
         frames_beyond(page, 2)
         assert (
