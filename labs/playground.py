@@ -236,7 +236,7 @@ def train_module(cfg: Config, device: torch.device):
 
 
 def trains_stacked(cfg: Config) -> bool:
-    """Whether runs of this config train stacked with others of its shape (labs/core/stacked.py):
+    """Whether runs of this config train stacked with others of its shape (labs/stacked.py):
     a plain MLP. BatchNorm's running statistics and dropout's random masks keep a run solo."""
     return not cfg.batchnorm and cfg.dropout == 0
 

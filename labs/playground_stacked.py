@@ -1,4 +1,4 @@
-"""Chapter 2's runs trained stacked (labs/core/stacked.py): configs of one shape, of one
+"""Chapter 2's runs trained stacked (labs/stacked.py): configs of one shape, of one
 learner or many, as one loop; each member's snapshots and weights those of its run alone. A
 lone run of a plain MLP trains this way too (labs/playground.py `train`)."""
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch.nn import functional as F
 
-from labs.core import stacked
+from labs import stacked
 from labs.core.config import check
 from labs.core.control import Control, current
 from labs.core.divergence import LossWatch

@@ -1,11 +1,10 @@
-"""Same-shaped runs trained as one stack (labs/core/stacked.py, labs/playground_stacked.py):
+"""Same-shaped runs trained as one stack (labs/stacked.py, labs/playground_stacked.py):
 each member trains as its run alone, whatever else the stack holds."""
 
 import pytest
 import torch
 
-from labs import playground
-from labs.core import stacked
+from labs import playground, stacked
 from labs.core.control import Control, Ending
 from labs.core.failures import Diverged, explain_failure
 from labs.playground_stacked import Stack, stacking_key, train_together

@@ -23,6 +23,9 @@ log = logging.getLogger("dllab.cluster")
 NAMESPACE = "dllab"
 QUEUE_NAME = "dllab-class"
 REPLICA_SILENT_SECONDS = 15.0  # a replica unheard for this long has gone: its places are freed
+# after Ray restarts the queue, no waiting run is granted a slot for this long: every replica
+# first tells it which runs train (they see the restart within a refresh, STATUS_SECONDS)
+SETTLE_SECONDS = 5.0
 
 
 @dataclass(eq=False)
@@ -60,6 +63,8 @@ class ClassQueue:
         self.beats: dict[str, tuple[float, int, int]] = {}  # run id -> (when, step, total)
         self.usage = Usage()
         self.epoch = uuid.uuid4().hex  # a new one each time Ray starts the queue
+        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        self.settled_at = time.monotonic() + (SETTLE_SECONDS if restarted else 0.0)
         self._sweeper = None
 
     async def sizes(self) -> dict:
@@ -70,6 +75,7 @@ class ClassQueue:
     ) -> tuple[bool, int | None, bool]:
         """Queue a run: (its turn has come, its position, held back by its learner's cap)."""
         self._keep_sweeping()
+        await self._settled()
         self.heard[replica] = time.monotonic()
         ticket = self.tickets[ticket_id] = _Ticket(ticket_id, kind, learner, replica)
         slots = self.slots[kind]
@@ -118,7 +124,7 @@ class ClassQueue:
         kind) training holds its slot; each waiting queues again, in the order given. Returns
         `enter`'s answer for each waiting run it did not know."""
         self._keep_sweeping()
-        self.heard[replica] = time.monotonic()
+        self.heard[replica] = time.monotonic()  # training runs hold their slots at once
         for ticket_id, learner, kind in training:
             if ticket_id not in self.tickets:
                 ticket = self.tickets[ticket_id] = _Ticket(ticket_id, kind, learner, replica)
@@ -129,6 +135,13 @@ class ClassQueue:
             if ticket_id not in self.tickets:
                 answers[ticket_id] = await self.enter(ticket_id, learner, kind, replica)
         return answers
+
+    async def _settled(self) -> None:
+        """Wait out the settling time after a restart: a slot granted before a replica has
+        told of its training runs would put one run too many on the cluster."""
+        wait = self.settled_at - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     # -- each learner, whichever replica they use ----------------------------------------------
     async def used(self, learner: str, half_life_s: float) -> float:
