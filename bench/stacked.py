@@ -3,8 +3,8 @@ as when a class presses Train together (printed, never asserted).
 
     .venv/bin/python -m bench.stacked [--learners 8,32]
 
-On one thread, as a worker trains: a default run as one nn.Module (`train_module`), the same
-run as a stack of one (what `train` does for a plain MLP), and K learners' default runs (seeds
+On one thread, as a worker trains: a default run as one nn.Module (`train`, what the runner
+trains today), the same run as a stack of one, and K learners' default runs (seeds
 0..K-1) as one stack, with every member's snapshots. Reports aggregate training steps per
 second, each learner's time to Done, and the largest relative difference of a member's final
 training loss from its run alone.
@@ -39,8 +39,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = playground.Config()
-    module_s, _ = timed(lambda: playground.train_module(cfg, CPU))
-    solo_s, solo = timed(lambda: playground.train(cfg, CPU))
+    module_s, _ = timed(lambda: playground.train(cfg, CPU))
+    solo_s, solo = timed(lambda: [s for _, s in train_together([cfg], CPU)])
     steps = solo[-1].step
     print(f"one default run: {steps} steps; as an nn.Module {module_s:.2f} s, stacked alone {solo_s:.2f} s")
     print("\n| K | one by one (s) | stacked (s) | steps/s one by one | steps/s stacked | speed-up "
@@ -50,7 +50,7 @@ def main() -> None:
         cfgs = [playground.Config(seed=s) for s in range(k)]
         alone = {}
         for i, c in enumerate(cfgs[: min(k, 4)]):  # a few members' runs alone, for the difference
-            alone[i] = last_loss(list(playground.train(c, CPU)))
+            alone[i] = last_loss([s for _, s in train_together([c], CPU)])
         together_s, out = timed(lambda cfgs=cfgs: train_together(cfgs, CPU))
         members = {i: [s for j, s in out if j == i] for i in alone}
         diff = max(abs(last_loss(members[i]) - loss) / abs(loss) for i, loss in alone.items())

@@ -190,23 +190,9 @@ class Probe:
 
 
 def train(cfg: Config, device: torch.device):
-    """Train on the chosen task, yielding ~60 snapshots; the last carries the weights. A plain
-    MLP trains stacked, as it would beside other learners' runs (labs/playground_stacked.py);
-    with BatchNorm or dropout, as one nn.Module."""
-    check(cfg)
-    if trains_stacked(cfg):
-        from labs.playground_stacked import train_together  # it builds on this module
-
-        for _, made in train_together([cfg], device):
-            if isinstance(made, Exception):
-                raise made  # diverged: the runner says so, as for any run
-            yield made
-        return
-    yield from train_module(cfg, device)
-
-
-def train_module(cfg: Config, device: torch.device):
-    """The run as one nn.Module and a torch.optim optimizer: any config."""
+    """Train on the chosen task, yielding ~60 snapshots; the last carries the weights. One run as
+    one nn.Module; runs of one shape can also train as one stack (labs/playground_stacked.py),
+    which the runner does not do yet."""
     check(cfg)
     run = _prepare(cfg, device)
     model, g, (F_train, t_train) = run.model, run.generator, run.probe.train
@@ -233,12 +219,6 @@ def train_module(cfg: Config, device: torch.device):
                 watch.check(step, loss=loss)
                 yield _snapshot(model, probe, cfg, step, total)
     yield Snapshot(step, total, final=True, state_dict=cpu_state_dict(model))
-
-
-def trains_stacked(cfg: Config) -> bool:
-    """Whether runs of this config train stacked with others of its shape (labs/stacked.py):
-    a plain MLP. BatchNorm's running statistics and dropout's random masks keep a run solo."""
-    return not cfg.batchnorm and cfg.dropout == 0
 
 
 @dataclass

@@ -24,7 +24,9 @@ def results(snapshots) -> dict[int, tuple[dict, float]]:
 
 
 def alone(cfg) -> tuple[dict, float]:
-    snaps = list(playground.train(cfg, CPU))
+    """The run alone, as a stack of one (what a lone learner's run will be once the runner
+    stacks runs)."""
+    snaps = [s for _, s in train_together([cfg], CPU)]
     return snaps[-1].state_dict, snaps[-2].metrics["train_loss"]
 
 
@@ -62,7 +64,8 @@ def test_a_lone_stacked_run_shows_what_the_module_run_shows():
     """A stack of one is today's run: snapshots with the same fields and layers, learning as
     much (float64 against float32: the curves agree closely, not to the bit)."""
     cfg = playground.Config(epochs=20, seed=2)
-    mine, module = list(playground.train(cfg, CPU)), list(playground.train_module(cfg, CPU))
+    mine = [s for _, s in train_together([cfg], CPU)]
+    module = list(playground.train(cfg, CPU))
     assert len(mine) > 3 and len(module) > 3 and mine[-1].final and module[-1].final
     for a in mine[:-1]:
         assert a.metrics.keys() == module[0].metrics.keys() and a.view.keys() == module[0].view.keys()
