@@ -74,6 +74,8 @@ class Stack:
     def add(self, key, cfg: Config, control: Control | None = None) -> None:
         """A run joins: it trains from the next step, under `control` (this thread's if none)."""
         check(cfg)
+        if stacking_key(cfg) is None:  # BatchNorm or dropout: this loop would silently drop them
+            raise ValueError("a run with BatchNorm or dropout trains alone, not in a stack")
         if self.members and stacking_key(cfg) != self.key:
             raise ValueError("a run of another shape cannot join this stack")
         run = _prepare(cfg, self.device)

@@ -173,3 +173,5 @@ def test_only_runs_of_one_shape_share_a_stack():
     stack.add("a", playground.Config())
     with pytest.raises(ValueError, match="another shape"):
         stack.add("b", playground.Config(units=4))
+    with pytest.raises(ValueError, match="trains alone"):
+        Stack(CPU).add("c", playground.Config(dropout=0.1))
