@@ -81,7 +81,21 @@ function statusText(s, states) {
 }
 
 // Waits until the browser has painted: each chart of a run's first frame shows as it is drawn.
-const nextPaint = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+// After the browser's next paint, or PAINT_WAIT_MS at most: a tab that paints nothing (hidden,
+// or headless Chromium, whose animation frames can stop ticking) must not stall its stream.
+const PAINT_WAIT_MS = 100;
+const afterPaint = (then) => {
+  let done = false;
+  const once = () => {
+    if (!done) {
+      done = true;
+      then();
+    }
+  };
+  requestAnimationFrame(() => setTimeout(once, 0));
+  setTimeout(once, PAINT_WAIT_MS);
+};
+const nextPaint = () => new Promise((resolve) => afterPaint(resolve));
 // Curves draw in milliseconds, maps and contours in hundreds: on a first frame, curves go first.
 const isCurve = (part) => part && part.data && part.data.every((t) => !t.type || t.type === "scatter");
 // The progress line and the numbers change with every frame and cost nothing to draw. Charts
@@ -249,7 +263,7 @@ class Panel {
       return;
     }
     const ready = () => socket.readyState === WebSocket.OPEN && socket.send("ready");
-    if (drew) requestAnimationFrame(ready); // let the browser paint what it drew first
+    if (drew) afterPaint(ready); // let the browser paint what it drew first
     else ready(); // only the progress line moved: ask at once
   }
 

@@ -40,7 +40,7 @@ class Held:
     session_id: str
     runs: dict[str, TrainingRun] = field(default_factory=dict)
     channels: dict[str, Channel] = field(default_factory=dict)
-    leaving: threading.Timer | None = None
+    releases: int = 0  # how often Streamlit let go of it: only the latest release's timer counts
 
     def end(self) -> None:
         """The session has gone for good: stop its runs, close its channels."""
@@ -57,19 +57,40 @@ _AWAY_LOCK = threading.Lock()
 def _released(held: Held) -> None:
     """Streamlit let go of a session (its socket dropped): end what it held unless it is back
     within the grace."""
-    held.leaving = threading.Timer(RECONNECT_GRACE_SECONDS, _gone, args=(held,))
-    held.leaving.daemon = True
     with _AWAY_LOCK:
+        held.releases += 1
         _AWAY[held.session_id] = held
-    held.leaving.start()
+    _wait_grace(held, held.releases)
 
 
-def _gone(held: Held) -> None:
+def _wait_grace(held: Held, release: int) -> None:
+    timer = threading.Timer(RECONNECT_GRACE_SECONDS, _grace_over, args=(held, release))
+    timer.daemon = True
+    timer.start()
+
+
+def _grace_over(held: Held, release: int) -> None:
+    """The grace after a release is over: what the session held ends unless its browser is
+    connected again. Whether the Held was taken back does not decide it: a script run still
+    going when the socket dropped takes it back too (Streamlit stops it between two elements),
+    and that session is gone all the same."""
     with _AWAY_LOCK:
-        if _AWAY.get(held.session_id) is not held:
-            return  # taken back meanwhile
-        del _AWAY[held.session_id]
+        if held.releases != release:
+            return  # released again since: that release's grace decides
+        if _connected(held.session_id):
+            if _AWAY.get(held.session_id) is held:  # back, but not drawn yet: look again later
+                _wait_grace(held, release)
+            return
+        if _AWAY.get(held.session_id) is held:
+            del _AWAY[held.session_id]
     held.end()
+
+
+def _connected(session_id: str) -> bool:
+    """Whether a browser is connected to the session now."""
+    from streamlit import runtime
+
+    return runtime.exists() and runtime.get_instance().is_active_session(session_id)
 
 
 @st.cache_resource(scope="session", on_release=_released, show_spinner=False)
@@ -79,11 +100,7 @@ def _held() -> Held:
     session_id = ctx.session_id if ctx else ""
     with _AWAY_LOCK:
         back = _AWAY.pop(session_id, None)
-    if back is not None:
-        back.leaving.cancel()
-        back.leaving = None
-        return back
-    return Held(session_id)
+    return back if back is not None else Held(session_id)
 
 
 def session_runs() -> dict[str, TrainingRun]:

@@ -19,6 +19,7 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "artifacts" / "screenshots"
+LOGS = ROOT / "artifacts" / "logs"  # each test server's own log, kept for a failed run
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--no-sandbox",
@@ -72,14 +73,18 @@ def lab_server(*flags: str, base: str = "", **settings: str):
     otherwise); yields its URL."""
     port = free_port()
     env = {**os.environ, "DLLAB_ALLOW_DOWNLOAD": "0", "DLLAB_CPU_RUNS": "2", **settings}
+    # The server's log goes to a file, never to an unread pipe: once a pipe's 64 KiB fill up,
+    # every thread that logs (a run's, a channel's) blocks, and runs hang mid-way.
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = LOGS / f"lab-server-{port}.log"
     env.pop("DLLAB_EXECUTOR", None)  # the real thing: worker processes
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
     proc = subprocess.Popen(
         [*command, "--server.address", "127.0.0.1", *flags],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
         preexec_fn=ends_with_this_process(),
     )
     url = f"http://127.0.0.1:{port}{base}"
@@ -91,7 +96,7 @@ def lab_server(*flags: str, base: str = "", **settings: str):
             time.sleep(0.5)
     else:
         proc.kill()
-        raise RuntimeError("streamlit did not start")
+        raise RuntimeError(f"streamlit did not start:\n{log.read_text(errors='replace')[-3000:]}")
     try:
         yield url
     finally:
@@ -148,7 +153,23 @@ def wait_until(page, js, test, what, timeout=90):
         if test(value):
             return value
         page.wait_for_timeout(100)
-    raise AssertionError(f"{what}: still {page.evaluate(js)!r} after {timeout} s")
+    raise AssertionError(f"{what}: still {page.evaluate(js)!r} after {timeout} s; {_seen(page)}")
+
+
+# What a failed wait reports of the page: its live panels and what they say, its alerts.
+SEEN_JS = """() => ({
+  panels: Array.from(document.querySelectorAll('.dl-panel')).map(p => ({
+    live: p.classList.contains('dl-live'), frames: p.dataset.frames,
+    status: p.querySelector('.dl-status')?.textContent || ''})),
+  alerts: Array.from(document.querySelectorAll('[data-testid=stAlert]')).map(a => a.innerText),
+  script: document.querySelector('[data-testid=stApp]')?.dataset.testScriptState})"""
+
+
+def _seen(page) -> str:
+    try:
+        return f"the page shows {page.evaluate(SEEN_JS)}"
+    except Exception as err:  # the page itself is gone: say so rather than hide the first failure
+        return f"the page cannot be read ({err})"
 
 
 def frames_beyond(page, n, timeout=90):

@@ -44,9 +44,9 @@ class Proxy:
         self.proc = subprocess.Popen(
             [NGINX, "-p", str(self.folder), "-c", str(conf)],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=(self.folder / "stderr.log").open("a"),  # a file: an unread pipe would fill up
         )
-        _wait_for_port(self.port, self.proc)
+        _wait_for_port(self.port, self.proc, self.folder)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -78,11 +78,12 @@ def nginx_in_front(lab_url: str, conf: str = "dllab.conf", edits: dict[str, str]
             proxy.stop()
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen) -> None:
+def _wait_for_port(port: int, proc: subprocess.Popen, folder: Path) -> None:
     end = time.time() + 20
     while time.time() < end:
         if proc.poll() is not None:
-            raise RuntimeError(f"nginx did not start: {proc.stderr.read().decode()}")
+            said = (folder / "stderr.log").read_text(errors="replace")
+            raise RuntimeError(f"nginx did not start: {said}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
