@@ -80,7 +80,9 @@ class FrameMaker:
         self.clock = clock  # the run's clock (labs/core/control.py)
         self._sent: dict[str, bytes] = {}
         self._sent_at: dict[str, float] = {}
+        self._heavy: set[str] = set()  # parts last encoded past HEAVY_BYTES
         self._next_at = -math.inf
+        self.sharing: Callable[[], int] = lambda: 1  # runs drawing in this process's time (a batch)
 
     def frame(self, force: bool = False) -> dict[str, bytes]:
         """{name: JSON bytes} of every part that changed since the last frame; {} when it is too
@@ -90,20 +92,27 @@ class FrameMaker:
         if not force and now < self._next_at:
             return {}
         start = self.clock()
-        parts = {name: to_json(part) for name, part in self.views(self.history).items()}
+        parts = {
+            name: to_json(part)
+            for name, part in self.views(self.history).items()
+            if force or not self._too_soon(name, now)  # a heavy part not due is not even encoded
+        }
+        self._heavy = {name for name in self._heavy if name not in parts}
+        self._heavy |= {name for name, data in parts.items() if len(data) > HEAVY_BYTES}
         changed = {
             name: data
             for name, data in parts.items()
-            if self._sent.get(name) != data and (force or not self._too_soon(name, data, now))
+            if self._sent.get(name) != data and (force or not self._too_soon(name, now))
         }
         self._sent.update(changed)
         self._sent_at.update(dict.fromkeys(changed, now))
         cost = self.clock() - start
-        self._next_at = now + max(MIN_FRAME_SECONDS, FRAME_SHARE * cost)
+        # the runs drawing in this process share its time: a batch's frames stay ~1/10 of it
+        self._next_at = now + max(MIN_FRAME_SECONDS, FRAME_SHARE * cost * self.sharing())
         return changed
 
-    def _too_soon(self, name: str, data: bytes, now: float) -> bool:
-        return len(data) > HEAVY_BYTES and now - self._sent_at.get(name, -1e9) < HEAVY_SECONDS
+    def _too_soon(self, name: str, now: float) -> bool:
+        return name in self._heavy and now - self._sent_at.get(name, -1e9) < HEAVY_SECONDS
 
 
 def light_first(frame: dict[str, bytes]) -> list[dict[str, bytes]]:
