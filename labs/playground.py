@@ -191,8 +191,8 @@ class Probe:
 
 def train(cfg: Config, device: torch.device):
     """Train on the chosen task, yielding ~60 snapshots; the last carries the weights. One run as
-    one nn.Module; runs of one shape can also train as one stack (labs/playground_stacked.py),
-    which the runner does not do yet."""
+    one nn.Module. On a server, runs of one shape train as one batch instead (its `stack`,
+    labs/playground_stacked.py): each member's run is this one's up to float rounding."""
     check(cfg)
     run = _prepare(cfg, device)
     model, g, (F_train, t_train) = run.model, run.generator, run.probe.train
@@ -328,5 +328,19 @@ QUESTIONS = [
     ),
 ]
 
-EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+
+def _stacking_key(cfg: Config):
+    from labs.playground_stacked import stacking_key  # it builds on this module
+
+    return stacking_key(cfg)
+
+
+def _stack(device: torch.device):
+    from labs.playground_stacked import Stack
+
+    return Stack(device)
+
+
+# Learners' runs of one shape train as one batch (labs/core/batches.py), in a Stack.
+EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU, _stacking_key, _stack)
 EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

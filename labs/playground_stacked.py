@@ -1,10 +1,12 @@
 """Chapter 2's runs trained stacked (labs/stacked.py): configs of one shape, of one
-learner or many, as one loop; each member's snapshots and weights those of its run alone. A
-lone run of a plain MLP trains this way too (labs/playground.py `train`)."""
+learner or many, as one loop; each member's snapshots and weights those of its run alone. On
+a server the runner trains learners' runs here, as batches (labs/core/batches.py), a lone
+learner's as a batch of one."""
 
 from __future__ import annotations
 
 import math
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 
@@ -19,6 +21,9 @@ from labs.core.failures import Diverged
 from labs.core.hooks import record_activations
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
 from labs.playground import Config, PlaygroundNet, _prepare, _Run, _snapshot
+
+MIN_SNAP_SECONDS = 0.05  # a member's snapshots, as a run's alone (labs/playground.py train)
+SNAP_SHARE = 3  # a member waits 3× the snapshots of all members: measuring stays ≤ ~1/4 of a stack
 
 
 def stacking_key(cfg: Config) -> tuple | None:
@@ -70,6 +75,7 @@ class Stack:
         self.params: dict[str, torch.Tensor] = {}
         self.opt: stacked.StackedOptimizer | None = None
         self.inputs = self.targets = self.order = None  # (M, N, features), (M, N), (M, N)
+        self.snap_seconds = 0.0  # what one member's snapshot costs, a moving average
 
     def add(self, key, cfg: Config, control: Control | None = None) -> None:
         """A run joins: it trains from the next step, under `control` (this thread's if none)."""
@@ -82,7 +88,7 @@ class Stack:
         hooks = ExitStack()
         probe = replace(run.probe, latest=hooks.enter_context(record_activations(run.probe.acts)))
         total = cfg.epochs * self._per_epoch(run.probe.train[0].shape[0], cfg.batch_size)
-        cadence = Cadence(total, max_snaps=80, min_seconds=0.05)
+        cadence = Cadence(total, max_snaps=80, min_seconds=MIN_SNAP_SECONDS)
         self.members.append(_Member(key, cfg, run, control or current(), probe, hooks, cadence))
         self.key = stacking_key(cfg)
         mine = stacked.stack_params([run.model])
@@ -105,6 +111,10 @@ class Stack:
         self._remove(ending)
         if not self.members:
             return out
+        # the members' snapshots share the stack's time: together at most ~1/4 of it
+        apart = SNAP_SHARE * self.snap_seconds * len(self.members)
+        for m in self.members:
+            m.cadence.min_seconds = max(MIN_SNAP_SECONDS, apart)
         losses, grads = self._train_step()
         ended: list[tuple[_Member, object]] = []
         for row, m in enumerate(self.members):
@@ -118,7 +128,9 @@ class Stack:
                     ended.append((m, err))
                     continue
                 _load_member(m.run.model, self.params, grads, row)
+                began = time.perf_counter()
                 out.append((m.key, _snapshot(m.run.model, m.probe, m.cfg, m.done, self._total(m))))
+                self.snap_seconds = 0.8 * self.snap_seconds + 0.2 * (time.perf_counter() - began)
             if m.done == self._total(m):
                 m.control.report(m.done, m.done)
                 ended.append((m, None))

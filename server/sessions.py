@@ -145,6 +145,7 @@ def start_run(key: str, experiment: Experiment, cfg, views: Views) -> TrainingRu
         cost=experiment.cost,
         views=views.draw,
         learner=learner,
+        batch=_batch_of(experiment, cfg),
     )
     runs[key] = run
     run.channel = channel_for(key)
@@ -154,6 +155,12 @@ def start_run(key: str, experiment: Experiment, cfg, views: Views) -> TrainingRu
         return run.refuse(refusal)
     LEDGER.track(learner, key, run)
     return run.start()
+
+
+def _batch_of(experiment: Experiment, cfg) -> tuple | None:
+    """(key, stack) when runs of `cfg` may train together with others' (labs/core/batches.py)."""
+    key = experiment.batch_key(cfg)
+    return None if key is None else (key, experiment.stack)
 
 
 def stop_run(key: str) -> None:

@@ -9,7 +9,9 @@ fresh server's first request. Screenshots of every page land in artifacts/screen
 Every wait is on a state (a frame counter, a status line), never on a run being slow enough.
 """
 
+import json
 import time
+import urllib.request
 
 import pytest
 
@@ -31,6 +33,13 @@ from tests.browser import (
     train_button,
     wait_until,
 )
+
+
+def server_status(server: str) -> dict:
+    """The server's operator status (runs training and waiting per device kind)."""
+    with urllib.request.urlopen(f"{server}/_lab/status", timeout=10) as answer:
+        return json.loads(answer.read())
+
 
 # ---------------------------------------------------------------- every page
 
@@ -109,6 +118,8 @@ def test_two_learners_train_at_once_each_seeing_only_their_own_run(browser, serv
         status_says(page, "Training: step")
     runs = [p.evaluate("() => document.querySelector('.dl-panel.dl-live').dataset.run") for p in pages]
     assert runs[0] != runs[1]
+    # runs of one shape: B's joined A's batch (labs/core/batches.py), one slot for both
+    assert server_status(server)["runs"]["cpu"]["training"] == 1
     for page in pages:
         page.locator(".st-key-playground-stop button").click()
         alert(page, "Stopped").wait_for(timeout=120_000)
@@ -278,8 +289,13 @@ def test_one_browser_with_a_dozen_tabs_leaves_slots_for_another_learner(browser,
 
 
 def test_closing_the_tab_stops_its_run_and_frees_its_slot(browser, server):
+    """Three learners' runs of three shapes (runs of one shape would train as one batch):
+    two train, the third waits until the first learner closes their tab."""
     contexts = [browser.new_context() for _ in range(3)]
-    pages = [open_page(ctx, server, "playground", LONG_PLAYGROUND) for ctx in contexts]
+    pages = [
+        open_page(ctx, server, "playground", f"{LONG_PLAYGROUND}&units={units}")
+        for ctx, units in zip(contexts, (6, 7, 8))
+    ]
     for page in pages[:2]:
         train_button(page, "playground").click()
         status_says(page, "Training: step")

@@ -20,6 +20,11 @@ Each `Experiment` names:
   plain data, the last one `final=True` with the weights on the CPU. Nothing is sent into it.
 - `cost(cfg)`: what a run of that config will take (labs/core/budget.py), for the budget.
 - `prefers_gpu`: whether it gains from a GPU (tiny nets are overhead-bound: they stay on the CPU).
+- optionally `stacking_key(cfg)` and `stack(device)`: runs whose configs give one key train
+  together as one batch (labs/core/batches.py), in a stack the chapter provides: `add(key,
+  cfg, control)` a member at the next step, `step()` every member once, returning (key,
+  snapshot or the exception that ended it) for what they made, `members` while any trains.
+  A key of None: that run trains alone. Chapters without them always train alone.
 
 Optional, by convention: one-experiment chapters name their pieces `Config`, `train`, `cost`
 and `EXPERIMENT`; helpers that take a trained model and return arrays (`load_model`,
@@ -30,7 +35,7 @@ own page and tests calls them.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
@@ -52,6 +57,15 @@ class Experiment:
     train: Callable[[object, torch.device], Iterator[Snapshot]]
     cost: Callable[[object], Cost]
     prefers_gpu: bool = False
+    stacking_key: Callable[[object], Hashable | None] | None = None  # runs of one key batch together
+    stack: Callable[[torch.device], object] | None = None  # where they train as one
+
+    def batch_key(self, cfg) -> Hashable | None:
+        """What a run of `cfg` must share with others to train in one batch; None: alone."""
+        if self.stacking_key is None or self.stack is None:
+            return None
+        key = self.stacking_key(cfg)
+        return None if key is None else (self.train.__module__, key)
 
 
 class ChapterLab(Protocol):

@@ -44,31 +44,42 @@ class Job:
 def drive(job: Job, control: Control, emit: Emit) -> None:
     """Run `job.train` under `control` to its final snapshot, emitting its messages as they are
     made. The loop ends early when the control says so; whatever it raises propagates."""
-    frames = FrameMaker(job.views, job.cfg, job.clock) if job.views is not None else None
-
-    def send_frame(force: bool = False) -> None:
-        for part in light_first(frames.frame(force)):
-            emit("frame", part)
-
-    def sink(points: list[dict]) -> None:  # called from inside the loop, ~10 times a second
-        emit("points", points)
-        if frames is not None:
-            frames.history.add_points(points)
-            send_frame()
-
-    control.sink = sink
+    outlet = Outlet(job.views, job.cfg, job.clock, emit)
+    control.sink = outlet.points
     with installed(control):  # a generator's code runs on the thread that advances it
         gen = job.train(job.cfg, job.device)
         try:
             for snap in gen:
-                emit("snap", snap)
-                if frames is not None:
-                    frames.history.add(snap)
-                    send_frame(force=snap.final or len(frames.history.history) <= 1)
+                outlet.snap(snap)
                 if snap.final:
                     return
         finally:
             gen.close()
+
+
+class Outlet:
+    """One run's messages as its loop makes them: curve points, snapshots, and the live frames
+    drawn from them (none without views)."""
+
+    def __init__(self, views: Callable | None, cfg, clock: Callable[[], float], emit: Emit):
+        self.frames = FrameMaker(views, cfg, clock) if views is not None else None
+        self.emit = emit
+
+    def points(self, points: list[dict]) -> None:  # from inside the loop, ~10 times a second
+        self.emit("points", points)
+        if self.frames is not None:
+            self.frames.history.add_points(points)
+            self._send_frame()
+
+    def snap(self, snap: Snapshot) -> None:
+        self.emit("snap", snap)
+        if self.frames is not None:
+            self.frames.history.add(snap)
+            self._send_frame(force=snap.final or len(self.frames.history.history) <= 1)
+
+    def _send_frame(self, force: bool = False) -> None:
+        for part in light_first(self.frames.frame(force)):
+            self.emit("frame", part)
 
 
 class ThreadJob:

@@ -21,13 +21,14 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import torch
 
 from figures.record import RunRecord
+from labs.core.batches import BATCHES
 from labs.core.budget import Cost, Limits, judge, measured_speed
 from labs.core.config import ConfigError, to_params
 from labs.core.control import Ending
@@ -164,6 +165,7 @@ class TrainingRun:
         cost: Callable[[object], Cost] | None = None,
         limits: Limits | None = None,
         views: Callable | None = None,
+        batch: tuple[Hashable, Callable] | None = None,
     ):
         self.id = uuid.uuid4().hex[:8]
         self.cfg, self.device, self.label = cfg, device, label
@@ -171,6 +173,9 @@ class TrainingRun:
         self.limits = limits or Limits.from_env()
         self._train, self._cost, self._views = train, cost, views
         self._executor = executor or default_executor()  # POOL, IN_THREAD, or a test's own
+        # (key, stack): runs of one key may train together (labs/core/batches.py)
+        self._batch = batch if batch is not None and BATCHES.batches(self._executor) else None
+        self._joined = None  # the batch member this run became on arrival, if it joined one
         self._slots = slots or SLOTS[device.type if device.type in SLOTS else "cpu"]
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -196,8 +201,26 @@ class TrainingRun:
             log.info("run %s refused by the budget: %s; settings %s", self.id, refusal, self._settings())
             return self.refuse(refusal)
         LIVE.add(self)
+        # a free slot first (a batch of its own, on a core of its own), else an open batch
+        if self._batch is not None and not self._slots.free() and self._join():
+            return self
         self._slots.enter(self, self.learner, self._thread.start)
         return self
+
+    def _join(self) -> bool:
+        """Join a batch of this run's key training now, if there is one with room and the
+        learner may train another run: it starts at the batch's next step, taking no slot."""
+        if not self._slots.ride(self, self.learner):
+            return False
+        self._joined = BATCHES.join(self._batch[0], self._job_spec())
+        if self._joined is None:
+            self._slots.release(self)
+            return False
+        self._thread.start()
+        return True
+
+    def _job_spec(self) -> Job:
+        return Job(self._train, self.cfg, self.device, self.limits, self._views)
 
     def refuse(self, message: str) -> TrainingRun:
         """End the run before it starts, saying why (the budget, or the server's per-learner rules)."""
@@ -243,6 +266,9 @@ class TrainingRun:
         with self._lock:
             if not self._began:  # queued, refused, or stopped before its turn
                 return 0.0
+            share = getattr(self._job, "share_seconds", None)  # a batch member: its share
+            if share is not None and self._t_end is not None:
+                return share
             return (self._t_end or time.perf_counter()) - self._t_running
 
     @property
@@ -259,8 +285,7 @@ class TrainingRun:
                 self._state, self._t_running = RunState.RUNNING, time.perf_counter()
                 self._began = True
             self._tell()
-            job = Job(self._train, self.cfg, self.device, self.limits, self._views)
-            self._job = running = self._executor.start(job)
+            self._job = running = self._driven()
             if self._stop.is_set():
                 running.request_stop()
             running.run(self._receive)
@@ -277,6 +302,17 @@ class TrainingRun:
             self._first.set()
             self._done.set()
             LIVE.discard(self)
+
+    def _driven(self):
+        """What drives the run: the batch it joined, a batch it opens in its slot, or its
+        executor alone."""
+        if self._joined is not None:
+            return self._joined
+        job = self._job_spec()
+        if self._batch is not None:
+            key, stack = self._batch
+            return BATCHES.begin(key, stack, job, self._executor, self._slots, self)
+        return self._executor.start(job)
 
     def _receive(self, kind: str, payload) -> None:
         with self._lock:

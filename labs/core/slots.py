@@ -10,6 +10,10 @@ are not capped (tests, benchmarks).
 
 Nothing waits in a thread: `enter` hands over a `begin` callback, called (outside the lock) when
 the run's turn comes, which starts its work.
+
+Runs trained together as one batch (labs/core/batches.py) hold one slot between them: the run
+that opened the batch hands its slot to the batch (`hand_over`), and every member, that one
+included, rides in it (`ride`): counted as its learner's run training, taking no slot.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class Slots:
         self._waiting: list[_Waiting] = []
         self._training: dict[str, int] = {}  # runs training, by learner
         self._begun: dict[int, str] = {}  # id of each ticket training -> its learner
+        self._riders: dict[int, str] = {}  # id of each run training in a batch -> its learner
         self._last_turn: dict[str, int] = {}  # learner -> when their latest run began (a count)
         self._turns = itertools.count()
         self._active = 0
@@ -57,16 +62,43 @@ class Slots:
         return left
 
     def release(self, ticket: object) -> None:
-        """A run that began has ended: its slot goes to the next waiting run in fair order."""
+        """A run that began has ended: its slot goes to the next waiting run in fair order (a
+        rider frees no slot, but its learner may now start a run that waited for it)."""
         with self._lock:
-            learner = self._begun.pop(id(ticket), None)
+            rider = self._riders.pop(id(ticket), None)
+            learner = self._begun.pop(id(ticket), None) if rider is None else rider
             if learner is None:
                 return  # it never began, or was released already
-            self._active -= 1
+            if rider is None:
+                self._active -= 1
             self._training[learner] -= 1
             due = self._due()
         for start in due:
             start()
+
+    def ride(self, ticket: object, learner: str) -> bool:
+        """Count `ticket` as its learner's run training inside a batch that holds a slot
+        already; False (nothing counted) if the learner trains as many runs as they may."""
+        with self._lock:
+            if learner and self._training.get(learner, 0) >= self.per_learner:
+                return False
+            self._training[learner] = self._training.get(learner, 0) + 1
+            self._riders[id(ticket)] = learner
+            return True
+
+    def hand_over(self, ticket: object, batch: object) -> None:
+        """The slot `ticket` holds now belongs to `batch` (a batch of nobody in particular),
+        and `ticket` rides in it: released, the run frees no slot; the batch's release does."""
+        with self._lock:
+            learner = self._begun.pop(id(ticket))
+            self._riders[id(ticket)] = learner
+            self._begun[id(batch)] = ""
+            self._training[""] = self._training.get("", 0) + 1
+
+    def free(self) -> bool:
+        """Whether a run arriving now would start at once (a slot free, nobody waiting)."""
+        with self._lock:
+            return self._active < self.limit and not self._waiting
 
     def occupy(self, ticket: object, learner: str) -> None:
         """Count a run that trains already as holding a slot, past the limit if need be (a

@@ -28,6 +28,7 @@ from labs.core.budget import Limits, size
 from labs.core.control import Control, Ending, resident_bytes
 from labs.core.driver import Emit, Job, drive
 from labs.core.failures import EXPECTED, CutShort, RemoteFailure, WorkerLost, explain_failure
+from labs.core.stackdrive import StackJob, drive_stack
 
 log = logging.getLogger("dllab.workers")
 _CTX = mp.get_context("spawn")  # fork after torch has started threads can deadlock the child
@@ -50,6 +51,11 @@ def _serve(jobs, home, stop, progress, server: int) -> None:
     results.put((None, "ready", baseline))
     while True:
         number, job = jobs.get()
+        if not isinstance(job, (Job, StackJob)):
+            continue  # a command for a batch that has ended already
+        if isinstance(job, StackJob):
+            _serve_batch(job, number, jobs, results)
+            continue
         limits = job.limits
         fresh_gpu_measure()
         # memory is this run's own: measured from where the process stands as it begins
@@ -66,6 +72,35 @@ def _serve(jobs, home, stop, progress, server: int) -> None:
                 log.exception("run failed in worker %s", os.getpid())
             gpu_left()  # a run that overflowed the GPU must not leave its cache to the next one
             results.put((number, "error", explain_failure(err)))
+
+
+def _serve_batch(job: StackJob, number: int, jobs, results: _Home) -> None:
+    """Drive a batch (labs/core/stackdrive.py) until the server closes it; its commands come on
+    the jobs queue, tagged with its number."""
+    fresh_gpu_measure()
+    try:
+        drive_stack(job, _inlet(jobs, number), _sender(results, number))
+        results.put((number, "end", (None, 0, gpu_left())))
+    except Exception as err:  # the driver's own failure: every member hears it from the server
+        log.exception("batch failed in worker %s", os.getpid())
+        gpu_left()
+        results.put((number, "error", explain_failure(err)))
+
+
+def _inlet(jobs, number: int):
+    """The batch's commands so far (with `wait`, at least one: the driver has nothing to do)."""
+
+    def commands(wait: bool) -> list:
+        got = []
+        while True:
+            try:
+                tag, command = jobs.get(block=wait and not got)
+            except queue.Empty:
+                return got
+            if tag == number:
+                got.append(command)
+
+    return commands
 
 
 def _end_with(server: int) -> None:
@@ -111,13 +146,26 @@ def gpu_left() -> int:
 
 class _Home:
     """The worker's end of its pipe home. A pipe, not a queue: when the worker dies, even in the
-    middle of a message, the server reads end-of-file at once instead of waiting for ever."""
+    middle of a message, the server reads end-of-file at once instead of waiting for ever.
+
+    A sending thread writes to the pipe, so the loop does not wait while the server reads: a
+    snapshot is larger than the pipe's buffer, and a busy server's reader thread may wait for
+    its interpreter lock between two reads (a batch's dozens of members were measured spending
+    half their time there). At most OUTBOX messages wait; past that the loop waits after all."""
+
+    OUTBOX = 256
 
     def __init__(self, conn):
         self.conn = conn
+        self._outbox: queue.Queue = queue.Queue(self.OUTBOX)
+        threading.Thread(target=self._send, daemon=True, name="home-sender").start()
 
     def put(self, message) -> None:
-        self.conn.send(message)
+        self._outbox.put(message)
+
+    def _send(self) -> None:
+        while True:
+            self.conn.send(self._outbox.get())
 
 
 def _sender(results: _Home, number: int) -> Emit:

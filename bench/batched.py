@@ -1,0 +1,136 @@
+"""A class pressing Train together on the playground: K learners' default runs started within
+2 s, trained by the runner in worker processes, as batches (labs/core/batches.py) against
+separate runs (printed, never asserted).
+
+    .venv/bin/python -m bench.batched [--learners 8,32] [--slots 2]
+
+For each K and each way: aggregate training steps per second (all runs' steps over the time
+from the first Train to the last Done), each learner's time to Done (p50, p95) against a lone
+run's, each learner's live frames per second while training (p50), and the largest relative
+difference of a member's final training loss from its run alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+import torch
+
+from figures.views import playground as playground_views
+from labs import playground
+from labs.core.runner import RunState, TrainingRun
+from labs.core.slots import Slots
+from labs.core.workers import WorkerPool
+from labs.playground_stacked import train_together
+
+CPU = torch.device("cpu")
+EXPERIMENT = playground.EXPERIMENT
+
+
+class Watched:
+    """A learner's run, and the live frames it received."""
+
+    def __init__(self, cfg, slots: Slots, pool: WorkerPool, batched: bool, learner: str):
+        batch = (EXPERIMENT.batch_key(cfg), EXPERIMENT.stack) if batched else None
+        self.run = TrainingRun(
+            EXPERIMENT.train, cfg, CPU, slots=slots, executor=pool, learner=learner,
+            views=playground_views.VIEWS.draw, batch=batch,
+        )  # fmt: skip
+        self.frames, self._seen, self.first_at, self.last_at = 0, None, 0.0, 0.0
+        self.run.listeners.append(self._heard)
+
+    def _heard(self, run) -> None:
+        if run.frames is not self._seen:
+            self._seen, self.last_at = run.frames, time.perf_counter()
+            self.first_at = self.first_at or self.last_at
+            self.frames += 1
+
+    def fps(self) -> float:
+        """Live frames a second while it trained (from its first frame to its last)."""
+        return (self.frames - 1) / max(self.last_at - self.first_at, 1e-9)
+
+    def start(self) -> None:
+        self.pressed = time.perf_counter()
+        self.run.start()
+
+    def done_s(self) -> float:
+        return self.run.view().elapsed_s
+
+
+def press_together(k: int, batched: bool, pool: WorkerPool, slots: int) -> dict:
+    seats = Slots(slots, per_learner=1)
+    rng = random.Random(k)
+    watched = [Watched(playground.Config(seed=s), seats, pool, batched, f"learner{s}") for s in range(k)]
+    offsets = sorted(rng.uniform(0, 2) for _ in watched)
+    begin = time.perf_counter()
+    for w, at in zip(watched, offsets):
+        time.sleep(max(0.0, begin + at - time.perf_counter()))
+        w.start()
+    for w in watched:
+        assert w.run.wait(1800)
+    wall = time.perf_counter() - begin
+    views = [w.run.view() for w in watched]
+    assert all(v.state == RunState.DONE for v in views), [
+        v.message for v in views if v.state != RunState.DONE
+    ]
+    done = sorted(w.done_s() for w in watched)
+    fps = sorted(w.fps() for w in watched)
+    return {
+        "steps_per_s": sum(v.step for v in views) / wall,
+        "done_p50": statistics.median(done),
+        "done_p95": done[min(len(done) - 1, round(0.95 * (len(done) - 1)))],
+        "fps_p50": statistics.median(fps),
+        "losses": {i: v.history[-1]["train_loss"] for i, v in enumerate(views)},
+    }
+
+
+def lone_done_s(pool: WorkerPool, batched: bool) -> float:
+    w = Watched(playground.Config(seed=0), Slots(1), pool, batched, "alone")
+    w.start()
+    assert w.run.wait(600)
+    return w.done_s()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--learners", default="8,32")
+    parser.add_argument("--slots", type=int, default=2)
+    args = parser.parse_args()
+    pool = WorkerPool()
+    pool.prestart(args.slots)
+    pool.wait_ready()
+    try:
+        lone = {way: lone_done_s(pool, way) for way in (False, True)}
+        print(
+            f"one default run alone, time to Done: separate {lone[False]:.2f} s, "
+            f"batch of one {lone[True]:.2f} s"
+        )
+        alone = {s: [x for _, x in train_together([playground.Config(seed=s)], CPU)][-2] for s in range(4)}
+        print(
+            "\n| K | way | steps/s | Done p50 (s) | Done p95 (s) | p95 / lone run | frames/s p50 "
+            "| max rel. diff of final loss |"
+        )
+        print("|---" * 8 + "|")
+        for k in [int(k) for k in args.learners.split(",")]:
+            for batched in (False, True):
+                r = press_together(k, batched, pool, args.slots)
+                diff = max(
+                    abs(r["losses"][s] - alone[s].metrics["train_loss"]) / alone[s].metrics["train_loss"]
+                    for s in alone
+                    if s < k
+                )
+                print(
+                    f"| {k} | {'batched' if batched else 'separate'} | {r['steps_per_s']:.0f} | "
+                    f"{r['done_p50']:.1f} | {r['done_p95']:.1f} | {r['done_p95'] / lone[batched]:.1f} | "
+                    f"{r['fps_p50']:.1f} | {diff:.1e} |",
+                    flush=True,
+                )
+    finally:
+        pool.close()
+
+
+if __name__ == "__main__":
+    main()
