@@ -118,11 +118,33 @@ def test_two_learners_train_at_once_each_seeing_only_their_own_run(browser, serv
         status_says(page, "Training: step")
     runs = [p.evaluate("() => document.querySelector('.dl-panel.dl-live').dataset.run") for p in pages]
     assert runs[0] != runs[1]
-    # runs of one shape: B's joined A's batch (labs/core/batches.py), one slot for both
-    assert server_status(server)["runs"]["cpu"]["training"] == 1
     for page in pages:
         page.locator(".st-key-playground-stop button").click()
         alert(page, "Stopped").wait_for(timeout=120_000)
+        assert_no_exception(page)
+    for ctx in contexts:
+        ctx.close()
+
+
+def test_with_both_slots_busy_a_third_learner_joins_a_batch_of_their_shape(browser, server):
+    """Two learners' runs fill the server's two slots (each opened a batch of its own); a third
+    learner's run of the same shape joins one of them at once instead of waiting, and each of
+    the three sees their own run (labs/core/batches.py)."""
+    contexts = [browser.new_context() for _ in range(3)]
+    pages = [
+        open_page(ctx, server, "playground", f"{LONG_PLAYGROUND}&seed={s}") for s, ctx in enumerate(contexts)
+    ]
+    for page in pages[:2]:
+        train_button(page, "playground").click()
+        status_says(page, "Training: step")
+    train_button(pages[2], "playground").click()
+    status_says(pages[2], "Training: step", timeout=30)  # never "Waiting for a free slot"
+    runs = server_status(server)["runs"]["cpu"]
+    assert runs["training"] == 2 and runs["waiting"] == 0  # three runs in two slots
+    shown = {p.evaluate("() => document.querySelector('.dl-panel.dl-live').dataset.run") for p in pages}
+    assert len(shown) == 3
+    for page in pages:
+        stop_and_wait(page, "playground")
         assert_no_exception(page)
     for ctx in contexts:
         ctx.close()
