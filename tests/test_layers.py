@@ -133,7 +133,8 @@ def test_the_engine_holds_only_what_two_or_more_chapters_share():
         f"labs.core.{n}"
         for n in (
             "budget config contract control device divergence driver failures frames history "
-            "runner slots snapshot workers questions cluster class_queue replica usage batches stackdrive"
+            "runner slots snapshot workers worker_process questions cluster class_queue replica usage "
+            "batches stackdrive"
         ).split()
     }
     assert runs_labs <= engine

@@ -38,13 +38,8 @@ from labs.core.control import Control, Ending, resident_bytes
 from labs.core.driver import Job, drive
 from labs.core.failures import EXPECTED, CutShort, RemoteFailure, WorkerLost, explain_failure
 from labs.core.replica import connect, environment, this_replica
-from labs.core.workers import (
-    HARD_MEMORY_FACTOR,
-    STOP_GRACE_SECONDS,
-    fresh_gpu_measure,
-    gpu_left,
-    prepare_process,
-)
+from labs.core.worker_process import fresh_gpu_measure, gpu_left, prepare_process
+from labs.core.workers import HARD_MEMORY_FACTOR, STOP_GRACE_SECONDS
 
 log = logging.getLogger("dllab.cluster")
 
