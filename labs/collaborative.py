@@ -88,7 +88,9 @@ class DotProduct(nn.Module):
     def __init__(self, n_users: int, n_items: int, factors: int, mean: float):
         super().__init__()
         self.user_bias, self.item_bias = nn.Embedding(n_users, 1), nn.Embedding(n_items, 1)
-        self.user_factors, self.item_factors = nn.Embedding(n_users, factors), nn.Embedding(n_items, factors)
+        # biases only: no factor tables at all (a CUDA embedding of width 0 fails in backward)
+        self.user_factors = nn.Embedding(n_users, factors) if factors else None
+        self.item_factors = nn.Embedding(n_items, factors) if factors else None
         for e in self.modules():
             if isinstance(e, nn.Embedding):  # small: a vector's direction is learned, not drawn
                 nn.init.normal_(e.weight, std=0.01)
@@ -97,6 +99,8 @@ class DotProduct(nn.Module):
     def parts(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(bias part, taste part) of each prediction: what the page splits a score into."""
         bias = self.mean + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0]
+        if self.user_factors is None:
+            return bias, torch.zeros_like(bias)
         taste = (self.user_factors(users) * self.item_factors(items)).sum(1)
         return bias, taste
 
@@ -108,8 +112,10 @@ class DotProduct(nn.Module):
 def penalty(model: DotProduct, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """Squared length of this batch's vectors and biases, per rating: each user and item is
     pulled toward 0 as often as it is rated (the classic matrix-factorization L2)."""
-    vectors = model.user_factors(users).pow(2).sum(1) + model.item_factors(items).pow(2).sum(1)
     biases = model.user_bias(users)[:, 0] ** 2 + model.item_bias(items)[:, 0] ** 2
+    if model.user_factors is None:
+        return biases.mean()
+    vectors = model.user_factors(users).pow(2).sum(1) + model.item_factors(items).pow(2).sum(1)
     return (vectors + biases).mean()
 
 

@@ -233,7 +233,7 @@ def _probe(cfg: Config, device: torch.device) -> dict:
     if cfg.task == "memory":
         X, y, _ = memory_batch(PROBE, cfg.span, g, shortest=cfg.span)
         spans = sorted({max(1, round(cfg.span * f)) for f in np.linspace(0.05, 1.0, 12)})
-        by_span = [memory_batch(128, cfg.span, g, s, s)[:2] for s in spans]
+        by_span = [tuple(t.to(device) for t in memory_batch(128, cfg.span, g, s, s)[:2]) for s in spans]
         return {"X": X.to(device), "y": y.to(device), "spans": spans, "by_span": by_span}
     X, future, clean = forecast_batch(PROBE, cfg.span, cfg.horizon, cfg.noise, g)
     return {"X": X.to(device), "y": future.to(device), "clean": clean.to(device)}

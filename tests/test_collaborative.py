@@ -4,6 +4,7 @@ and its absence is said."""
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import silhouette_score
 
 from figures.views import collaborative as views
@@ -127,3 +128,17 @@ def test_without_movielens_and_downloads_the_run_says_so_and_uses_generated(tmp_
     monkeypatch.setenv("DLLAB_ALLOW_DOWNLOAD", "0")
     view = run_view(lab.train, lab.Config(data="movielens", epochs=1, variants=("biases",)))
     assert any("MovieLens 100k is not in" in n and "generated ratings instead" in n for n in view.notes)
+
+
+def test_the_biases_only_model_has_no_empty_factor_tables_and_predicts_its_biases():
+    # a CUDA embedding of width 0 corrupts the GPU in backward (seen on an H200): none is built
+    model = lab.DotProduct(5, 4, 0, 3.0)
+    assert all(p.numel() > 0 for p in model.parameters())
+    assert not any("factors" in name for name in model.state_dict())
+    users, items = torch.tensor([0, 4]), torch.tensor([1, 3])
+    bias, taste = model.parts(users, items)
+    assert torch.equal(taste, torch.zeros(2))
+    expected = 3.0 + model.user_bias.weight[users, 0] + model.item_bias.weight[items, 0]
+    assert torch.allclose(model(users, items), expected)
+    lab.penalty(model, users, items).backward()
+    assert model.user_bias.weight.grad is not None

@@ -119,3 +119,12 @@ def test_each_question_is_settled_by_its_run_as_the_chapter_teaches(question, ex
     answer, evidence = question.outcome(view)
     assert answer in question.options
     lesson.expect(f"question: {question.prompt[:60]}…", answer, "==", expected, evidence)
+
+
+@pytest.mark.parametrize("task", ["memory", "forecast"])
+def test_every_probe_tensor_lies_on_the_run_device(task):
+    # the by-distance probes once stayed on the CPU and failed every run on a GPU
+    probe = lab._probe(lab.Config(task=task), torch.device("meta"))
+    tensors = [v for v in probe.values() if torch.is_tensor(v)]
+    tensors += [t for pair in probe.get("by_span", []) for t in pair]
+    assert tensors and all(t.device.type == "meta" for t in tensors)

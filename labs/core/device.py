@@ -52,10 +52,14 @@ def hardware_summary() -> str:
     return f"CPU only: {os.cpu_count()} cores, torch uses {torch.get_num_threads()} threads"
 
 
-def warm_up() -> None:
+def warm_up(device: torch.device | str = "cpu") -> None:
     """Pay a process's one-time costs before a learner's first Train click does: the first
     conv forward/backward sets up kernels (~1 s, oneDNN or cuDNN), and the first optimizer
-    built imports torch._dynamo (~2 s, through torch.optim's dynamo guard)."""
-    conv = torch.nn.Conv2d(1, 4, 3, padding=1)
-    conv(torch.zeros(2, 1, 8, 8)).sum().backward()
+    built imports torch._dynamo (~2 s, through torch.optim's dynamo guard). On CUDA it also
+    creates the CUDA context and loads cuBLAS and cuDNN (seconds, and ~1 GB of the process's
+    resident memory that must not count against the first run's memory budget)."""
+    conv = torch.nn.Conv2d(1, 4, 3, padding=1).to(device)
+    conv(torch.zeros(2, 1, 8, 8, device=device)).sum().backward()
     torch.optim.Adam(conv.parameters()).step()
+    if torch.device(device).type == "cuda":
+        (torch.ones(8, 8, device=device) @ torch.ones(8, 8, device=device)).sum().item()  # cuBLAS

@@ -22,15 +22,17 @@ from labs.core.stackdrive import StackJob, drive_stack
 log = logging.getLogger("dllab.workers")
 
 
-def serve(jobs, home, stop, progress, server: int) -> None:
+def serve(jobs, home, stop, progress, server: int, kind: str = "cpu") -> None:
     """The worker's main loop: drive one job at a time (labs/core/driver.py), its messages
-    going home through its pipe, tagged with the job's number."""
+    going home through its pipe, tagged with the job's number. A "cuda" worker sets CUDA up
+    before it says it is ready, so its baseline memory holds the CUDA libraries."""
     results = _Home(home)
     threading.Thread(target=_end_with, args=(server,), daemon=True, name="server-watch").start()
     from labs.core.device import configure_threads
 
     configure_threads()
-    prepare_process()
+    prepare_process(kind)
+    gpu_left()
     baseline = resident_bytes()
     results.put((None, "ready", baseline))
     while True:
@@ -95,7 +97,7 @@ def _end_with(server: int) -> None:
             os._exit(0)
 
 
-def prepare_process() -> None:
+def prepare_process(kind: str = "cpu") -> None:
     """What a process that trains runs pays once, before its first job: a first job should not
     wait for a chapter's imports (sklearn, the figure helpers: seconds), so every registered
     chapter's lab and every chapter's live views are imported now, and torch is warmed up."""
@@ -107,7 +109,7 @@ def prepare_process() -> None:
     for chapter in CHAPTERS:
         lab_of(chapter.slug)
     _import_every_module(figures.views)
-    warm_up()
+    warm_up(kind)
 
 
 def fresh_gpu_measure() -> None:
@@ -124,6 +126,11 @@ def gpu_left() -> int:
 
     if not torch.cuda.is_initialized():
         return 0
+    # cuBLAS keeps its workspaces in the caching allocator (tens of MB per stream on Hopper):
+    # without clearing them every GPU worker would look as if its run had kept memory
+    clear_workspaces = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+    if clear_workspaces is not None:
+        clear_workspaces()
     torch.cuda.empty_cache()
     return torch.cuda.memory_reserved()
 

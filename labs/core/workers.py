@@ -69,7 +69,7 @@ class Worker:
         self.progress = _CTX.RawArray("q", 2)  # [steps done, total], written by the worker
         self.proc = _CTX.Process(
             target=serve,
-            args=(self.jobs, home, self.stop, self.progress, os.getpid()),
+            args=(self.jobs, home, self.stop, self.progress, os.getpid(), kind),
             daemon=True,
             name="dllab-worker",
         )
