@@ -62,7 +62,8 @@ bench-class: $(STAMP) browser
 	$(PY) -m bench.classroom --setups $(SETUPS)
 
 # On a machine with an NVIDIA GPU: every chapter on CUDA through the workers, a real CUDA
-# out-of-memory error, and the speed bench on the GPU (a few minutes).
+# out-of-memory error, the speed bench and a class of 8 and 32 on the playground, batched
+# against separate runs, on the GPU (a few minutes; `... -m bench.gpu_check 1 2 3 5` picks steps).
 gpu-check: $(STAMP)
 	DLLAB_DEVICE=cuda $(PY) -m bench.gpu_check
 

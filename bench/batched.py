@@ -2,7 +2,7 @@
 2 s, trained by the runner in worker processes, as batches (labs/core/batches.py) against
 separate runs (printed, never asserted).
 
-    .venv/bin/python -m bench.batched [--learners 8,32] [--slots 2]
+    .venv/bin/python -m bench.batched [--learners 8,32] [--slots 2] [--device cuda]
 
 For each K and each way: aggregate training steps per second (all runs' steps over the time
 from the first Train to the last Done), each learner's time to Done (p50, p95) against a lone
@@ -26,17 +26,16 @@ from labs.core.slots import Slots
 from labs.core.workers import WorkerPool
 from labs.playground_stacked import train_together
 
-CPU = torch.device("cpu")
 EXPERIMENT = playground.EXPERIMENT
 
 
 class Watched:
     """A learner's run, and the live frames it received."""
 
-    def __init__(self, cfg, slots: Slots, pool: WorkerPool, batched: bool, learner: str):
+    def __init__(self, cfg, slots: Slots, pool: WorkerPool, batched: bool, learner: str, device):
         batch = (EXPERIMENT.batch_key(cfg), EXPERIMENT.stack) if batched else None
         self.run = TrainingRun(
-            EXPERIMENT.train, cfg, CPU, slots=slots, executor=pool, learner=learner,
+            EXPERIMENT.train, cfg, device, slots=slots, executor=pool, learner=learner,
             views=playground_views.VIEWS.draw, batch=batch,
         )  # fmt: skip
         self.frames, self._seen, self.first_at, self.last_at = 0, None, 0.0, 0.0
@@ -60,10 +59,12 @@ class Watched:
         return self.run.view().elapsed_s
 
 
-def press_together(k: int, batched: bool, pool: WorkerPool, slots: int) -> dict:
+def press_together(k: int, batched: bool, pool: WorkerPool, slots: int, device) -> dict:
     seats = Slots(slots, per_learner=1)
     rng = random.Random(k)
-    watched = [Watched(playground.Config(seed=s), seats, pool, batched, f"learner{s}") for s in range(k)]
+    watched = [
+        Watched(playground.Config(seed=s), seats, pool, batched, f"learner{s}", device) for s in range(k)
+    ]
     offsets = sorted(rng.uniform(0, 2) for _ in watched)
     begin = time.perf_counter()
     for w, at in zip(watched, offsets):
@@ -87,28 +88,30 @@ def press_together(k: int, batched: bool, pool: WorkerPool, slots: int) -> dict:
     }
 
 
-def lone_done_s(pool: WorkerPool, batched: bool) -> float:
-    w = Watched(playground.Config(seed=0), Slots(1), pool, batched, "alone")
+def lone_done_s(pool: WorkerPool, batched: bool, device) -> float:
+    w = Watched(playground.Config(seed=0), Slots(1), pool, batched, "alone", device)
     w.start()
     assert w.run.wait(600)
     return w.done_s()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--learners", default="8,32")
     parser.add_argument("--slots", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where every run trains")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
     pool = WorkerPool()
-    pool.prestart(args.slots)
+    pool.prestart(args.slots, device.type)
     pool.wait_ready()
     try:
-        lone = {way: lone_done_s(pool, way) for way in (False, True)}
+        lone = {way: lone_done_s(pool, way, device) for way in (False, True)}
         print(
             f"one default run alone, time to Done: separate {lone[False]:.2f} s, "
             f"batch of one {lone[True]:.2f} s"
         )
-        alone = {s: [x for _, x in train_together([playground.Config(seed=s)], CPU)][-2] for s in range(4)}
+        alone = {s: [x for _, x in train_together([playground.Config(seed=s)], device)][-2] for s in range(4)}
         print(
             "\n| K | way | steps/s | Done p50 (s) | Done p95 (s) | p95 / lone run | frames/s p50 "
             "| max rel. diff of final loss |"
@@ -116,7 +119,7 @@ def main() -> None:
         print("|---" * 8 + "|")
         for k in [int(k) for k in args.learners.split(",")]:
             for batched in (False, True):
-                r = press_together(k, batched, pool, args.slots)
+                r = press_together(k, batched, pool, args.slots, device)
                 diff = max(
                     abs(r["losses"][s] - alone[s].metrics["train_loss"]) / alone[s].metrics["train_loss"]
                     for s in alone

@@ -10,6 +10,8 @@
    512 MB budget, the GPU cache is emptied between runs, a worker that keeps GPU memory after
    its run is replaced, and a CPU run's worker never initialises CUDA.
 4. The speed bench of every chapter's default run, on the GPU.
+5. A class of 8 and 32 learners pressing Train on the playground, batched against separate
+   runs, on the GPU (bench/batched.py).
 
 On a machine without CUDA it says so and exits with status 2: nothing was checked.
 """
@@ -22,22 +24,14 @@ import time
 
 import torch
 
+from bench.gpu_probes import allocate_too_much, holds_gpu_memory, leaks_gpu_memory, reports_cuda, tiny
 from labs.core.budget import Limits
 from labs.core.config import from_params
 from labs.core.contract import experiments_of, lab_of
 from labs.core.runner import RunState, TrainingRun
-from labs.core.snapshot import Snapshot
 from labs.core.workers import POOL
 
 CUDA = torch.device("cuda")
-
-
-def allocate_too_much(cfg, device):
-    """One snapshot, then a step that asks the GPU for far more than it has."""
-    yield Snapshot(1, 2, {"loss": 1.0})
-    free, _ = torch.cuda.mem_get_info(device)
-    torch.empty(int(free * 4), dtype=torch.uint8, device=device)  # raises OutOfMemoryError
-    yield Snapshot(2, 2, final=True)
 
 
 def smoke_runs() -> bool:
@@ -53,7 +47,8 @@ def smoke_runs() -> bool:
             run = TrainingRun(experiment.train, cfg, CUDA, executor=POOL, cost=experiment.cost).start()
             run.wait(300)
             view = run.view()
-            weights_on_cpu = _all_on_cpu(view.state_dict)
+            # an experiment that keeps no weights (the optimizer race on a surface) has none to move
+            weights_on_cpu = view.state_dict is None or _all_on_cpu(view.state_dict)
             good = view.state == RunState.DONE and weights_on_cpu
             ok &= good
             took = time.perf_counter() - start
@@ -79,53 +74,31 @@ def out_of_memory() -> bool:
     said = view.message
     good = view.state == RunState.FAILED and said.startswith("Out of GPU memory")
     print(f"  {'ok ' if good else 'BAD'} a real CUDA out-of-memory error reads: {said!r}")
-    after = TrainingRun(_tiny, None, CUDA, executor=POOL).start()
+    after = TrainingRun(tiny, None, CUDA, executor=POOL).start()
     after.wait(120)
     recovered = after.view().state == RunState.DONE
     print(f"  {'ok ' if recovered else 'BAD'} the next GPU run trains")
     return good and recovered
 
 
-_LEAKED: list = []  # GPU memory a run leaves behind in its worker (a leak, a global cache)
-
-
-def _holds_gpu_memory(cfg, device):
-    """Takes `cfg` MB of GPU memory while it runs; frees it when it ends."""
-    x = torch.ones(cfg * 2**20 // 4, device=device)
-    yield Snapshot(1, 1, {"loss": float(x[0])}, final=True, state_dict={})
-
-
-def _leaks_gpu_memory(cfg, device):
-    """Leaves `cfg` MB of GPU memory allocated in its worker after it ends."""
-    _LEAKED.append(torch.ones(cfg * 2**20 // 4, device=device))
-    yield Snapshot(1, 1, {"loss": 1.0}, final=True, state_dict={})
-
-
-def _reports_cuda(cfg, device):
-    """What a run finds as it begins: GPU memory reserved, and whether CUDA is initialised."""
-    initialised = torch.cuda.is_initialized()
-    reserved = torch.cuda.memory_reserved() if initialised else 0
-    yield Snapshot(1, 1, {"reserved": float(reserved), "cuda": float(initialised)}, final=True, state_dict={})
-
-
 def hygiene() -> bool:
     """Each run's memory is its own: measured from its start, the GPU cache emptied between
     runs, a worker that keeps GPU memory replaced, CPU workers never touching CUDA."""
     checks = []
-    big = TrainingRun(_holds_gpu_memory, 2048, CUDA, executor=POOL).start()
+    big = TrainingRun(holds_gpu_memory, 2048, CUDA, executor=POOL).start()
     big.wait(120)
-    after = TrainingRun(_reports_cuda, None, CUDA, executor=POOL, limits=Limits(memory_mb=512)).start()
+    after = TrainingRun(reports_cuda, None, CUDA, executor=POOL, limits=Limits(memory_mb=512)).start()
     after.wait(120)
     view = after.view()
     checks.append((view.state == RunState.DONE, "a 2 GB run before does not count against a 512 MB budget"))
     checks.append((view.last("reserved", 1e12) < 64 * 2**20, "the GPU cache was emptied after it"))
-    leak = TrainingRun(_leaks_gpu_memory, 512, CUDA, executor=POOL).start()
+    leak = TrainingRun(leaks_gpu_memory, 512, CUDA, executor=POOL).start()
     leak.wait(120)
-    fresh = TrainingRun(_reports_cuda, None, CUDA, executor=POOL).start()
+    fresh = TrainingRun(reports_cuda, None, CUDA, executor=POOL).start()
     fresh.wait(120)
     replaced = fresh.process_id != leak.process_id and fresh.view().last("reserved", 1e12) < 64 * 2**20
     checks.append((replaced, "a worker that kept 512 MB reserved was replaced"))
-    cpu = TrainingRun(_reports_cuda, None, torch.device("cpu"), executor=POOL).start()
+    cpu = TrainingRun(reports_cuda, None, torch.device("cpu"), executor=POOL).start()
     cpu.wait(120)
     checks.append((cpu.view().last("cuda") == 0.0, "a CPU run's worker never initialised CUDA"))
     for good, what in checks:
@@ -133,12 +106,9 @@ def hygiene() -> bool:
     return all(good for good, _ in checks)
 
 
-def _tiny(cfg, device):
-    x = torch.randn(64, 64, device=device)
-    yield Snapshot(1, 1, {"loss": float(x.square().mean())}, final=True, state_dict={"x": x.cpu()})
-
-
-def main() -> int:
+def main(steps: list[str] | None = None) -> int:
+    """Every check (or only the numbered ones: `python -m bench.gpu_check 1 2 3 5`)."""
+    steps = steps or ["1", "2", "3", "4", "5"]
     if not torch.cuda.is_available():
         print("No CUDA device here: nothing was checked. Run `make gpu-check` on a GPU machine.")
         return 2
@@ -147,20 +117,29 @@ def main() -> int:
     POOL.prestart(1, "cuda")
     POOL.prestart(1, "cpu")
     POOL.wait_ready()
-    print("1. every chapter's smoke config on CUDA, through a worker:")
-    smoke = smoke_runs()
-    print("2. a real CUDA out-of-memory error:")
-    oom = out_of_memory()
-    print("3. each run's memory is its own:")
-    clean = hygiene()
-    print("4. the speed bench on the GPU:")
-    from bench import speed
+    passed = True
+    if "1" in steps:
+        print("1. every chapter's smoke config on CUDA, through a worker:")
+        passed &= smoke_runs()
+    if "2" in steps:
+        print("2. a real CUDA out-of-memory error:")
+        passed &= out_of_memory()
+    if "3" in steps:
+        print("3. each run's memory is its own:")
+        passed &= hygiene()
+    if "4" in steps:
+        print("4. the speed bench on the GPU:")
+        from bench import speed
 
-    speed.main()
-    passed = smoke and oom and clean
+        speed.main([])
+    if "5" in steps:
+        print("5. a class pressing Train on the playground, on the GPU:")
+        from bench import batched
+
+        batched.main(["--device", "cuda", "--slots", "4"])
     print("\nGPU check:", "passed" if passed else "FAILED")
     return 0 if passed else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -190,14 +190,15 @@ def lab_loop_without_live_views(cfg: convnets.Config, device) -> float:
         convnets.Cadence = real
 
 
-def main() -> None:
+def main(only: list[str] | None = None) -> None:
     threads = configure_threads()
     warm_up()
     print(f"torch {torch.__version__}, {threads} threads, cuda: {torch.cuda.is_available()}")
     POOL.prestart(1)
     POOL.wait_ready()  # the app starts its workers at the first page load, before any Train
     print(f"\n{'experiment':22} {'mode':8} {'device':7} {'first (s)':>10} {'done (s)':>9}  metric")
-    only = sys.argv[1:]  # e.g. `python -m bench.speed adversarial production`: just those rows
+    # e.g. `python -m bench.speed adversarial production`: just those rows
+    only = sys.argv[1:] if only is None else only
     for name, train, cfg, metric, prefers_gpu in EXPERIMENTS:
         if only and not any(word in name for word in only):
             continue
