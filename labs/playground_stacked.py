@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 from torch.nn import functional as F
@@ -18,9 +17,8 @@ from labs.core.config import check
 from labs.core.control import Control, current
 from labs.core.divergence import LossWatch
 from labs.core.failures import Diverged
-from labs.core.hooks import record_activations
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
-from labs.playground import Config, PlaygroundNet, _prepare, _Run, _snapshot
+from labs.playground import GRID, HIST_RANGE, Config, PlaygroundNet, _prepare, _Run
 
 MIN_SNAP_SECONDS = 0.05  # a member's snapshots, as a run's alone (labs/playground.py train)
 SNAP_SHARE = 3  # a member waits 3× the snapshots of all members: measuring stays ≤ ~1/4 of a stack
@@ -55,8 +53,7 @@ class _Member:
     cfg: Config
     run: _Run
     control: Control
-    probe: object  # the run's Probe, its `latest` filled by hooks on its own net
-    hooks: ExitStack
+    probe: object  # the run's Probe: its data, the grid, the points to draw
     cadence: Cadence
     watch: LossWatch = field(default_factory=LossWatch)
     done: int = 0  # steps trained
@@ -85,11 +82,9 @@ class Stack:
         if self.members and stacking_key(cfg) != self.key:
             raise ValueError("a run of another shape cannot join this stack")
         run = _prepare(cfg, self.device)
-        hooks = ExitStack()
-        probe = replace(run.probe, latest=hooks.enter_context(record_activations(run.probe.acts)))
         total = cfg.epochs * self._per_epoch(run.probe.train[0].shape[0], cfg.batch_size)
         cadence = Cadence(total, max_snaps=80, min_seconds=MIN_SNAP_SECONDS)
-        self.members.append(_Member(key, cfg, run, control or current(), probe, hooks, cadence))
+        self.members.append(_Member(key, cfg, run, control or current(), run.probe, cadence))
         self.key = stacking_key(cfg)
         mine = stacked.stack_params([run.model])
         self.params = {name: _cat(self.params.get(name), rows) for name, rows in mine.items()}
@@ -117,26 +112,44 @@ class Stack:
             m.cadence.min_seconds = max(MIN_SNAP_SECONDS, apart)
         losses, grads = self._train_step()
         ended: list[tuple[_Member, object]] = []
+        due = [row for row, m in enumerate(self.members) if self._count_step(m, losses[row])]
+        if due:  # members nearly due are measured in the same pass (Cadence.along)
+            due += [row for row, m in enumerate(self.members) if row not in due and m.cadence.along(m.done)]
+        measured = []
         for row, m in enumerate(self.members):
-            m.done += 1
-            m.control.log(m.done, {"train_loss": losses[row]})
-            if m.cadence.due(m.done):
+            if row in due:
                 try:
                     m.watch.check(m.done, loss=losses[row])
                 except Diverged as err:  # this member leaves; the others train on
                     m.control.flush(m.done)
                     ended.append((m, err))
                     continue
-                _load_member(m.run.model, self.params, grads, row)
-                began = time.perf_counter()
-                out.append((m.key, _snapshot(m.run.model, m.probe, m.cfg, m.done, self._total(m))))
-                self.snap_seconds = 0.8 * self.snap_seconds + 0.2 * (time.perf_counter() - began)
+                measured.append(row)
             if m.done == self._total(m):
                 m.control.report(m.done, m.done)
                 ended.append((m, None))
+        if measured:
+            out += self._snapshots(measured, grads)
         out += [(m.key, err if err is not None else self._final(m)) for m, err in ended]
         self._remove([m for m, _ in ended])
         return out
+
+    @staticmethod
+    def _count_step(m: _Member, loss: torch.Tensor) -> bool:
+        """A member's step is counted (its loss logged); says whether its snapshot is due."""
+        m.done += 1
+        m.control.log(m.done, {"train_loss": loss})
+        return m.cadence.due(m.done)
+
+    def _snapshots(self, rows: list[int], grads: dict) -> list[tuple[object, Snapshot]]:
+        began = time.perf_counter()
+        members = [self.members[row] for row in rows]
+        index = torch.tensor(rows, device=self.device)
+        params = {name: p.detach()[index] for name, p in self.params.items()}
+        snaps = snapshots_together(members, params, {n: g[index] for n, g in grads.items()}, self._total)
+        each = (time.perf_counter() - began) / len(rows)
+        self.snap_seconds = 0.8 * self.snap_seconds + 0.2 * each
+        return [(m.key, snap) for m, snap in zip(members, snaps)]
 
     def _must_end(self, m: _Member) -> bool:
         """As `steps()` asks before each step: Stop, the time or memory budget."""
@@ -177,8 +190,6 @@ class Stack:
         """Take these members' rows out of the stack; the others go on where they were."""
         if not leaving:
             return
-        for m in leaving:
-            m.hooks.close()
         keep = [row for row, m in enumerate(self.members) if m not in leaving]
         self.members = [self.members[row] for row in keep]
         rows = torch.tensor(keep, dtype=torch.long, device=self.device)
@@ -193,6 +204,63 @@ class Stack:
     @staticmethod
     def _per_epoch(n: int, batch_size: int) -> int:
         return math.ceil(n / min(batch_size, n))
+
+
+@torch.no_grad()
+def snapshots_together(members: list[_Member], params: dict, grads: dict, total_of) -> list[Snapshot]:
+    """labs/playground.py `_snapshot` for several members in one pass: their nets (`params`,
+    `grads`: (D, ...) rows in member order) measured on their own training and test sets and
+    on the shared grid, each member's numbers as its net alone would give them (float32, as
+    its nn.Module holds its weights)."""
+    cfg = members[0].cfg
+    weights = {name: p.float() for name, p in params.items()}
+    train_x = torch.stack([m.probe.train[0] for m in members])  # (D, N, features)
+    train_t = torch.stack([m.probe.train[1] for m in members])
+    test_x = torch.stack([m.probe.test[0] for m in members])
+    test_t = torch.stack([m.probe.test[1] for m in members])
+    grid = members[0].probe.grid.expand(len(members), -1, -1)  # one plane: same features for all
+    train_acts, train_logits = _recorded_forward(weights, train_x, cfg)
+    test_logits = _stacked_forward(weights, test_x, cfg).squeeze(-1)
+    grid_acts, grid_logits = _recorded_forward(weights, grid, cfg)
+    own_grads = {name: [grads[f"{lin}.weight"], grads[f"{lin}.bias"]] for name, lin in _linears(cfg).items()}
+    layers = stacked.layer_stats_together(
+        train_acts | {"output": train_logits[..., None]}, own_grads, HIST_RANGE[cfg.activation]
+    )
+    numbers = torch.stack(
+        [
+            F.binary_cross_entropy_with_logits(train_logits, train_t, reduction="none").mean(1),
+            F.binary_cross_entropy_with_logits(test_logits, test_t, reduction="none").mean(1),
+            ((train_logits > 0).float() == train_t).float().mean(1),
+            ((test_logits > 0).float() == test_t).float().mean(1),
+        ],
+        dim=1,
+    ).tolist()
+    boundary = torch.sigmoid(grid_logits).reshape(-1, GRID, GRID).cpu().numpy()
+    maps = [a.transpose(1, 2).reshape(len(members), -1, GRID, GRID).cpu().numpy() for a in grid_acts.values()]
+    return [
+        Snapshot(
+            m.done,
+            total_of(m),
+            dict(zip(("train_loss", "test_loss", "train_acc", "test_acc"), numbers[i])),
+            layers[i],
+            view={"boundary": boundary[i], "neurons": [units[i] for units in maps], **m.probe.points},
+        )
+        for i, m in enumerate(members)
+    ]
+
+
+def _linears(cfg: Config) -> dict[str, str]:
+    """Each recorded layer's name -> the Linear feeding it (labs/playground.py recorded_layers)."""
+    return {f"layer {i + 1}": f"blocks.{i}.linear" for i in range(cfg.hidden_layers)} | {"output": "out"}
+
+
+def _recorded_forward(params: dict, x: torch.Tensor, cfg: Config) -> tuple[dict, torch.Tensor]:
+    """`_stacked_forward` keeping each hidden layer's output: ({"layer i": (D, B, units)}, (D, B))."""
+    act, acts = STACKED_ACTIVATIONS[cfg.activation], {}
+    for i in range(cfg.hidden_layers):
+        x = act(stacked.linear(x, params[f"blocks.{i}.linear.weight"], params[f"blocks.{i}.linear.bias"]))
+        acts[f"layer {i + 1}"] = x
+    return acts, stacked.linear(x, params["out.weight"], params["out.bias"]).squeeze(-1)
 
 
 def _cat(stack: torch.Tensor | None, rows: torch.Tensor, grad: bool = True) -> torch.Tensor:

@@ -90,3 +90,19 @@ def test_a_cadence_counts_only_its_own_runs_time():
     with timed_by(watch):
         assert not cadence.due(2)  # only ~0 s of its own time has passed
     assert watch.now() < 0.1
+
+
+def test_a_cadence_is_measured_along_only_half_way_to_its_next_snapshot():
+    now = [0.0]
+    cadence = Cadence(total=100, max_snaps=10, min_seconds=1.0)
+    cadence._now = lambda: now[0]  # a clock the test moves
+    assert cadence.due(1)
+    assert not cadence.along(1)  # its own snapshot was just taken
+    assert not cadence.due(2)  # (the snapshot cost no time on this clock)
+    now[0] = 0.4
+    assert not cadence.due(5) and not cadence.along(5)  # under half the wait, under half the steps
+    now[0] = 0.6
+    assert not cadence.along(5)  # half the wait, not half of its 10 steps
+    assert cadence.along(6)  # half of both: taken along, and counted as its snapshot
+    now[0] = 1.2
+    assert not cadence.due(10)  # the wait counts from the snapshot taken along

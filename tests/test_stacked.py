@@ -175,3 +175,59 @@ def test_only_runs_of_one_shape_share_a_stack():
         stack.add("b", playground.Config(units=4))
     with pytest.raises(ValueError, match="trains alone"):
         Stack(CPU).add("c", playground.Config(dropout=0.1))
+
+
+def test_members_measured_in_one_pass_read_as_their_nets_measured_alone():
+    """A batch's snapshot pass (all due members at once) gives each member the numbers,
+    layer statistics, boundary and unit maps its own nn.Module gives at the same weights."""
+    from dataclasses import replace
+
+    from labs.core.hooks import record_activations
+    from labs.playground_stacked import _load_member, snapshots_together
+
+    stack = Stack(CPU)
+    cfgs = [short(0), short(1, dataset="moons", learning_rate=0.05), short(7, dataset="xor")]
+    for i, cfg in enumerate(cfgs):
+        stack.add(i, cfg)
+    for _ in range(30):
+        _, grads = stack._train_step()
+    params = {name: p.detach() for name, p in stack.params.items()}
+    together = snapshots_together(stack.members, params, grads, stack._total)
+    for row, (m, snap) in enumerate(zip(stack.members, together)):
+        _load_member(m.run.model, stack.params, grads, row)
+        with record_activations(m.probe.acts) as latest:
+            own = playground._snapshot(m.run.model, replace(m.probe, latest=latest), m.cfg, 0, 1)
+        assert snap.metrics == pytest.approx(own.metrics, rel=1e-5, abs=1e-6)
+        assert snap.layers.keys() == own.layers.keys()
+        for name, stats in own.layers.items():
+            numbers = {k: v for k, v in stats.items() if k not in ("hist", "hist_range")}
+            assert {k: snap.layers[name][k] for k in numbers} == pytest.approx(numbers, rel=1e-4, abs=1e-6)
+            assert abs(snap.layers[name]["hist"] - stats["hist"]).sum() < 0.01  # a point on a bin edge
+        boundary = torch.from_numpy(snap.view["boundary"])
+        torch.testing.assert_close(boundary, torch.from_numpy(own.view["boundary"]))
+        for mine, theirs in zip(snap.view["neurons"], own.view["neurons"], strict=True):
+            torch.testing.assert_close(torch.from_numpy(mine), torch.from_numpy(theirs), rtol=1e-4, atol=1e-4)
+
+
+def test_members_at_other_steps_are_measured_in_shared_passes(monkeypatch):
+    """Runs that joined at different steps come due at different steps; a member half way to
+    its next snapshot is measured along with a due one, so passes are fewer than snapshots."""
+    from labs import playground_stacked
+
+    passes = []
+    real = playground_stacked.snapshots_together
+
+    def counted(members, *args):
+        passes.append(len(members))
+        return real(members, *args)
+
+    monkeypatch.setattr(playground_stacked, "snapshots_together", counted)
+    stack, made = Stack(CPU), {}
+    for key in range(6):
+        stack.add(key, short(key))
+        drive(stack, made, until=lambda joined=7 * (key + 1): stack.members[0].done >= joined)
+    drive(stack, made)
+    snapshots = sum(1 for items in made.values() for s in items if not s.final)
+    assert len(passes) < snapshots / 2 and max(passes) == 6
+    for key in range(6):  # and each run is still its run alone
+        assert_same_run(final_of(made[key]), alone(short(key)))

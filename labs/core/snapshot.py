@@ -103,6 +103,7 @@ class Cadence:
         self._now = clock()  # bound once: a run's own clock, even while another run is active
         self.every = max(1, total // max_snaps)
         self._last = -math.inf
+        self._last_step = -math.inf
         self._cost = 0.0
         self._measuring = False
 
@@ -111,13 +112,25 @@ class Cadence:
         if self._measuring:  # the first call after a snapshot: now we know what it cost
             self._cost, self._measuring = now - self._last, False
         if step in (1, self.total):
-            return self._mark(now)
+            return self._mark(now, step)
         if step % self.every or now - self._last < max(self.min_seconds, 3 * self._cost):
             return False
-        return self._mark(now)
+        return self._mark(now, step)
 
-    def _mark(self, now: float) -> bool:
-        self._last, self._measuring = now, True
+    def along(self, step: int) -> bool:
+        """Whether a snapshot taken now for others (a batch measures its members together)
+        may count as this loop's: at least half its wait and half its steps have passed. If
+        so, it is marked as taken."""
+        now = self._now()
+        if self._measuring:
+            return False  # its own snapshot was taken at this very step
+        waited = now - self._last >= 0.5 * max(self.min_seconds, 3 * self._cost)
+        if not waited or step - self._last_step < self.every / 2:
+            return False
+        return self._mark(now, step)
+
+    def _mark(self, now: float, step: int) -> bool:
+        self._last, self._last_step, self._measuring = now, step, True
         return True
 
 
