@@ -127,6 +127,42 @@ def test_a_full_batch_sends_the_next_run_to_the_queue(slots, monkeypatch):
         assert all(run.wait(30) for run in runs)
 
 
+def test_runs_queued_before_a_batch_opened_ride_in_it_when_it_opens(slots):
+    """The slot busy with other work when three learners press Train: they queue; when it
+    frees, the first opens a batch and the other two leave the queue to join it at once."""
+    other = TrainingRun(EXPERIMENT.train, cfg_of(9, epochs=1000), CPU, slots=slots, executor=IN_THREAD)
+    other.start()  # a run that trains alone holds the only slot
+    assert other.wait_for_first_snapshot(30)
+    runs = [batched(cfg_of(seed, epochs=1000), slots, who).start() for seed, who in zip((1, 2, 3), "BCD")]
+    try:
+        assert slots.waiting == 3 and all(run.status()["state"] == "queued" for run in runs)
+        other.stop()
+        assert all(run.wait_for_first_snapshot(30) for run in runs)  # all three train now
+        assert [run.status()["state"] for run in runs] == ["running"] * 3
+        assert slots.waiting == 0 and slots.active == 1  # in one batch, in the one slot
+    finally:
+        for run in [other, *runs]:
+            run.stop()
+        assert all(run.wait(30) for run in [other, *runs])
+
+
+def test_a_full_batch_takes_a_queued_run_when_a_member_leaves(slots, monkeypatch):
+    monkeypatch.setattr(batches.BATCHES, "max_members", 2)
+    runs = [batched(cfg_of(0, epochs=1000), slots, "A").start()]
+    wait_for_batch(runs[0])
+    runs += [batched(cfg_of(s, epochs=1000), slots, who).start() for s, who in zip((1, 2), "BC")]
+    try:
+        assert [run.status()["state"] for run in runs] == ["running", "running", "queued"]
+        runs[1].stop()  # B leaves the batch: C takes its place at once, without a slot
+        assert runs[1].wait(30)
+        assert runs[2].wait_for_first_snapshot(30) and runs[0].status()["state"] == "running"
+        assert slots.waiting == 0 and slots.active == 1
+    finally:
+        for run in runs:
+            run.stop()
+        assert all(run.wait(30) for run in runs)
+
+
 def test_runs_of_other_shapes_never_share_a_batch(slots):
     first = batched(cfg_of(0, epochs=400), slots, "A").start()
     wait_for_batch(first)

@@ -7,10 +7,12 @@ there is one: it opens a batch of one there, handing its slot to the batch, so t
 spread over the slots (the cores) and a lone learner's run starts as it would alone, with no
 waiting window. When no slot is free it joins the smallest open batch of its key with room
 (`DLLAB_BATCH_MAX` members) at that batch's next step, taking no slot, as long as its learner
-may train another run. Otherwise it queues like any run, and opens a batch in its turn. Others join it
-while it trains. Each member is still its own `TrainingRun`: its messages reach it alone, Stop
-ends only it, and its budget is its own (its time counts its share of the batch). The batch
-gives its slot back when its last member has ended.
+may train another run. Otherwise it queues like any run, and opens a batch in its turn. Others
+join it while it trains, and runs of its key that were queued already leave the queue to join
+it as soon as it opens or has room again (`Batches.fill`). Each member is still its own
+`TrainingRun`: its messages reach it alone, Stop ends only it, and its budget is its own (its
+time counts its share of the batch). The batch gives its slot back when its last member has
+ended.
 
 Runs on Ray train alone for now: one Ray task per run (labs/core/cluster.py).
 """
@@ -105,9 +107,9 @@ class Batch:
 
     def __init__(self, board: Batches, key: Hashable, host, stack: Callable, job: Job, slots, ticket):
         self.board, self.key, self.host = board, key, host
+        self.slots = slots  # the slots it holds one of; its queued runs of its key may ride
         self.members: dict[int, MemberJob] = {}
         self.open = True  # joinable; False once its last member ended (or it was cut)
-        self._slots = slots
         self._accounted = time.monotonic()
         first = MemberJob(self, job)
         self.members[first.id] = first
@@ -171,7 +173,7 @@ class Batch:
             self._end_all("lost", "reader")
         finally:
             self.host.finish()
-            self._slots.release(self)
+            self.slots.release(self)
 
     def _deliver(self, member_id: int, kind: str, payload) -> bool:
         """Hand a member its message; True once the batch has closed (its last member ended)."""
@@ -192,6 +194,8 @@ class Batch:
         if closing:
             self.host.tell(("close",))
             self.host.wait_closed()
+        else:
+            self.board.fill(self)  # a place came free: a queued run of this key may take it
         return closing
 
     def _watch(self) -> None:
@@ -250,7 +254,25 @@ class Batches:
         with self.lock:
             batch = Batch(self, key, host, stack, job, slots, ticket)
             self._open.setdefault(key, []).append(batch)
+        self.fill(batch)  # runs of this key queued before it opened ride in it at once
         return batch.first
+
+    def fill(self, batch: Batch) -> None:
+        """Queued runs of the batch's key (a waiting TrainingRun's `batch_key`) whose learners
+        may train another run leave the queue to join it, as many as it has room for."""
+        with self.lock:
+            room = self.max_members - len(batch.members)
+            if not batch.open or room <= 0:
+                return
+            for run in batch.slots.ride_waiting(lambda t: getattr(t, "batch_key", None) == batch.key, room):
+                run.ride_in(batch)
+
+    def fill_open(self) -> None:
+        """After a run ended: its learner's queued runs may now ride in a batch with room."""
+        with self.lock:
+            open_batches = [b for group in self._open.values() for b in group]
+        for batch in open_batches:
+            self.fill(batch)
 
     def closed(self, batch: Batch) -> None:
         """Under the lock: `batch` takes no more members."""

@@ -219,6 +219,17 @@ class TrainingRun:
         self._thread.start()
         return True
 
+    @property
+    def batch_key(self):
+        """The key of the batches this run may train in (None: it trains alone)."""
+        return self._batch[0] if self._batch is not None else None
+
+    def ride_in(self, batch) -> None:
+        """Under the batch board's lock: this queued run left the queue (labs/core/slots.py
+        ride_waiting) to train in `batch`, which has room; it starts at the batch's next step."""
+        self._joined = batch.add(self._job_spec())
+        self._thread.start()
+
     def _job_spec(self) -> Job:
         return Job(self._train, self.cfg, self.device, self.limits, self._views)
 
@@ -299,6 +310,7 @@ class TrainingRun:
             self._finish(RunState.FAILED, explain_failure(err))
         finally:
             self._slots.release(self)
+            BATCHES.fill_open()  # its learner's queued run may now ride in a batch with room
             self._first.set()
             self._done.set()
             LIVE.discard(self)

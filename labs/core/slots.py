@@ -13,7 +13,9 @@ the run's turn comes, which starts its work.
 
 Runs trained together as one batch (labs/core/batches.py) hold one slot between them: the run
 that opened the batch hands its slot to the batch (`hand_over`), and every member, that one
-included, rides in it (`ride`): counted as its learner's run training, taking no slot.
+included, rides in it (`ride`): counted as its learner's run training, taking no slot. Runs
+that queued before a batch of their kind opened, or while it was full, leave the queue to ride
+in it as soon as it has room (`ride_waiting`).
 """
 
 from __future__ import annotations
@@ -85,6 +87,22 @@ class Slots:
             self._training[learner] = self._training.get(learner, 0) + 1
             self._riders[id(ticket)] = learner
             return True
+
+    def ride_waiting(self, wanted: Callable[[object], bool], most: int) -> list:
+        """Up to `most` waiting tickets that `wanted` picks, in fair order, their learners'
+        caps kept, taken out of the queue and counted as riding (a batch of their kind has
+        room): they start without a slot. Returns them; the caller starts each one."""
+        chosen = []
+        with self._lock:
+            for w in self._fair_order():
+                if len(chosen) >= most:
+                    break
+                if self._eligible(w) and wanted(w.ticket):
+                    self._waiting.remove(w)
+                    self._training[w.learner] = self._training.get(w.learner, 0) + 1
+                    self._riders[id(w.ticket)] = w.learner
+                    chosen.append(w.ticket)
+        return chosen
 
     def hand_over(self, ticket: object, batch: object) -> None:
         """The slot `ticket` holds now belongs to `batch` (a batch of nobody in particular),
