@@ -126,16 +126,22 @@ def bar(x, y, color=None, **kw) -> dict:
     return {**trace, **kw}
 
 
+LOG_TICKS_MAX = 8  # labelled powers of ten on a log axis: past that they crowd each other
+
+
 def log_axis(*values, **kw) -> dict:
     """A log axis with ticks a learner can read: one per power of ten (10⁻⁸ … 1) when the
-    `values` drawn on it span a decade or more, never a row of "1"s or stray "2 5" digits."""
+    `values` drawn on it span a decade or more, never a row of "1"s or stray "2 5" digits;
+    one every 2, 5, 10… decades when they span more than LOG_TICKS_MAX (a loss surface's
+    heights can span thirty)."""
     axis = {"type": "log", "exponentformat": "power", "showexponent": "all", "minexponent": 0, **kw}
     flat = (
         np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in values]) if values else np.ones(1)
     )
     positive = flat[np.isfinite(flat) & (flat > 0)]
     if positive.size and positive.max() >= 10 * positive.min():
-        axis["dtick"] = 1
+        decades = np.log10(positive.max()) - np.log10(positive.min())
+        axis["dtick"] = next(step for step in (1, 2, 5, 10, 20, 50, 100) if decades / step <= LOG_TICKS_MAX)
     return axis
 
 

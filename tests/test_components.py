@@ -51,6 +51,9 @@ def test_log_axes_tick_every_decade_when_the_values_span_decades():
     assert plot.log_axis([1e-6, 1.0])["dtick"] == 1
     assert "dtick" not in plot.log_axis([2e-3, 3e-3])  # within one decade: plotly picks the ticks
     assert plot.log_axis([1e-3, 1.0])["exponentformat"] == "power"
+    # heights spanning thirty decades (the optimizers' surfaces) get a tick every five, not 30
+    assert plot.log_axis([1e-25, 1e5])["dtick"] == 5
+    assert plot.log_axis([1e-8, 1.0])["dtick"] == 1 and plot.log_axis([1e-9, 1.0])["dtick"] == 2
 
 
 def test_mosaic_separates_tiles_with_gaps_and_scales_each_tile():
