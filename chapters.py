@@ -230,10 +230,11 @@ CHAPTERS = (
         "reinforcement",
         "Reinforcement learning",
         "Reinforcement learning",
-        "Q-learning walks a grid world to the optimal policy value iteration knows; a DQN balances CartPole.",
+        "Q-learning walks a grid world to the optimal policy; Bellman backups sweep by sweep; a DQN "
+        "balances CartPole.",
         "🕹️",
-        {"grid.episodes": "50", "cartpole.steps": "1000"},
-        ("grid", "cartpole"),
+        {"grid.episodes": "50", "bellman.sweep_ms": "0", "cartpole.steps": "1000"},
+        ("grid", "bellman", "cartpole"),
         long_run={"grid.episodes": "20000", "grid.watch_ms": "2"},
     ),
     Chapter(

@@ -26,11 +26,18 @@ MAPS = {
         "...##...",
         "........",
     ),
+    # a small exit two steps from S, the big one six: which is worth more depends on γ
+    "two exits": (
+        "....#....",
+        "g.S.....G",
+        "....#....",
+    ),
 }
 ACTIONS = ("up", "right", "down", "left")
 MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))
 ARROWS = ("↑", "→", "↓", "←")
-GOAL_REWARD, PIT_REWARD = 1.0, -1.0
+GOAL_REWARD, PIT_REWARD, SMALL_EXIT_REWARD = 1.0, -1.0, 0.5
+EXITS = "GPg"  # cells that end an episode: the goal, the pit, a small exit
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ class Grid:
         return next(s for s in range(self.n_states) if self.cell(s) == "S")
 
     def terminal(self, s: int) -> bool:
-        return self.cell(s) in "GP"
+        return self.cell(s) in EXITS
 
     def wall(self, s: int) -> bool:
         return self.cell(s) == "#"
@@ -70,7 +77,9 @@ class Grid:
         return s if self.wall(s2) else s2
 
     def reward(self, s2: int) -> float:
-        return {"G": GOAL_REWARD, "P": PIT_REWARD}.get(self.cell(s2), self.step_reward)
+        return {"G": GOAL_REWARD, "P": PIT_REWARD, "g": SMALL_EXIT_REWARD}.get(
+            self.cell(s2), self.step_reward
+        )
 
     def outcomes(self, s: int, a: int) -> list[tuple[float, int]]:
         """(probability, next state) of action a: intended with 1 − slip, each side slip/2."""
@@ -96,14 +105,21 @@ def value_iteration(grid: Grid, gamma: float, tol: float = 1e-9) -> np.ndarray:
     """Q*(s, a) by repeated Bellman optimality backups with the known dynamics."""
     q = np.zeros((grid.n_states, 4))
     for _ in range(10_000):
-        v = np.where([grid.terminal(s) for s in range(grid.n_states)], 0.0, q.max(1))
-        new = np.zeros_like(q)
-        for s in grid.open_states:
-            for a in range(4):
-                new[s, a] = sum(p * (grid.reward(s2) + gamma * v[s2]) for p, s2 in grid.outcomes(s, a))
+        new = backup(grid, q.max(1), gamma)
         if np.abs(new - q).max() < tol:
             return new
         q = new
+    return q
+
+
+def backup(grid: Grid, v: np.ndarray, gamma: float) -> np.ndarray:
+    """One Bellman backup of every open cell and action from the values v of the cells:
+    Q(s, a) = Σ p(s' | s, a) [r(s') + γ V(s')], an exit's own value being 0 (nothing follows)."""
+    v = np.where([grid.terminal(s) for s in range(grid.n_states)], 0.0, v)
+    q = np.zeros((grid.n_states, 4))
+    for s in grid.open_states:
+        for a in range(4):
+            q[s, a] = sum(p * (grid.reward(s2) + gamma * v[s2]) for p, s2 in grid.outcomes(s, a))
     return q
 
 

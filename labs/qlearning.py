@@ -29,6 +29,7 @@ DECAY = 20  # visits after which α has halved (when it falls with visits)
 MAPS = {
     "detour": "detour: walls, a pit beside the way",
     "bridge": "bridge: a row of pits along the short way",
+    "two exits": "two exits: a small one near, the goal far",
 }
 
 

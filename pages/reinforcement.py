@@ -1,5 +1,6 @@
 """Chapter 17 — Reinforcement learning. UI only: Q-learning is labs/qlearning.py (the world
-labs/gridworld.py), the DQN labs/dqn.py, what they show figures/views/reinforcement.py."""
+labs/gridworld.py), value and policy iteration labs/bellman.py, the DQN labs/dqn.py, what they
+show figures/views/reinforcement.py."""
 
 import streamlit as st
 
@@ -7,13 +8,15 @@ import chapters
 from chapters import run_key
 from components import controls, live, page
 from figures.views import reinforcement as views
-from labs import dqn
+from labs import bellman, dqn
 from labs import reinforcement as lab
 
 PAGE = "reinforcement"
-GRID, CARTPOLE = run_key(PAGE, "grid"), run_key(PAGE, "cartpole")
+GRID, BELLMAN, CARTPOLE = (run_key(PAGE, part) for part in ("grid", "bellman", "cartpole"))
 page.intro(PAGE, chapters.by_slug(PAGE).label)
-grid_tab, cart_tab = st.tabs(["Q-learning on a grid world", "DQN on CartPole"])
+grid_tab, bellman_tab, cart_tab = st.tabs(
+    ["Q-learning on a grid world", "Bellman backups", "DQN on CartPole"]
+)
 
 
 def greedy_replay(view) -> None:
@@ -65,6 +68,13 @@ with grid_tab:
     page.downloads(live.show(GRID, views.GRID), GRID)
     page.questions(lab.QUESTIONS, GRID, lab.GRID, views.GRID)
 
+with bellman_tab:
+    b_cfg = controls.config_controls(lab.BellmanConfig, BELLMAN, st.container())
+    controls.link_notices(BELLMAN)
+    live.run_buttons(BELLMAN, lab.BELLMAN, b_cfg, views.BELLMAN)
+    page.downloads(live.show(BELLMAN, views.BELLMAN), BELLMAN)
+    page.questions(lab.BELLMAN_QUESTIONS, BELLMAN, lab.BELLMAN, views.BELLMAN)
+
 with cart_tab:
     if not dqn.available():
         st.warning(dqn.GYM_MISSING)
@@ -76,5 +86,5 @@ with cart_tab:
         greedy_replay(cart_view)
     page.downloads(cart_view, CARTPOLE)
 
-controls.share_link((g_cfg, GRID), (c_cfg, CARTPOLE))
-page.show_code(lab.train_grid, dqn.train, dqn.td_loss)
+controls.share_link((g_cfg, GRID), (b_cfg, BELLMAN), (c_cfg, CARTPOLE))
+page.show_code(lab.train_grid, bellman.value_sweeps, bellman.policy_sweeps, dqn.train, dqn.td_loss)

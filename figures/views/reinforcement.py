@@ -1,7 +1,9 @@
 """Chapter 17 live. The grid world: the value of every cell (max over actions of Q) with the
 greedy arrows, the agent's latest steps, and value iteration's answer beside it; how much of the
-optimal policy has been found. CartPole: the cart and pole drawn from the state, the Q-values
-of that state, returns per episode with their moving mean, ε and the replay buffer."""
+optimal policy has been found. Bellman backups: the values and arrows after each sweep, how
+far each sweep moved them, and the share of cells already optimal. CartPole: the cart and pole
+drawn from the state, the Q-values of that state, returns per episode with their moving mean,
+ε and the replay buffer."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from figures import curves, plot
 from figures.views import NUMBERS, Views, last_number
 
 ARROWS = ("↑", "→", "↓", "←")
-CELL_TEXT = {"G": "G", "P": "P", "#": ""}
+CELL_TEXT = {"G": "G", "P": "P", "g": "g", "#": ""}
+EXIT_VALUE = {"G": 1.0, "P": -1.0, "g": 0.5}  # labs/gridworld.py: what arriving there pays
 
 
 # ---------------------------------------------------------------- the grid world
@@ -24,7 +27,8 @@ def world_figure(rows: list[str], q: np.ndarray, title: str, trail=None, path=No
     value = np.asarray(q).max(1).reshape(h, w).astype(float)
     kinds = np.array([list(r) for r in rows])
     value[kinds == "#"] = np.nan
-    value[kinds == "G"], value[kinds == "P"] = 1.0, -1.0
+    for kind, paid in EXIT_VALUE.items():
+        value[kinds == kind] = paid
     walls = np.where(kinds == "#", 0.0, np.nan)
     text = [[CELL_TEXT.get(kinds[r, c], _arrow(q[r * w + c])) for c in range(w)] for r in range(h)]
     heat = plot.heatmap(
@@ -104,6 +108,50 @@ def _converged(episodes: list, shares: list) -> str:
     for e, s in zip(episodes, shares):
         at = (at or e) if s >= 1.0 else None
     return "–" if at is None else f"{at:,}"
+
+
+# ---------------------------------------------------------------- Bellman backups
+
+
+def draw_bellman(run) -> dict:
+    """The values after the latest sweep with their arrows, how far the sweep moved them (log:
+    value iteration's error shrinks by γ a sweep), and how much of the optimal policy the arrows
+    already are."""
+    v = run.view
+    parts = {}
+    if "q" in v and "rows" in v:
+        sweep = run.history[-1]["step"] if run.history else 0
+        method = v.get("method", "value iteration")
+        title = f"{method}, sweep {sweep}: V and the greedy arrows (g small exit +0.5)"
+        parts["world"] = world_figure(v["rows"], v["q"], title, path=v.get("path"))
+    if not run.history:
+        return parts
+    gamma = v.get("gamma")
+    parts[NUMBERS] = [
+        ["sweeps", f"{run.history[-1]['step']:,}"],
+        ["largest change, last sweep", last_number(run, "max change", ".2g")],
+        ["value of S", last_number(run, "value of S", ".3f")],
+        ["optimal policy share", last_number(run, "optimal policy share", ".0%")],
+        ["horizon 1/(1 − γ)", "–" if gamma is None else f"{1 / (1 - gamma):.1f} steps"],
+    ]
+    if v.get("method") == "policy iteration":
+        parts[NUMBERS].append(["policy improvements", last_number(run, "improvements", ".0f")])
+    sweeps, changes = run.series("max change")
+    shown = [(s, c) for s, c in zip(sweeps, changes) if c > 0]  # improvements move no value
+    parts["change"] = curves.curves_figure(
+        {"largest change of a value": ([s for s, _ in shown], [c for _, c in shown])},
+        "how far the sweep moved the values (log)",
+        log_y=True,
+        height=260,
+        x_title="sweep",
+    )
+    parts["share"] = curves.curves_figure(
+        {"greedy action optimal": run.series("optimal policy share"), "value of S": run.series("value of S")},
+        "share of cells already optimal, and the value of S",
+        height=260,
+        x_title="sweep",
+    )
+    return parts
 
 
 # ---------------------------------------------------------------- CartPole
@@ -240,4 +288,5 @@ def draw_cartpole(run) -> dict:
 
 
 GRID = Views(draw_grid, (("world", "optimal"), ("share", "returns")))
+BELLMAN = Views(draw_bellman, (("world",), ("change", "share")))
 CARTPOLE = Views(draw_cartpole, (((("cart", "q"), 1), (("returns",), 1.4)), ("epsilon", "replay", "loss")))
