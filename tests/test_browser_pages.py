@@ -1,6 +1,7 @@
 """Pages a learner acts on beyond Train and Stop, in a real browser: an uploaded text is checked
 before it trains, a clicked pixel is the one explained, a drawn digit is preprocessed and
-answered by every deployed variant. Every wait is on a state."""
+answered by every deployed variant, the Bellman tab sweeps and settles its question. Every
+wait is on a state."""
 
 from tests.browser import (
     IDLE,
@@ -81,5 +82,24 @@ def test_a_drawn_digit_is_preprocessed_and_answered_by_every_variant(browser, se
     ):
         assert variant in text, (variant, text)
     assert page.get_by_text("what the model sees").count() == 1
+    assert_no_exception(page)
+    page.close()
+
+
+def test_the_bellman_tab_sweeps_and_its_question_is_settled_by_a_run(browser, server):
+    page = open_page(browser, server, "reinforcement", {"bellman.sweep_ms": "100"}, height=2600)
+    page.get_by_role("tab", name="Bellman backups").click()
+    train_button(page, "reinforcement--bellman").click()
+    alert(page, "Done in").wait_for(timeout=120_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    assert_no_exception(page)
+    page.get_by_text("horizon 1/(1 − γ)").wait_for(timeout=30_000)
+    page.get_by_text("value iteration, sweep 8").first.wait_for(timeout=30_000)  # exact on a dry floor
+    # predict, then run: the near exit at γ = 0.6
+    page.locator(".st-key-reinforcement--bellman-q0-guess").get_by_text("the small exit, near").click()
+    run_it = page.locator(".st-key-reinforcement--bellman-q0-run button")
+    page.wait_for_function("b => !b.disabled", arg=run_it.element_handle(), timeout=30_000)
+    run_it.click()
+    page.get_by_text("Right: the small exit, near").wait_for(timeout=120_000)
     assert_no_exception(page)
     page.close()
