@@ -112,7 +112,8 @@ class Stack:
             m.cadence.min_seconds = max(MIN_SNAP_SECONDS, apart)
         losses, grads = self._train_step()
         ended: list[tuple[_Member, object]] = []
-        due = [row for row, m in enumerate(self.members) if self._count_step(m, losses[row])]
+        values = losses.tolist()  # one read for all members, not one small tensor each
+        due = [row for row, m in enumerate(self.members) if self._count_step(m, values[row])]
         if due:  # members nearly due are measured in the same pass (Cadence.along)
             due += [row for row, m in enumerate(self.members) if row not in due and m.cadence.along(m.done)]
         measured = []
@@ -135,7 +136,7 @@ class Stack:
         return out
 
     @staticmethod
-    def _count_step(m: _Member, loss: torch.Tensor) -> bool:
+    def _count_step(m: _Member, loss: float) -> bool:
         """A member's step is counted (its loss logged); says whether its snapshot is due."""
         m.done += 1
         m.control.log(m.done, {"train_loss": loss})
