@@ -208,7 +208,8 @@ CHAPTERS = (
         "autoencoders",
         "Autoencoders & VAEs",
         "Generative models",
-        "An AE, a denoising AE and a VAE map the digits onto a plane; decode any point, walk between digits.",
+        "An AE, a denoising AE and a VAE map the digits onto a plane; decode any point, walk between "
+        "digits; a held-out digit as an anomaly.",
         "🗜️",
         {"steps": "100"},
         long_run={"steps": "20000"},

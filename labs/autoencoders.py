@@ -6,6 +6,10 @@ The learner watches the test set's codes spread out on the latent plane, coloure
 the reconstructions of clean and corrupted digits, and the VAE's reconstruction and KL terms.
 After training, a point on the plane (or a grid of them) is decoded, and two digits are
 interpolated: the VAE's plane decodes to digits between the clusters, the plain AE's has holes.
+
+Anomaly detection: with one digit held out of training, each model's reconstruction error
+becomes an anomaly score; every snapshot draws the error histograms of the digits it knows and
+of the held-out one, the ROC curve and its AUC, and the test digits it reconstructs worst.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from sklearn import metrics as skm
 from torch import nn
 from torch.nn import functional as F
 
@@ -34,6 +39,11 @@ MODELS = {"ae": "AE", "dae": "denoising AE", "vae": "VAE"}
 SHOWN = 8  # test digits whose reconstructions are drawn
 MAPPED = 1000  # test digits placed on the latent map
 GRID = 12  # decoded points per side of the latent grid
+HELD_OUT = {"none": "none: train on every digit"} | {
+    str(d): f"{d}: never shown in training" for d in range(10)
+}
+ERROR_BINS = 30  # bins of the reconstruction-error histograms
+WORST = 8  # the test digits with the largest error, drawn
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,14 @@ class Config:
     learning_rate: float = knob(1e-3, "Learning rate", "Adam's step size.", lo=1e-5, hi=0.03, log=True)
     batch_size: int = knob(128, "Batch size", "Digits per step.", lo=16, hi=512, step=16)
     steps: int = knob(1000, "Steps", "For each model.", lo=50, hi=20000, step=50)
+    held_out: str = knob(
+        "none",
+        "Held-out digit (anomalies)",
+        "Train without this digit, then score every test digit by its reconstruction error: "
+        "is the digit never seen the worst reconstructed?",
+        choices=tuple(HELD_OUT),
+        labels=HELD_OUT,
+    )
     seed: int = knob(0, "Seed", "Same seed, same run.", lo=0, hi=9999, step=1)
 
 
@@ -143,6 +161,9 @@ def train_one(kind: str, cfg: Config, device: torch.device):
     g = seed_everything(cfg.seed)
     ds = digits(cfg.seed)
     X, X_test, y_test = ds.X_train.to(device), ds.X_test.to(device), ds.y_test
+    held = None if cfg.held_out == "none" else int(cfg.held_out)
+    if held is not None:  # the normal data: every digit but the held-out one
+        X = X[(ds.y_train != held).to(device)]
     shown = X_test[:SHOWN]
     shown_noisy = corrupt(shown, cfg.noise, torch.Generator().manual_seed(cfg.seed + 1))
     test_noisy = corrupt(X_test, cfg.noise, torch.Generator().manual_seed(cfg.seed + 2))
@@ -168,6 +189,9 @@ def train_one(kind: str, cfg: Config, device: torch.device):
         if cadence.due(step):
             watch.check(step, loss=total)
             metrics, picture = measure(model, X_test, test_noisy, shown, shown_noisy)
+            if held is not None:
+                more, drawn = anomalies(model, X_test, y_test, held)
+                metrics, picture = metrics | more, picture | drawn
             yield Snapshot(step, cfg.steps, metrics, view={**view, **picture})
             view = {}
     yield Snapshot(step, cfg.steps, final=True, state_dict=cpu_state_dict(model))
@@ -188,6 +212,39 @@ def measure(model: AutoEncoder, X_test, test_noisy, shown, shown_noisy) -> tuple
     }
     model.train()
     return {"test_mse": clean_mse, "corrupted_mse": noisy_mse}, picture
+
+
+@torch.no_grad()
+def anomalies(model: AutoEncoder, X_test, y_test, held: int) -> tuple[dict, dict]:
+    """Reconstruction error as an anomaly score for the held-out digit: its AUC (the chance that
+    a held-out digit scores above a known one), the ROC curve, both histograms over one range,
+    and the WORST reconstructed test digits."""
+    model.eval()
+    rebuilt = model.decode(model.encode(X_test)[0])
+    model.train()
+    error = ((rebuilt - X_test) ** 2).mean((1, 2, 3)).cpu().numpy()
+    novel = y_test.numpy() == held
+    edges = np.linspace(0.0, float(np.quantile(error, 0.995)), ERROR_BINS + 1)
+    worst = np.argsort(-error)[:WORST]
+    fpr, tpr = roc_points(error, novel)
+    return {"anomaly AUC": float(skm.roc_auc_score(novel, error))}, {
+        "error_edges": edges,
+        "error_known": np.histogram(np.clip(error[~novel], 0, edges[-1]), edges)[0] / max(1, (~novel).sum()),
+        "error_held": np.histogram(np.clip(error[novel], 0, edges[-1]), edges)[0] / max(1, novel.sum()),
+        "roc": np.stack([fpr, tpr]),
+        "worst": to_numpy(X_test[worst][:, 0]),
+        "worst_rebuilt": to_numpy(rebuilt[worst][:, 0]),
+        "worst_labels": y_test.numpy()[worst],
+        "held_out": held,
+    }
+
+
+def roc_points(score: np.ndarray, positive: np.ndarray, most: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's ROC curve (false and true positive rates as the threshold falls), thinned
+    to at most `most` points for drawing."""
+    fpr, tpr, _ = skm.roc_curve(positive, score)
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(most, len(fpr))).astype(int))
+    return fpr[keep], tpr[keep]
 
 
 def plane_of(codes: torch.Tensor) -> torch.Tensor:
@@ -329,6 +386,12 @@ def _clean_error_close(view) -> tuple[str, str]:
     return answer, f"Error on clean test digits (MSE per pixel): AE {ae:.4f}, denoising AE {dae:.4f}."
 
 
+def _ones_found(view) -> tuple[str, str]:
+    auc = view.last(metric(MODELS["ae"], "anomaly AUC"), 0.5)
+    answer = "yes, better than chance" if auc > 0.5 else "no, worse than chance"
+    return answer, f"AUC of the AE's reconstruction error for the 1s: {auc:.2f} (0.5 is chance)."
+
+
 QUESTIONS = [
     Question(
         "Corrupt the test digits with noise of std 0.5. Whose reconstruction is closer to the clean digit?",
@@ -345,6 +408,17 @@ QUESTIONS = [
         _clean_error_close,
         "The plain AE spends its two numbers on exactly the digits it sees; the denoising AE "
         "learned a harder task, and its code is tuned to noisy inputs.",
+    ),
+    Question(
+        "Train the AE without any 1s, then score every test digit by its reconstruction error. Will "
+        "the 1s, never seen, score higher than the digits it knows (AUC above 0.5)?",
+        ("yes, better than chance", "no, worse than chance"),
+        {"models": ("ae",), "held_out": "1", "latent_dim": 8},
+        _ones_found,
+        "A 1 is a single stroke: few pixels, easy to draw for a decoder that learned the strokes of "
+        "every other digit, so its error is low even though it is new. Reconstruction error finds "
+        "what is hard to draw, not what is new; held-out 5s, drawn with strokes the others lack, "
+        "are found (AUC near 0.9).",
     ),
 ]
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from figures.variants import metric
 from figures.views import autoencoders as views
 from labs import autoencoders as ae
 from tests.runs import run_view
@@ -42,10 +43,36 @@ def test_the_vae_plane_has_fewer_holes_than_the_plain_aes(trained, lesson):
 
 @pytest.mark.lesson
 def test_each_question_is_settled_by_its_run_as_the_chapter_teaches(seed, lesson):
-    for question, expected in zip(ae.QUESTIONS, ("the denoising AE", "the plain AE"), strict=True):
+    for question, expected in zip(
+        ae.QUESTIONS, ("the denoising AE", "the plain AE", "no, worse than chance"), strict=True
+    ):
         cfg = replace(ae.Config(), **question.settings, seed=seed)
         answer, evidence = question.outcome(run_view(ae.train, cfg))
         lesson.expect(f"question: {question.prompt[:60]}…", answer, "==", expected, evidence)
+
+
+@pytest.mark.lesson
+def test_a_held_out_five_is_found_by_its_reconstruction_error(seed, lesson):
+    view = run_view(ae.train, ae.Config(models=("ae",), held_out="5", latent_dim=8, seed=seed))
+    auc = view.last(metric("AE", "anomaly AUC"))
+    # measured over seeds 0-2 (1,000 steps, 8-D code): 0.87-0.90; chance is 0.5
+    lesson.expect("AUC of the AE's reconstruction error for held-out 5s", auc, ">", 0.75)
+    parts = views.draw(view)
+    assert {"anomaly: ROC", "anomaly: errors", "anomaly: worst"} <= parts.keys()
+    fpr, tpr = view.view["variants"]["AE"]["roc"]
+    assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1 and np.all(np.diff(fpr) >= 0)
+    held = view.view["variants"]["AE"]
+    assert held["error_held"].sum() == pytest.approx(1) and held["error_known"].sum() == pytest.approx(1)
+    # 5s are ~9% of the test digits, and 3-5 of the 8 worst rebuilt (seeds 0-2)
+    assert (held["worst_labels"] == 5).sum() >= 2
+
+
+def test_the_anomaly_auc_is_the_chance_a_novel_digit_scores_higher():
+    score = np.array([0.1, 0.4, 0.35, 0.8])
+    novel = np.array([False, True, False, True])
+    fpr, tpr = ae.roc_points(score, novel)
+    # pairs (novel, known): (0.4, 0.1) yes, (0.4, 0.35) yes, (0.8, 0.1) yes, (0.8, 0.35) yes
+    assert np.trapezoid(tpr, fpr) == pytest.approx(1.0)
 
 
 def test_the_kl_term_is_zero_exactly_for_the_standard_normal():

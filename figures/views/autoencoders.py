@@ -1,5 +1,7 @@
 """Chapter 15 live: each model's latent map of the test digits, coloured by digit; the
-reconstructions of clean and corrupted digits; the curves, and the VAE's two terms."""
+reconstructions of clean and corrupted digits; the curves, and the VAE's two terms. With a digit
+held out: each model's ROC curve of reconstruction error as an anomaly score, the error
+histograms of the known digits and the held-out one, and the worst reconstructed test digits."""
 
 from __future__ import annotations
 
@@ -99,11 +101,76 @@ def draw(run) -> dict:
             rows[f"{name} (corrupted in)"] = info["from_corrupted"]
     if rows:
         parts["reconstructions"] = rows_figure(rows, "reconstructions")
+    held = {name: info for name, info in infos.items() if "roc" in info}
+    if held:
+        parts[NUMBERS] += [[f"{n}: AUC for the held-out digit", _auc(run, n)] for n in held]
+        parts.update(anomaly_parts(run, held))
     return parts
+
+
+def anomaly_parts(run, infos: dict[str, dict]) -> dict:
+    """The held-out digit as an anomaly: every model's ROC curve (AUC in its name), and for the
+    first model the two error histograms and its worst reconstructions."""
+    first, info = next(iter(infos.items()))
+    digit = info["held_out"]
+    curves_ = [
+        plot.line(i["roc"][0], i["roc"][1], f"{n}: AUC {_auc(run, n)}", color=plot.colour(k))
+        for k, (n, i) in enumerate(infos.items())
+    ]
+    curves_.append(plot.line([0, 1], [0, 1], "chance: AUC 0.50", color="#999", dash="dot"))
+    roc = plot.figure(
+        curves_,
+        f"finding the {digit}s by reconstruction error: ROC",
+        340,
+        xaxis={"title": "known digits flagged (false positive rate)", "range": [0, 1]},
+        yaxis={"title": f"{digit}s flagged (true positive rate)", "range": [0, 1.02]},
+    )
+    edges = np.asarray(info["error_edges"])
+    middle = ((edges[:-1] + edges[1:]) / 2).tolist()
+    shares = {
+        "digits it trained on": ("error_known", "#4c78a8"),
+        f"the {digit}s (never seen)": ("error_held", "#e45756"),
+    }
+    known, novel = (
+        plot.bar(middle, np.asarray(info[field]).tolist(), colour, name=name, opacity=0.6)
+        for name, (field, colour) in shares.items()
+    )
+    hist = plot.figure(
+        [known, novel],
+        f"{first}: reconstruction error of the test digits",
+        340,
+        xaxis={"title": "error per pixel"},
+        yaxis={"title": "share of the group"},
+    )
+    hist["layout"]["barmode"] = "overlay"
+    labels = " ".join(str(int(d)) for d in info["worst_labels"])
+    worst = rows_figure(
+        {"worst reconstructed": info["worst"], "rebuilt": info["worst_rebuilt"]},
+        f"{first}: the test digits it rebuilds worst (digits {labels})",
+    )
+    return {
+        "anomaly: ROC": roc,
+        "anomaly: errors": hist,
+        "anomaly: worst": worst,
+    }
+
+
+def _auc(run, name: str) -> str:
+    value = run.last(metric(name, "anomaly AUC"))
+    return "–" if value is None else f"{value:.2f}"
 
 
 def _number(value) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
-VIEWS = Views(draw, (("latent: *",), ("reconstructions", "vae terms"), ("loss", "error")))
+VIEWS = Views(
+    draw,
+    (
+        ("anomaly: ROC", "anomaly: errors"),
+        ("anomaly: worst",),
+        ("latent: *",),
+        ("reconstructions", "vae terms"),
+        ("loss", "error"),
+    ),
+)
