@@ -1,7 +1,7 @@
 """Pages a learner acts on beyond Train and Stop, in a real browser: an uploaded text is checked
 before it trains, a clicked pixel is the one explained, a drawn digit is preprocessed and
-answered by every deployed variant, the Bellman tab sweeps and settles its question. Every
-wait is on a state."""
+answered by every deployed variant, the Bellman tab sweeps and settles its question, a held-out
+digit is scored as an anomaly. Every wait is on a state."""
 
 from tests.browser import (
     IDLE,
@@ -102,4 +102,17 @@ def test_the_bellman_tab_sweeps_and_its_question_is_settled_by_a_run(browser, se
     run_it.click()
     page.get_by_text("Right: the small exit, near").wait_for(timeout=120_000)
     assert_no_exception(page)
+    page.close()
+
+
+def test_a_held_out_digit_is_scored_as_an_anomaly(browser, server):
+    params = {"held_out": "5", "latent_dim": "8", "steps": "300", "models": "ae"}
+    page = open_page(browser, server, "autoencoders", params, height=2400)
+    train_button(page, "autoencoders").click()
+    alert(page, "Done in").wait_for(timeout=120_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    assert_no_exception(page)
+    page.get_by_text("AE: AUC for the held-out digit").wait_for(timeout=30_000)
+    page.get_by_text("finding the 5s by reconstruction error: ROC").first.wait_for(timeout=30_000)
+    page.get_by_text("the test digits it rebuilds worst").first.wait_for(timeout=30_000)
     page.close()
