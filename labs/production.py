@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from labs import convnets, deploy
+from labs.backbones import Backbone, Classifier
 from labs.core import budget, data
 from labs.core.config import check, knob
 from labs.core.contract import Experiment
@@ -47,6 +48,7 @@ LEARNING_RATE = 3e-3
 SWEEP = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)  # sparsities of the accuracy chart
 RUNS = {1: 60, 64: 20}  # timed runs at each batch size
 SOURCES = ("train here", "CNN chapter")
+CHAPTER8_CHANNELS = 8  # chapter 8's small CNN at its default width (labs/transfer.py Config)
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,13 @@ def _deploy(model, cfg: Config, plan: Plan, X_test, y_test, notes):
         variants["int8 dynamic"] = {"run": quantized, "file": deploy.state_bytes(quantized)}
         linear = {"float32": deploy.linear_bytes(model), "int8": deploy.linear_bytes(quantized)}
         view["linear_bytes"] = linear
+        # the whole file, here and for chapter 8's CNN, whose weights sit in convolutions
+        calibration = X_test[:64].cpu()
+        cnn = Classifier(Backbone(CHAPTER8_CHANNELS), 10).eval()
+        view["quantized_sizes"] = {
+            "this page's net": deploy.sizes_by_quantization(model, calibration),
+            "chapter 8's CNN": deploy.sizes_by_quantization(cnn, calibration),
+        }
         yield Snapshot(plan.step, plan.total, view=dict(view), notes=notes)
     for _ in plan.take(1):
         pruned = deploy.pruned_copy(model, cfg.sparsity)
@@ -334,6 +343,20 @@ def _quantized_share(view) -> tuple[str, str]:
     )
 
 
+def _cnn_shrinks(view) -> tuple[str, str]:
+    sizes = view.view.get("quantized_sizes", {}).get("chapter 8's CNN")
+    if not sizes:
+        return "–", "The run ended before it quantized."
+    ratio = sizes["float32"] / sizes["int8 dynamic"]
+    answer = (
+        "about 4× smaller" if ratio >= 3 else "less than 1.5× smaller" if ratio < 1.5 else "about 2× smaller"
+    )
+    return answer, (
+        f"Chapter 8's CNN: {sizes['float32'] / 1024:.0f} KB in float32, "
+        f"{sizes['int8 dynamic'] / 1024:.0f} KB with dynamic int8 ({ratio:.2f}× smaller)."
+    )
+
+
 QUESTIONS = [
     Question(
         "Dynamic int8 quantization stores each Linear weight in one byte instead of four. How "
@@ -343,7 +366,17 @@ QUESTIONS = [
         _quantized_share,
         "int8 is a quarter of float32; each layer also keeps a scale and zero point, and the "
         "biases stay in float32, a few hundred bytes beside ~100,000 weights.",
-    )
+    ),
+    Question(
+        "Chapter 8's CNN keeps two-thirds of its weights in convolutions. With the same dynamic "
+        "int8 quantization, how much smaller does its whole file get?",
+        ("about 4× smaller", "about 2× smaller", "less than 1.5× smaller"),
+        {"epochs": 1},
+        _cnn_shrinks,
+        "Dynamic quantization converts Linear (and LSTM) layers only: the convolutions stay in "
+        "float32, so only the third of the weights in the classifier's Linear layer shrink. Static "
+        "quantization, calibrated on sample images, takes the convolutions too.",
+    ),
 ]
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)

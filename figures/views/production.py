@@ -1,12 +1,14 @@
 """Chapter 19 live: training, then each variant as it is made and measured: the export check,
-the size/accuracy/latency table, accuracy against sparsity, and latency with its spread."""
+the size/accuracy/latency table, accuracy against sparsity, latency with its spread, and what
+int8 saves on this net and on chapter 8's CNN, dynamic against static."""
 
 from __future__ import annotations
 
 from figures import curves, plot
 from figures.views import NUMBERS, Views, last_number
 
-LAYOUT = (("loss", "accuracy"), ("table",), ("sweep", "latency"), ("export",))
+LAYOUT = (("loss", "accuracy"), ("table",), ("sweep", "latency"), ("quantized", "export"))
+KINDS = ("float32", "int8 dynamic", "int8 static")
 COLUMNS = (
     ("variant", "variant", "{}"),
     ("size_kb", "size on disk (KB)", "{:,.0f}"),
@@ -48,6 +50,8 @@ def draw(run) -> dict:
     if v.get("sweep"):
         chosen = run.cfg.sparsity if run.cfg is not None else None
         parts["sweep"] = sweep_figure(v["sweep"], chosen)
+    if v.get("quantized_sizes"):
+        parts["quantized"] = quantized_figure(v["quantized_sizes"])
     if "export" in v:
         parts["export"] = {"title": "Exported models against PyTorch", "text": export_text(v)}
     return parts
@@ -106,6 +110,30 @@ def sweep_figure(sweep: dict, chosen: float | None) -> dict:
         yaxis={"title": "accuracy", "range": [0, 1.02]},
     )
     return plot.with_marks(fig, plot.vline(chosen, "your sparsity")) if chosen is not None else fig
+
+
+def quantized_figure(sizes: dict[str, dict]) -> dict:
+    """Each net's saved size in float32, dynamic int8 and static int8, relative to its float32:
+    dynamic int8 shrinks only the Linear layers, so a net whose weights sit in convolutions
+    barely shrinks until static quantization takes the convolutions too."""
+    nets = list(sizes)
+    data = []
+    for k, kind in enumerate(KINDS):
+        shares = [sizes[n][kind] / sizes[n]["float32"] if sizes[n][kind] else None for n in nets]
+        labels = [f"{sizes[n][kind] / 1024:,.0f} KB" if sizes[n][kind] else "not supported" for n in nets]
+        data.append(
+            plot.bar(
+                [f"{n}<br>{sizes[n]['linear_share']:.0%} of weights in Linear" for n in nets],
+                shares,
+                plot.colour(k),
+                name=kind,
+                text=labels,
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
+    fig = plot.figure(data, "saved size after int8 quantization (share of float32)", 320)
+    fig["layout"].update(barmode="group", yaxis={"title": "share of the float32 file", "range": [0, 1.1]})
+    return fig
 
 
 def export_text(v: dict) -> str:
