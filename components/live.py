@@ -150,10 +150,22 @@ def preload() -> None:
     PANEL(key="dllab-plotly-preload", data={"preload": True, "plotly": plotly_url()})
 
 
+def done_words(elapsed_s: float, training_s: float, estimate_s: float | None) -> str:
+    """How long a finished run took, its wait in the queue apart, and the estimate made before
+    it beside that: how far to trust the next one (the panel's words too, components/panel.js)."""
+    waited = elapsed_s - training_s
+    took = f"Done in {elapsed_s:.1f} s"
+    if waited >= 0.5:
+        took += f": {waited:.1f} s in the queue, {training_s:.1f} s training"
+    if estimate_s is not None:
+        took += f" (estimated about {duration(estimate_s)})"
+    return took + "."
+
+
 def status(view: RunView) -> None:
     """How an ended run ended, in one line, and what the learner should know about it."""
     if view.state == RunState.DONE:
-        st.success(f"Done in {view.elapsed_s:.1f} s.", icon="✅")
+        st.success(done_words(view.elapsed_s, view.training_s, view.estimate_s), icon="✅")
     elif view.state == RunState.STOPPED:
         st.warning(view.message or "Stopped.", icon="⏹️")
     elif view.state == RunState.FAILED:

@@ -74,11 +74,23 @@ function statusText(s, states) {
     case states.RUNNING:
       return `${s.stopping ? "Stopping" : "Training"}: ${step}${eta}`;
     case states.DONE:
-      return `✅ Done in ${s.elapsed.toFixed(1)} s.`;
+      return `✅ ${doneWords(s)}`;
     default:
       return s.message || s.state;
   }
 }
+
+// How long a finished run took, its wait in the queue apart, and the estimate made before it
+// (the same words as components/live.py done_words).
+const duration = (secs) =>
+  secs < 90 ? `${secs.toFixed(0)} s` : secs < 5400 ? `${(secs / 60).toFixed(0)} min` : `${(secs / 3600).toFixed(1)} h`;
+const doneWords = (s) => {
+  const waited = s.elapsed - s.training;
+  let took = `Done in ${s.elapsed.toFixed(1)} s`;
+  if (waited >= 0.5) took += `: ${waited.toFixed(1)} s in the queue, ${s.training.toFixed(1)} s training`;
+  if (s.estimate != null) took += ` (estimated about ${duration(s.estimate)})`;
+  return `${took}.`;
+};
 
 // Waits until the browser has painted: each chart of a run's first frame shows as it is drawn.
 // After the browser's next paint, or PAINT_WAIT_MS at most: a tab that paints nothing (hidden,

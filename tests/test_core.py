@@ -198,3 +198,25 @@ def test_waiting_runs_hold_no_thread():
     first.stop()
     assert all(run.wait(5) for run in [first, *waiting])
     assert {run.view().state for run in waiting} == {RunState.STOPPED}
+
+
+def test_an_ended_run_shows_its_estimate_beside_what_it_took():
+    from components.live import done_words
+    from labs.core.driver import IN_THREAD
+
+    cfg = playground.Config(epochs=10)
+    run = TrainingRun(playground.train, cfg, CPU, executor=IN_THREAD, cost=playground.cost).start()
+    assert run.wait(60)
+    view, status = run.view(), run.status()
+    assert view.state == RunState.DONE
+    assert view.estimate_s == status["estimate"] == run.verdict.seconds > 0
+    assert 0 < view.training_s <= view.elapsed_s
+    said = done_words(view.elapsed_s, view.training_s, view.estimate_s)
+    assert re.fullmatch(r"Done in \d+\.\d s \(estimated about \d+ s\)\.", said), said
+    assert (
+        done_words(9.1, 2.8, 2.0)
+        == "Done in 9.1 s: 6.3 s in the queue, 2.8 s training (estimated about 2 s)."
+    )
+    # a run without a cost function has no estimate, and says nothing of one
+    bare = TrainingRun(playground.train, cfg, CPU, executor=IN_THREAD).start()
+    assert bare.wait(60) and bare.view().estimate_s is None and done_words(1.0, 1.0, None) == "Done in 1.0 s."

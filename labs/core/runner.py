@@ -117,6 +117,8 @@ class RunView(RunRecord):
     total_steps: int = 0
     stopping: bool = False  # Stop was asked; the loop is winding down
     curve: list[dict] = field(default_factory=list)  # dense per-step points
+    training_s: float = 0.0  # of elapsed_s, the time it trained (not queued)
+    estimate_s: float | None = None  # the budget's estimate of its training time, made at start
 
     @property
     def alive(self) -> bool:
@@ -396,6 +398,8 @@ class TrainingRun:
                 "progress": progress,
                 "eta": eta if self._state == RunState.RUNNING else None,
                 "elapsed": now - self._t_start,
+                "training": running_s,
+                "estimate": self.verdict.seconds if self.verdict is not None else None,
                 "queue": self._slots.position(self),
                 "held_back": self._slots.held_back(self),  # waits for the learner's own run
                 "per_learner": self._slots.per_learner,
@@ -431,4 +435,6 @@ class TrainingRun:
                 total_steps=total,
                 stopping=self._stop.is_set(),
                 curve=list(h.curve),
+                training_s=running_s,
+                estimate_s=self.verdict.seconds if self.verdict is not None else None,
             )
