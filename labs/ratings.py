@@ -50,6 +50,9 @@ class Ratings:
         return len(self.values)
 
 
+CHUNK = 262_144  # ratings computed at once
+
+
 @lru_cache(maxsize=4)
 def generated(n_users: int, n_items: int, density: float, noise: float, seed: int) -> Ratings:
     """Each item belongs to one hidden genre (with a little of the others); each user likes
@@ -67,7 +70,14 @@ def generated(n_users: int, n_items: int, density: float, noise: float, seed: in
     pairs = np.unique(users * n_items + items)  # one rating per user and item
     pairs = rng.permutation(pairs)[:n]
     users, items = pairs // n_items, pairs % n_items
-    raw = 3.4 + user_bias[users] + item_bias[items] + (taste[users] * profile[items]).sum(1)
+    liking = np.concatenate(  # a chunk at a time: millions of ratings × genres would take GBs
+        [
+            (taste[users[at : at + CHUNK]] * profile[items[at : at + CHUNK]]).sum(1)
+            for at in range(0, len(users), CHUNK)
+        ]
+        or [np.zeros(0)]
+    )
+    raw = 3.4 + user_bias[users] + item_bias[items] + liking
     raw += rng.normal(0, noise, len(raw))
     values = np.clip(np.round(raw * 2) / 2, 0.5, 5.0).astype(np.float32)
     titles = [f"{GENRES[g]} #{i}" for i, g in enumerate(genre)]

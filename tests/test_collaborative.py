@@ -142,3 +142,21 @@ def test_the_biases_only_model_has_no_empty_factor_tables_and_predicts_its_biase
     assert torch.allclose(model(users, items), expected)
     lab.penalty(model, users, items).backward()
     assert model.user_bias.weight.grad is not None
+
+
+def test_rmse_over_many_ratings_is_measured_a_chunk_at_a_time(monkeypatch):
+    # all 6 million ratings of the heaviest link at once held ~9 GB of looked-up vectors
+    monkeypatch.setattr(lab, "EVAL_CHUNK", 7)
+    model = lab.DotProduct(20, 30, 4, 3.0)
+    g = torch.Generator().manual_seed(0)
+    users, items = torch.randint(0, 20, (50,), generator=g), torch.randint(0, 30, (50,), generator=g)
+    values = torch.rand(50, generator=g) * 4 + 1
+    whole = float(((model(users, items).clamp(0.5, 5.0) - values) ** 2).mean().sqrt())
+    assert lab.rmse(model, users, items, values, (0.5, 5.0)) == pytest.approx(whole, rel=1e-6)
+
+
+def test_generated_ratings_are_the_same_whatever_the_chunk(monkeypatch):
+    before = data.generated.__wrapped__(300, 200, 0.1, 0.5, 3)
+    monkeypatch.setattr(data, "CHUNK", 1000)
+    after = data.generated.__wrapped__(300, 200, 0.1, 0.5, 3)
+    assert np.array_equal(before.values, after.values) and np.array_equal(before.users, after.users)
