@@ -14,6 +14,7 @@ A run key is the page's slug, or "<slug>--<part>" for one of several experiments
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from server.channel import HUB, Channel, owner_of
 from server.learners import LEDGER, learner_id
 from server.routes import XSRF_COOKIE
 
+log = logging.getLogger("dllab.sessions")
 RECONNECT_GRACE_SECONDS = float(os.environ.get("DLLAB_RECONNECT_GRACE_SECONDS", "10"))
 
 
@@ -44,6 +46,14 @@ class Held:
 
     def end(self) -> None:
         """The session has gone for good: stop its runs, close its channels."""
+        live = [key for key, run in self.runs.items() if run.view().alive]
+        if live:  # a browser that did not come back: say so in the server's log
+            log.warning(
+                "session %s gone, not back within %g s: stopping %s",
+                self.session_id,
+                RECONNECT_GRACE_SECONDS,
+                live,
+            )
         for run in self.runs.values():
             run.stop()
         for channel in self.channels.values():

@@ -147,3 +147,26 @@ def test_a_worker_killed_in_the_middle_of_a_message_ends_its_run_at_once():
     assert run.wait(20), "the run froze with its slot"
     view = run.view()
     assert view.state == RunState.FAILED and "ended unexpectedly" in view.message, view.message
+
+
+def test_a_late_stop_of_an_ended_run_does_not_reach_the_workers_next_run():
+    """A closed tab's session ends after its grace and stops its runs, long ended by then: its
+    worker meanwhile trains another learner's run, which must train on."""
+    from labs import playground
+
+    pool = WorkerPool()
+    pool.prestart(1)
+    pool.wait_ready()
+    try:
+        first = TrainingRun(playground.train, playground.Config(epochs=5), CPU, executor=pool).start()
+        assert first.wait(60) and first.view().state == RunState.DONE
+        second = TrainingRun(playground.train, playground.Config(epochs=1000), CPU, executor=pool).start()
+        assert second.wait_for_first_snapshot(60)
+        assert second.process_id == first.process_id  # the same worker, lent again
+        first.stop()  # late: the run ended long ago
+        time.sleep(1.0)
+        assert second.status()["state"] == "running" and not second.view().stopping
+        second.stop()
+        assert second.wait(60) and second.view().state == RunState.STOPPED
+    finally:
+        pool.close()

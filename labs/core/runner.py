@@ -262,7 +262,7 @@ class TrainingRun:
             LIVE.discard(self)
             return
         job = self._job
-        if job is not None:
+        if job is not None and not self._done.is_set():  # an ended run has nothing to stop
             job.request_stop()
         self._tell()
 

@@ -156,11 +156,19 @@ class RemoteJob:
         self._watch_at = self._started
         self._stop_asked: float | None = None
         self._finished = False  # the worker said "end" or "error": it is free again
+        self._released = False  # the worker went back to the pool: it may train another run
+        self._releasing = threading.Lock()
 
     def request_stop(self) -> None:
-        if self._stop_asked is None:
-            self._stop_asked = time.monotonic()
-        self._worker.stop.set()
+        """Stop this run between two steps. Once the worker has gone back to the pool it may
+        train another learner's run: a late Stop (a closed tab's, after its run ended) must
+        not reach that one."""
+        with self._releasing:
+            if self._released:
+                return
+            if self._stop_asked is None:
+                self._stop_asked = time.monotonic()
+            self._worker.stop.set()
 
     def progress(self) -> tuple[int, int]:
         return int(self._worker.progress[0]), int(self._worker.progress[1])
@@ -227,6 +235,8 @@ class RemoteJob:
             worker.stop.set()
             if not self._drained(worker, time.monotonic() + STOP_GRACE_SECONDS):
                 worker.kill()
+        with self._releasing:
+            self._released = True
         self._pool.give_back(worker, self.gpu_left)
 
     def _drained(self, worker: Worker, deadline: float) -> bool:
