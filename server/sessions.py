@@ -46,7 +46,7 @@ class Held:
 
     def end(self) -> None:
         """The session has gone for good: stop its runs, close its channels."""
-        live = [key for key, run in self.runs.items() if run.view().alive]
+        live = [key for key, run in self.runs.items() if hasattr(run, "view") and run.view().alive]
         if live:  # a browser that did not come back: say so in the server's log
             log.warning(
                 "session %s gone, not back within %g s: stopping %s",
