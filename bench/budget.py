@@ -77,20 +77,34 @@ def measure(slug: str, part: str, cfg) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="chapters (slugs, comma-separated); default all")
+    parser.add_argument("--configs", default="default,heaviest", help="of default, heaviest")
+    args = parser.parse_args(argv)
+    only, wanted = set(filter(None, args.only.split(","))), args.configs.split(",")
+    from labs.core.device import configure_threads
+
+    configure_threads()  # as the server does before measuring: the runs' own thread count
     speed = budget.measured_speed("cpu")
+    rates = ", ".join(f"{kind} {rate / 1e9:.1f}" for kind, rate in speed.rates)
     print(
-        f"measured here: {speed.flops_per_second / 1e9:.0f} GFLOP/s, {speed.seconds_per_op * 1e6:.1f} µs/op"
+        f"measured here: {speed.flops_per_second / 1e9:.1f} GFLOP/s ({rates}), "
+        f"{speed.seconds_per_op * 1e6:.1f} µs/op"
     )
     columns = ("memory est.", "measured", "s/step est.", "measured")
     print(f"\n{'experiment':28} {'config':8} " + " ".join(f"{c:>11}" for c in columns))
     for slug, part, experiment in experiments():
+        if only and slug not in only:
+            continue
         name = f"{slug}.{part or 'main'}"
-        configs = {
-            "default": experiment.config(),
-            "heaviest": budget.heaviest(experiment.config, experiment.cost, FIXED.get(slug)),
-        }
-        for label, cfg in configs.items():
+        for label in wanted:
+            if label == "default":
+                cfg = experiment.config()
+            else:
+                cfg = budget.heaviest(experiment.config, experiment.cost, FIXED.get(slug))
             cost = experiment.cost(cfg)
             per_step = budget.seconds(cost, speed) / cost.steps
             got = measure(slug, part, cfg)

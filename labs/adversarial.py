@@ -28,7 +28,7 @@ from labs.core.device import seed_everything
 from labs.core.divergence import LossWatch
 from labs.core.phases import Plan, descend, minibatches
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
-from labs.saliency import BATCH, LEARNING_RATE, SIDE, SLOWDOWN, accuracy, build, digits, per_epoch
+from labs.saliency import BATCH, LEARNING_RATE, SIDE, accuracy, build, digits, per_epoch
 
 PREFERS_GPU = True
 VARIANTS = {"standard": "standard", "adversarial": "adversarial training"}
@@ -76,10 +76,11 @@ def cost(cfg: Config) -> budget.Cost:
         params=cnn.params,
         activations=cnn.activations * ATTACKED / BATCH,
         steps=train_steps + n,
-        step_flops=SLOWDOWN * flops,
+        step_flops=flops,
         step_ops=cnn.step_ops * 2,
         data=cnn.data,
         evaluation=cnn.evaluation,
+        kind="conv",
     )
     return budget.total([one] * max(1, len(cfg.variants)))
 

@@ -127,7 +127,16 @@ def blocks_cost(cfg: BlocksConfig) -> budget.Cost:
         if kind == "dense":
             kept += cfg.depth * out_c * 64 * cfg.batch_size / 2  # the concatenations
         costs.append(
-            budget.Cost(convs + stem + 10 * out_c, kept, cfg.steps, flops, 20 + 12 * cfg.depth, 2, 1797 * 64)
+            budget.Cost(
+                convs + stem + 10 * out_c,
+                kept,
+                cfg.steps,
+                flops,
+                20 + 12 * cfg.depth,
+                2,
+                1797 * 64,
+                kind="conv",
+            )  # fmt: skip
         )
     return budget.total(costs)
 

@@ -150,6 +150,7 @@ def cost(cfg: Config) -> budget.Cost:
         step_ops=16 + (blocks + 1) * 28,
         data=(available + n_test) * side * side,  # the whole set is parsed and kept
         evaluation=min(1024, n_test) * (per_image / 3 + 10),
+        kind="conv" if cfg.model == "cnn" else "dense",
     )
 
 

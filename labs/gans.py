@@ -299,6 +299,8 @@ def digits_cost(cfg: DigitsConfig) -> budget.Cost:
         step_flops=3 * (g_flops * 2 + d_flops * 2 * d_factor),
         step_ops=120,
         data=5000 * 784,
+        # "dense": 32-64 channels wide, these convolutions run near the matmul rate (bench.budget:
+        # estimated 1.5× the measured step at the dense rate, 5× at the small-convolution rate)
     )
 
 

@@ -142,6 +142,9 @@ def cost(cfg: Config) -> budget.Cost:
         step_ops=ops,
         data=2 * CORPUS_CHARS[cfg.corpus],  # int64 ids
         evaluation=tokens * (4 * w + 2 * vocab),  # one validation batch, no gradients
+        # "dense" for the LSTM too: its batch × context tokens make products as large as the
+        # matmul probe's (bench.budget: 1.3× the measured step at the dense rate, 2.4× at the
+        # recurrent probe's)
     )
 
 

@@ -38,7 +38,6 @@ from labs.core.divergence import LossWatch
 from labs.core.phases import Plan, descend, minibatches
 from labs.core.questions import Question
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
-from labs.saliency import SLOWDOWN
 
 PREFERS_GPU = False  # export, quantization and CPU latency are the lesson: all on the CPU
 SIDE = 28
@@ -118,10 +117,11 @@ def cost(cfg: Config) -> budget.Cost:
         params=p + p2 + 1248,
         activations=BATCH * (8 * 28 * 28 * 3 + 16 * 14 * 14 * 3) + kept + kept2,
         steps=train_steps + n,
-        step_flops=SLOWDOWN * ((3 * convs * BATCH + f + f2) + evaluation_flops / (train_steps + n)),
+        step_flops=(3 * convs * BATCH + f + f2) + evaluation_flops / (train_steps + n),
         step_ops=60 + 400 * n / (train_steps + n),
         data=5000 * SIDE * SIDE,
         evaluation=1000 * (8 * 28 * 28 + 16 * 14 * 14),
+        kind="conv",
     )
 
 

@@ -173,6 +173,7 @@ def cell_cost(cfg: Config, cell: str) -> budget.Cost:
         step_flops=3 * 2 * ways * gates * h * (n_in + h) * steps_in * cfg.batch_size,
         step_ops=40 + steps_in * ways * 30,
         evaluation=PROBE * per_sequence,  # the gradient through time of the probe sequences
+        kind="recurrent",
     )
 
 

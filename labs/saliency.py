@@ -44,10 +44,6 @@ BATCH = 64
 LEARNING_RATE = 3e-3
 IG_STEPS = (4, 8, 16, 32, 64, 128)  # IG's convergence delta is measured at each
 SOURCES = ("train here", "CNN chapter")
-# Small convolutions, Captum's hooks and per-method bookkeeping run far below the matmul rate
-# budget.measured_speed reports: measured in bench/ (speed.py), the default runs of this chapter
-# and the next took 3.5-7× the plain arithmetic estimate on a 2-core CPU.
-SLOWDOWN = 5
 
 
 @dataclass(frozen=True)
@@ -120,10 +116,11 @@ def cost(cfg: Config) -> budget.Cost:
         params=cnn.params * 2,
         activations=max(cnn.activations, cnn.activations / BATCH * min(passes, 512)),
         steps=train_steps + n,
-        step_flops=SLOWDOWN * (cnn.step_flops * train_steps + analysis_flops * n) / (train_steps + n),
+        step_flops=(cnn.step_flops * train_steps + analysis_flops * n) / (train_steps + n),
         step_ops=cnn.step_ops + 40 * len(METHODS) * n / (train_steps + n),
         data=cnn.data,
         evaluation=cnn.evaluation,
+        kind="conv",  # training and Captum's passes alike: small convolutions' measured rate
     )
 
 

@@ -208,9 +208,6 @@ def build(variant: str, cfg: Config) -> UNet:
     return UNet(cfg.channels, skips=variant == "unet")
 
 
-NARROW_CONV = 4  # 8-32-channel convs run at ~1/4 of a big matmul's flop rate on a CPU (bench/)
-
-
 def cost(cfg: Config) -> budget.Cost:
     """Multiply-adds counted stage by stage (3×3 convs, 2×2 up-convs, the 1×1 head)."""
     w = widths_of(cfg.channels)
@@ -230,10 +227,11 @@ def cost(cfg: Config) -> budget.Cost:
                 params,
                 kept,
                 cfg.steps,
-                3 * 2 * macs * cfg.batch_size * NARROW_CONV,
+                3 * 2 * macs * cfg.batch_size,
                 110,
                 data=(cfg.train_images + TEST_IMAGES) * SIDE**2 * 3,
                 evaluation=50 * 3 * sum(s * s * c * (1 + k) for s, c in zip(sides, w)),
+                kind="conv",  # 8-32-channel convolutions: their own measured rate
             )
         )
     return budget.total(costs)

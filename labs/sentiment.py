@@ -114,6 +114,7 @@ def cost(cfg: Config) -> budget.Cost:
         6 * cfg.batch_size * length * lstm,
         12 * length,
         data=(cfg.train_reviews + TEST_REVIEWS) * 12,
+        kind="recurrent",
     )
 
 

@@ -124,19 +124,23 @@ def cost(cfg: Config) -> budget.Cost:
     """Pre-training (once per process and seed), then each way in lockstep; resnet18 at 64×64."""
     if cfg.backbone == "resnet18" and resnet18_weights() is not None:
         p, f, kept = 11.2e6, 3 * 0.15e9 * cfg.batch_size, 2.5e5 * cfg.batch_size
-        one = budget.Cost(p, kept, cfg.steps, f, 200, data=5000 * 28 * 28)
+        one = budget.Cost(p, kept, cfg.steps, f, 200, data=5000 * 28 * 28, kind="conv")
         return budget.total(one for _ in cfg.ways)
     p, f, kept = backbone_cost(cfg.channels, cfg.batch_size)
-    one = budget.Cost(
-        p, kept, cfg.steps, f, 70, data=5000 * 28 * 28, evaluation=1000 * 28 * 28 * cfg.channels
-    )
-    return with_pretraining(budget.total(one for _ in cfg.ways), cfg.channels, cfg.pretrain_steps)
+
+    def way(name: str) -> budget.Cost:
+        # a frozen backbone runs forward only: a third of a trained one's forward and backward
+        flops = f / 3 if name == "frozen" else f
+        seen = 1000 * 28 * 28 * cfg.channels
+        return budget.Cost(p, kept, cfg.steps, flops, 70, data=5000 * 28 * 28, evaluation=seen, kind="conv")
+
+    return with_pretraining(budget.total(way(w) for w in cfg.ways), cfg.channels, cfg.pretrain_steps)
 
 
 def sweep_cost(cfg: SweepConfig) -> budget.Cost:
     p, f, kept = backbone_cost(cfg.channels, cfg.batch_size)
     fits = len(cfg.points) * len(WAYS)
-    one = budget.Cost(p, kept, cfg.steps * fits, f, 70, data=5000 * 28 * 28)
+    one = budget.Cost(p, kept, cfg.steps * fits, f, 70, data=5000 * 28 * 28, kind="conv")
     return with_pretraining(one, cfg.channels, cfg.pretrain_steps)
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from labs import playground
+from labs.core import budget
 from labs.core.control import steps
 from labs.core.failures import Diverged, explain_failure
 from labs.core.hooks import hooks_left, layer_stats, record_activations
@@ -220,3 +221,20 @@ def test_an_ended_run_shows_its_estimate_beside_what_it_took():
     # a run without a cost function has no estimate, and says nothing of one
     bare = TrainingRun(playground.train, cfg, CPU, executor=IN_THREAD).start()
     assert bare.wait(60) and bare.view().estimate_s is None and done_words(1.0, 1.0, None) == "Done in 1.0 s."
+
+
+# ---------------------------------------------------------------- estimates, per kind of work
+
+
+def test_each_kind_of_work_is_timed_at_start_up_and_estimates_use_its_rate():
+    speed = budget.measured_speed("cpu")
+    rates = dict(speed.rates)
+    assert set(rates) == set(budget.KINDS) - {"dense"} and all(r > 0 for r in rates.values())
+    assert speed.rate("dense") == speed.flops_per_second == speed.rate("unmeasured kind")
+    made_up = budget.Speed(1e10, 0.0, (("conv", 2.5e9),))
+    dense = budget.Cost(params=1, activations=1, steps=10, step_flops=1e9, step_ops=0)
+    conv = dataclasses.replace(dense, kind="conv")
+    assert budget.seconds(conv, made_up) == pytest.approx(4 * budget.seconds(dense, made_up))
+    # side by side, the run's bulk decides its kind
+    assert (conv + dataclasses.replace(dense, step_flops=1e6)).kind == "conv"
+    assert (dataclasses.replace(conv, step_flops=1e6) + dense).kind == "dense"

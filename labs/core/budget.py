@@ -41,6 +41,7 @@ class Cost:
     data: float = 0  # floats resident on the device for the whole run
     evaluation: float = 0  # floats alive at once while a snapshot measures (no gradients)
     wait: float = 0  # seconds per step spent waiting on purpose (a watched agent's pauses)
+    kind: str = "dense"  # what the step's arithmetic is (KINDS): each runs at its own measured rate
 
     def memory_bytes(self) -> float:
         weights = self.params * (2 + self.optimizer_states)  # values, gradients, optimizer state
@@ -59,6 +60,7 @@ class Cost:
             max(self.data, other.data),  # variants share one copy of the data
             max(self.evaluation, other.evaluation),
             self.wait + other.wait,
+            self.kind if self.step_flops >= other.step_flops else other.kind,  # the bulk's kind
         )
 
 
@@ -99,13 +101,25 @@ class Limits:
         return self.memory_mb * MB
 
 
+# The kinds of arithmetic a step is made of, each timed on a small piece of its own at start-up:
+# a large matrix product ("dense": MLPs, attention), small convolutions with their backward
+# ("conv": the lab's CNNs run far below the matmul rate), and a recurrent layer along a
+# sequence with its backward ("recurrent": many small dependent products).
+KINDS = ("dense", "conv", "recurrent")
+
+
 @dataclass(frozen=True)
 class Speed:
-    """How fast this process trains: arithmetic throughput and the fixed cost of one tensor
-    operation (which is all that tiny nets pay). Measured, never assumed."""
+    """How fast this process trains: arithmetic throughput, per kind of work, and the fixed
+    cost of one tensor operation (which is all that tiny nets pay). Measured, never assumed."""
 
-    flops_per_second: float
+    flops_per_second: float  # dense
     seconds_per_op: float
+    rates: tuple = ()  # (kind, flops per second) of the other KINDS
+
+    def rate(self, kind: str) -> float:
+        """Flops per second of `kind` (the dense rate where that kind was not measured)."""
+        return dict(self.rates).get(kind, self.flops_per_second)
 
 
 def measured_speed(device_type: str = "cpu") -> Speed:
@@ -122,11 +136,49 @@ def _measured(device_type: str) -> Speed:
     a = torch.randn(256, 512, device=device)
     b = torch.randn(512, 512, device=device)
     small = torch.randn(8, device=device)
-    matmul, op = math.inf, math.inf
+    conv, conv_flops = _conv_step(device)
+    cell, cell_flops = _recurrent_steps(device)
+    best = dict.fromkeys(("matmul", "op", "conv", "recurrent"), math.inf)
     for _ in range(3):
-        matmul = min(matmul, _timed(lambda: a @ b, 5, device))
-        op = min(op, _timed(lambda: small + 1, 100, device))
-    return Speed(2 * 256 * 512 * 512 / matmul, op)
+        for name, work, repeats in (
+            ("matmul", lambda: a @ b, 5),
+            ("op", lambda: small + 1, 100),
+            ("conv", conv, 3),
+            ("recurrent", cell, 2),
+        ):
+            best[name] = min(best[name], _timed(work, repeats, device))
+    rates = (("conv", conv_flops / best["conv"]), ("recurrent", cell_flops / best["recurrent"]))
+    return Speed(2 * 256 * 512 * 512 / best["matmul"], best["op"], rates)
+
+
+def _conv_step(device):
+    """A small convolution block's forward and backward as the lab's CNNs have them (3×3, 8 to
+    16 channels on 28×28, ReLU, 2×2 pooling), and the convolution's flops as `Cost.step_flops`
+    counts them (3× the forward): the ReLU and the pooling, memory-bound, are the block's price."""
+    import torch
+    from torch.nn import functional as F
+
+    x = torch.randn(32, 8, 28, 28, device=device, requires_grad=True)
+    w = torch.randn(16, 8, 3, 3, device=device, requires_grad=True)
+
+    def step():
+        F.max_pool2d(F.relu(F.conv2d(x, w, padding=1)), 2).sum().backward()
+
+    return step, 3 * 2 * 32 * 16 * 28 * 28 * 8 * 9
+
+
+def _recurrent_steps(device):
+    """An LSTM layer (PyTorch's fused nn.LSTM, as the lab's recurrent nets use) run along 20
+    steps and back (64 units, batches of 32), and its flops as the recurrent chapters count them."""
+    import torch
+
+    lstm = torch.nn.LSTM(16, 64, batch_first=True).to(device)
+    xs = torch.randn(32, 20, 16, device=device)
+
+    def steps():
+        lstm(xs)[0].sum().backward()
+
+    return steps, 3 * 2 * 4 * 64 * (16 + 64) * 32 * 20
 
 
 def _timed(work, repeats: int, device) -> float:
@@ -148,7 +200,7 @@ def _sync(device) -> None:
 
 
 def seconds(cost: Cost, speed: Speed) -> float:
-    per_step = cost.step_flops / speed.flops_per_second + cost.step_ops * speed.seconds_per_op + cost.wait
+    per_step = cost.step_flops / speed.rate(cost.kind) + cost.step_ops * speed.seconds_per_op + cost.wait
     return cost.steps * per_step * SNAPSHOT_SHARE
 
 
