@@ -18,6 +18,16 @@ def test_two_d_sets_are_balanced_binary_and_seeded(name):
     assert torch.equal(X, data.two_d(name, 300, 0.1, seed=3)[0])
 
 
+@pytest.mark.parametrize("name", data.MULTI_CLASS_SETS)
+def test_multi_class_sets_are_balanced_and_seeded(name):
+    k = data.classes_of(name)
+    X, y = data.two_d(name, 300, 0.1, seed=3)
+    assert X.shape == (300, 2) and set(y.tolist()) == set(range(k)) and 3 <= k <= 5
+    assert (torch.bincount(y, minlength=k) >= 300 / k - 10).all() and X.abs().max() < 2.5
+    assert torch.equal(X, data.two_d(name, 300, 0.1, seed=3)[0])
+    assert data.classes_of("moons") == 2
+
+
 def test_split_is_disjoint_and_complete():
     X, y = data.two_d("moons", 100, 0.1, 0)
     Xa, ya, Xb, yb = data.split(X, y, 0.7, 0)

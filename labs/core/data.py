@@ -26,6 +26,8 @@ from sklearn.datasets import load_digits, make_blobs, make_circles, make_moons
 
 log = logging.getLogger("dllab.data")
 TWO_D_SETS = ("moons", "circles", "spiral", "xor", "blobs")
+# 2-D sets of more than two classes (the playground's softmax): name -> number of classes
+MULTI_CLASS_SETS = {"blobs3": 3, "spiral3": 3, "quadrants4": 4, "pinwheel5": 5}
 IMAGE_SETS = ("digits8", "mnist_subset", "mnist", "fashion_mnist")
 
 
@@ -41,13 +43,21 @@ def data_dir() -> Path:
 # ---------------------------------------------------------------- 2-D toy sets (playground)
 
 
+def classes_of(name: str) -> int:
+    """How many classes the 2-D set `name` has."""
+    return MULTI_CLASS_SETS.get(name, 2)
+
+
 def two_d(name: str, n: int, noise: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """n points of a 2-D binary task, scaled to roughly [-1, 1]²: X (n, 2) float, y (n,) long.
+    """n points of a 2-D task, scaled to roughly [-1, 1]²: X (n, 2) float, y (n,) long in
+    0..classes_of(name)-1.
 
     `noise` is the standard deviation of Gaussian jitter relative to the set's scale.
     """
     rng = np.random.default_rng(seed)
-    if name == "moons":
+    if name in MULTI_CLASS_SETS:
+        X, y = _many_classes(name, n, noise, rng, seed)
+    elif name == "moons":
         X, y = make_moons(n, noise=noise * 0.5, random_state=seed)
         X = (X - [0.5, 0.25]) / 1.2
     elif name == "circles":
@@ -61,7 +71,8 @@ def two_d(name: str, n: int, noise: float, seed: int) -> tuple[torch.Tensor, tor
     elif name == "spiral":
         X, y = _spiral(n, noise, rng)
     else:
-        raise ValueError(f"unknown 2-D dataset {name!r}; choose one of {TWO_D_SETS}")
+        known = TWO_D_SETS + tuple(MULTI_CLASS_SETS)
+        raise ValueError(f"unknown 2-D dataset {name!r}; choose one of {known}")
     return torch.tensor(X, dtype=torch.float32), torch.tensor(y, dtype=torch.long)
 
 
@@ -70,6 +81,27 @@ def _spiral(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray,
     y = np.arange(n) % 2
     r = rng.uniform(0.1, 1.0, size=n)
     theta = r * 2.5 * math.pi + y * math.pi
+    X = np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1)
+    return X + rng.normal(0, noise * 0.1, size=X.shape), y
+
+
+def _many_classes(name: str, n: int, noise: float, rng: np.random.Generator, seed: int):
+    """The multi-class sets: three blobs (a line between each pair suffices), three spiral arms,
+    four quadrants (xor's corners, each its own class), five pinwheel blades."""
+    k = MULTI_CLASS_SETS[name]
+    if name == "blobs3":
+        angles = np.pi / 2 + 2 * np.pi * np.arange(k) / k
+        centers = 0.6 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        return make_blobs(n, centers=centers, cluster_std=0.12 + noise, random_state=seed)
+    y = np.arange(n) % k
+    if name == "quadrants4":
+        X = rng.uniform(0.05, 1, size=(n, 2)) * np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]])[y]
+        return X + rng.normal(0, noise * 0.3, size=X.shape), y
+    r = rng.uniform(0.1, 1.0, size=n)
+    if name == "spiral3":  # like the two-arm spiral, an arm every third of a turn
+        theta = r * 2.0 * math.pi + y * 2 * math.pi / k
+    else:  # pinwheel5: straight blades that bend a little outwards
+        theta = 2 * math.pi * y / k + 1.2 * r + rng.normal(0, 0.12, size=n)
     X = np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1)
     return X + rng.normal(0, noise * 0.1, size=X.shape), y
 
