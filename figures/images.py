@@ -66,22 +66,18 @@ def decision_boundary_figure(
             "hoverinfo": "skip",
         },
     ]
-    for name, X, y, symbol in (
-        ("train", X_train, y_train, "circle"),
-        ("test", X_test, y_test, "circle-open"),
-    ):
-        # numeric colours through a two-colour scale: far cheaper than one colour string per point
+    return _on_the_plane(data, extent, (X_train, y_train), (X_test, y_test), CLASS_COLORS, selected, title)
+
+
+def _on_the_plane(data: list, extent: float, train, test, point_scale: list, selected, title: str) -> dict:
+    """`data` (what covers the plane) with the points over it, training filled, test hollow,
+    coloured by class through `point_scale` (numeric colours through a scale: far cheaper than
+    one colour string per point), and the point explained."""
+    top = len(point_scale) - 1  # the last class
+    for name, (X, y), symbol in (("train", train, "circle"), ("test", test, "circle-open")):
         edge = {"width": 1, "color": "white"} if symbol == "circle" else {"width": 1.5}
-        marker = {
-            "symbol": symbol,
-            "size": 7,
-            "color": y,
-            "colorscale": CLASS_COLORS,
-            "cmin": 0,
-            "cmax": 1,
-            "line": edge,
-        }
-        data.append(plot.markers(X[:, 0], X[:, 1], name, marker=marker))
+        marker = {"symbol": symbol, "size": 7, "color": y, "colorscale": point_scale, "line": edge}
+        data.append(plot.markers(X[:, 0], X[:, 1], name, marker=marker | {"cmin": 0, "cmax": top}))
     if selected is not None:
         marker = {"symbol": "x", "size": 16, "color": "gold", "line": {"width": 2}}
         data.append(plot.markers([selected[0]], [selected[1]], "explained", marker=marker))
@@ -92,6 +88,52 @@ def decision_boundary_figure(
         xaxis={"range": [-extent, extent], "constrain": "domain"},
         yaxis={"range": [-extent, extent], "scaleanchor": "x", "constrain": "domain"},
     )
+
+
+# The multi-class sets' colours: red and blue as for two classes, then green, orange, purple
+CLASS_PALETTE = ("#b2182b", "#1f4e99", "#1a9850", "#e08214", "#7b3294")
+CLASS_NAMES = ("red", "blue", "green", "orange", "purple")
+
+
+def _lighter(hex_colour: str, share: float) -> str:
+    """The colour mixed with `share` of white."""
+    rgb = [int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c + (255 - c) * share):02x}" for c in rgb)
+
+
+def class_regions_figure(
+    probs: np.ndarray, extent: float, X_train, y_train, X_test, y_test, selected=None, title: str = ""
+) -> dict:
+    """A softmax over the plane: each cell coloured by the class it picks, pale where that
+    class barely wins and deep where the net is sure; training points filled, test hollow.
+
+    probs: (classes, G, G), rows along y. One heatmap of z = class + confidence in [0, 1)
+    under a scale of one pale-to-deep band per class: far cheaper than an image per frame."""
+    k = probs.shape[0]
+    top = probs.max(0)
+    confidence = np.clip((top - 1 / k) / (1 - 1 / k), 0, 0.999)  # 0 at a tie, 1 when sure
+    z = (probs.argmax(0) + confidence).astype(np.float32)
+    scale = []
+    for c, colour in enumerate(CLASS_PALETTE[:k]):
+        scale += [[c / k, _lighter(colour, 0.9)], [(c + 1) / k, _lighter(colour, 0.25)]]
+    axis = np.linspace(-extent, extent, probs.shape[1], dtype=np.float32)
+    data = [
+        {
+            "type": "heatmap", "x": axis, "y": axis, "z": z, "zmin": 0, "zmax": k,
+            "colorscale": scale, "showscale": False, "hoverinfo": "skip",
+        }
+    ]  # fmt: skip
+    point_scale = [[c / (k - 1), colour] for c, colour in enumerate(CLASS_PALETTE[:k])]
+    return _on_the_plane(data, extent, (X_train, y_train), (X_test, y_test), point_scale, selected, title)
+
+
+def class_bars_figure(values: np.ndarray, title: str, signed: bool = False) -> dict:
+    """One bar per class in its colour (a single logit: one grey bar)."""
+    names = [CLASS_NAMES[c] for c in range(len(values))] if len(values) > 1 else ["logit"]
+    colours = list(CLASS_PALETTE[: len(values)]) if len(values) > 1 else ["#777777"]
+    yaxis = {"zeroline": True} if signed else {"range": [0, 1]}
+    bars = [plot.bar(names, values, colours)]
+    return plot.figure(bars, title, 240, legend=False, xaxis={"type": "category"}, yaxis=yaxis)
 
 
 def confusion_figure(matrix: np.ndarray, classes) -> dict:

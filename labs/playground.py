@@ -1,6 +1,8 @@
 """Chapter 2 — Neural network playground.
 
-A fully connected net learns a 2-D binary task (moons, circles, spiral, xor, blobs). The
+A fully connected net learns a 2-D task: two classes (moons, circles, spiral, xor, blobs), one
+logit through a sigmoid, or three to five (blobs, spirals, quadrants, pinwheel), a logit per
+class through a softmax, with cross-entropy or squared error on the probabilities. The
 learner sees the decision boundary form, what every hidden unit responds to, how gradients
 flow from layer to layer, how many units die, and, for one chosen point, which input features
 pushed its prediction (Integrated Gradients). Everything TensorFlow Playground offers, plus
@@ -38,6 +40,7 @@ FEATURES = {  # URL-safe key -> (label, function of x and y in [-1.5, 1.5])
     "siny": ("sin(πy)", lambda x, y: torch.sin(math.pi * y)),
 }
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+LOSSES = ("cross_entropy", "squared_error")
 HIST_RANGE = {"relu": (-0.5, 3.0), "gelu": (-0.5, 3.0), "tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}
 EXTENT = 1.5  # the plane drawn is [-EXTENT, EXTENT]²
 GRID = 40  # decision boundary and neuron maps are GRID x GRID
@@ -46,7 +49,10 @@ GRID = 40  # decision boundary and neuron maps are GRID x GRID
 @dataclass(frozen=True)
 class Config:
     dataset: str = knob(
-        "spiral", "Dataset", "The 2-D task: two classes to separate.", choices=data.TWO_D_SETS
+        "spiral",
+        "Dataset",
+        "The 2-D task: two classes to separate, or three to five (a softmax over one logit per class).",
+        choices=data.TWO_D_SETS + tuple(data.MULTI_CLASS_SETS),
     )
     noise: float = knob(0.1, "Noise", "How much the points are jittered.", lo=0.0, hi=0.5, step=0.05)
     points: int = knob(400, "Points", "How many points in all.", lo=100, hi=2000, step=100)
@@ -65,6 +71,13 @@ class Config:
     units: int = knob(8, "Units per layer", "Width of every hidden layer.", lo=1, hi=16, step=1)
     activation: str = knob(
         "relu", "Activation", "The non-linearity after each layer.", choices=tuple(ACTIVATIONS)
+    )
+    loss: str = knob(
+        "cross_entropy",
+        "Loss",
+        "Cross-entropy of the probabilities, or their squared distance from the one-hot label.",
+        choices=LOSSES,
+        labels={"cross_entropy": "cross-entropy", "squared_error": "squared error"},
     )
     optimizer: str = knob(
         "adam", "Optimizer", "How gradients become updates.", choices=("sgd", "momentum", "adam")
@@ -102,7 +115,7 @@ class PlaygroundNet(nn.Module):
         super().__init__()
         widths = [len(cfg.features)] + [cfg.units] * cfg.hidden_layers
         self.blocks = nn.ModuleList(Block(a, b, cfg) for a, b in zip(widths, widths[1:]))
-        self.out = nn.Linear(widths[-1], 1)  # one logit: P(class 1) = sigmoid(logit)
+        self.out = nn.Linear(widths[-1], outputs(cfg))
 
     def forward(self, x):  # (N, features) -> (N, 1)
         for block in self.blocks:
@@ -110,12 +123,47 @@ class PlaygroundNet(nn.Module):
         return self.out(x)
 
 
+def outputs(cfg: Config) -> int:
+    """Logits the net ends in: one for two classes (P(class 1) = sigmoid(logit)), else one per
+    class (P = softmax(logits))."""
+    classes = data.classes_of(cfg.dataset)
+    return 1 if classes == 2 else classes
+
+
+def objective(cfg: Config, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The training loss of logits (N, outputs) against labels (N,): cross-entropy, or the
+    squared distance between the probabilities and the one-hot label (summed over classes;
+    with one logit, (p - y)²)."""
+    if logits.shape[1] == 1:
+        z = logits.squeeze(1)
+        if cfg.loss == "cross_entropy":
+            return F.binary_cross_entropy_with_logits(z, targets)
+        return (torch.sigmoid(z) - targets).pow(2).mean()
+    if cfg.loss == "cross_entropy":
+        return F.cross_entropy(logits, targets)
+    one_hot = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
+    return (logits.softmax(1) - one_hot).pow(2).sum(1).mean()
+
+
+def predictions(logits: torch.Tensor) -> torch.Tensor:
+    """The class each row of logits (N, outputs) picks: (N,) long."""
+    return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(1)
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """(N, classes): with one logit, (1 - p, p)."""
+    if logits.shape[1] == 1:
+        p = torch.sigmoid(logits)
+        return torch.cat([1 - p, p], dim=1)
+    return logits.softmax(1)
+
+
 def cost(cfg: Config) -> budget.Cost:
     """Tiny weights, many small steps: the time is all per-operation overhead."""
     n_train = max(1, min(cfg.points - 1, round(cfg.points * cfg.train_fraction)))
     batch = min(cfg.batch_size, n_train)
     extras = int(cfg.batchnorm) + int(cfg.dropout > 0)
-    widths = [len(cfg.features)] + [cfg.units] * cfg.hidden_layers + [1]
+    widths = [len(cfg.features)] + [cfg.units] * cfg.hidden_layers + [outputs(cfg)]
     params, flops, saved = budget.mlp(widths, batch, saved_per_unit=2 + 2 * extras)
     layers = cfg.hidden_layers + 1
     return budget.Cost(
@@ -124,7 +172,7 @@ def cost(cfg: Config) -> budget.Cost:
         steps=cfg.epochs * math.ceil(n_train / batch),
         step_flops=flops,
         step_ops=14 + layers * (16 + 8 * extras) + (layers * 4 if cfg.regularization != "none" else 0),
-        data=cfg.points * (2 + len(cfg.features)) + GRID * GRID * len(cfg.features),
+        data=cfg.points * (2 + len(cfg.features)) + GRID * GRID * (len(cfg.features) + outputs(cfg)),
         evaluation=(GRID * GRID + cfg.points) * cfg.units * layers * 2,
     )
 
@@ -209,8 +257,7 @@ def train(cfg: Config, device: torch.device):
             if (step - 1) % per_epoch == 0:
                 order = torch.randperm(n, generator=g).to(device)  # a fresh shuffle each epoch
             batch = order[((step - 1) % per_epoch) * cfg.batch_size :][: cfg.batch_size]
-            logits = model(F_train[batch]).squeeze(1)  # (B,)
-            loss = F.binary_cross_entropy_with_logits(logits, t_train[batch])
+            loss = objective(cfg, model(F_train[batch]), t_train[batch])
             opt.zero_grad(set_to_none=True)
             (loss + weight_penalty(cfg, model)).backward()
             opt.step()
@@ -240,7 +287,9 @@ def _prepare(cfg: Config, device: torch.device) -> _Run:
         featurize(X_test, cfg.features).to(device),
     )
     F_grid = featurize(grid_points(), cfg.features).to(device)
-    t_train, t_test = y_train.float().to(device), y_test.float().to(device)
+    # targets: the label as a float for one logit's BCE, the class index for a softmax's
+    kind = torch.float32 if outputs(cfg) == 1 else torch.long
+    t_train, t_test = y_train.to(device, kind), y_test.to(device, kind)
     model = build_model(cfg).to(device)
     acts, grads = recorded_layers(model)
     points = {
@@ -249,6 +298,7 @@ def _prepare(cfg: Config, device: torch.device) -> _Run:
         "X_test": X_test.numpy(),
         "y_test": y_test.numpy(),
         "extent": EXTENT,  # the plane the boundary grid covers: [-EXTENT, EXTENT]²
+        "classes": data.classes_of(cfg.dataset),
     }
     probe = Probe((F_train, t_train), (F_test, t_test), F_grid, {}, acts, grads, points)
     return _Run(model, g, probe)
@@ -258,10 +308,10 @@ def _prepare(cfg: Config, device: torch.device) -> _Run:
 def _snapshot(model: PlaygroundNet, probe: Probe, cfg: Config, step: int, total: int) -> Snapshot:
     (F_train, t_train), (F_test, t_test) = probe.train, probe.test
     model.eval()
-    train_logits = model(F_train).squeeze(1)  # fills `latest` with whole-training-set outputs
+    train_logits = model(F_train)  # fills `latest` with whole-training-set outputs
     layers = layer_stats(probe.acts, probe.latest, probe.grads, HIST_RANGE[cfg.activation])
-    test_logits = model(F_test).squeeze(1)
-    grid_logits = model(probe.grid).squeeze(1)  # `latest` now holds every unit over the plane
+    test_logits = model(F_test)
+    grid_logits = model(probe.grid)  # `latest` now holds every unit over the plane
     neuron_maps = [
         to_numpy(probe.latest[name].T.reshape(-1, GRID, GRID))  # (units, GRID, GRID)
         for name in probe.acts
@@ -269,12 +319,12 @@ def _snapshot(model: PlaygroundNet, probe: Probe, cfg: Config, step: int, total:
     ]
     model.train()
     metrics = {
-        "train_loss": F.binary_cross_entropy_with_logits(train_logits, t_train).item(),
-        "test_loss": F.binary_cross_entropy_with_logits(test_logits, t_test).item(),
-        "train_acc": ((train_logits > 0).float() == t_train).float().mean().item(),
-        "test_acc": ((test_logits > 0).float() == t_test).float().mean().item(),
+        "train_loss": objective(cfg, train_logits, t_train).item(),
+        "test_loss": objective(cfg, test_logits, t_test).item(),
+        "train_acc": (predictions(train_logits) == t_train.long()).float().mean().item(),
+        "test_acc": (predictions(test_logits) == t_test.long()).float().mean().item(),
     }
-    probs = torch.sigmoid(grid_logits).reshape(GRID, GRID)  # (GRID, GRID), row = y
+    probs = boundary_of(grid_logits)
     return Snapshot(
         step,
         total,
@@ -284,25 +334,62 @@ def _snapshot(model: PlaygroundNet, probe: Probe, cfg: Config, step: int, total:
     )
 
 
+def boundary_of(grid_logits: torch.Tensor) -> torch.Tensor:
+    """What the boundary chart draws from the grid's logits (GRID², outputs): P(class 1) as
+    (GRID, GRID) for one logit, else every class's probability as (classes, GRID, GRID); rows
+    run along y."""
+    if grid_logits.shape[1] == 1:
+        return torch.sigmoid(grid_logits).reshape(GRID, GRID)
+    return grid_logits.softmax(1).T.reshape(-1, GRID, GRID)
+
+
 def explain_point(model: PlaygroundNet, cfg: Config, point: tuple[float, float]) -> dict:
-    """Integrated Gradients of the class-1 logit over the input features for one point.
+    """Integrated Gradients over the input features of one point's logit: the class-1 logit
+    with one output, else the logit of the class the net picks there.
 
     The baseline is all features at 0 (the centre of the plane), so the attributions sum to
     logit(point) - logit(baseline) up to `delta`.
     """
     x = featurize(torch.tensor([point], dtype=torch.float32), cfg.features)  # (1, features)
-    attr, delta = attribution.integrated_gradients(model, x, target=0)
     with torch.no_grad():
-        logit, base = model(x).item(), model(torch.zeros_like(x)).item()
+        logits, base = model(x)[0], model(torch.zeros_like(x))[0]
+    target = 0 if len(logits) == 1 else int(logits.argmax())
+    attr, delta = attribution.integrated_gradients(model, x, target=target)
     return {
         "features": [FEATURES[f][0] for f in cfg.features],
         "values": x[0].numpy(),
         "attributions": attr,
         "delta": delta,
-        "logit": logit,
-        "baseline_logit": base,
-        "probability": 1 / (1 + np.exp(-logit)),
+        "logit": logits[target].item(),
+        "baseline_logit": base[target].item(),
+        "class": 1 if len(logits) == 1 else target,  # whose probability `probability` is
+        "probability": probabilities(logits[None])[0, 1 if len(logits) == 1 else target].item(),
     }
+
+
+def point_outputs(model: PlaygroundNet, cfg: Config, point: tuple[float, float], label: int) -> dict:
+    """One point's logits, probabilities and the gradient of its loss with respect to each
+    logit, by autograd: with cross-entropy that gradient is p - y (one-hot y), with squared
+    error it passes through the softmax's slope and fades where the net is confidently wrong."""
+    x = featurize(torch.tensor([point], dtype=torch.float32), cfg.features)
+    logits = model(x).detach().requires_grad_(True)  # (1, outputs)
+    kind = torch.float32 if logits.shape[1] == 1 else torch.long
+    loss = objective(cfg, logits, torch.tensor([label], dtype=kind))
+    (gradient,) = torch.autograd.grad(loss, logits)
+    return {
+        "logits": logits[0].detach().numpy(),
+        "probabilities": probabilities(logits.detach())[0].numpy(),
+        "gradient": gradient[0].numpy(),
+        "loss": loss.item(),
+        "label": label,
+    }
+
+
+def label_near(points: dict, point: tuple[float, float]) -> int:
+    """The label of the drawn point (training or test) nearest to `point`: what a click picks."""
+    X = np.concatenate([points["X_train"], points["X_test"]])
+    y = np.concatenate([points["y_train"], points["y_test"]])
+    return int(y[np.argmin(((X - np.asarray(point)) ** 2).sum(1))])
 
 
 def _final_accuracy(view) -> float:

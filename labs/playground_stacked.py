@@ -18,7 +18,7 @@ from labs.core.control import Control, current
 from labs.core.divergence import LossWatch
 from labs.core.failures import Diverged
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
-from labs.playground import GRID, HIST_RANGE, Config, PlaygroundNet, _prepare, _Run
+from labs.playground import GRID, HIST_RANGE, Config, PlaygroundNet, _prepare, _Run, outputs
 
 MIN_SNAP_SECONDS = 0.05  # a member's snapshots, as a run's alone (labs/playground.py train)
 SNAP_SHARE = 3  # a member waits 3× the snapshots of all members: measuring stays ≤ ~1/4 of a stack
@@ -27,8 +27,9 @@ SNAP_SHARE = 3  # a member waits 3× the snapshots of all members: measuring sta
 def stacking_key(cfg: Config) -> tuple | None:
     """What runs must share to train in one stack: the net's and the loop's shapes and the
     optimizer's rule. None: this run trains alone (BatchNorm's running statistics and dropout's
-    random masks have no stacked form here)."""
-    if cfg.batchnorm or cfg.dropout > 0:
+    random masks have no stacked form here; the stack trains one logit's cross-entropy, so
+    softmax and squared-error runs train alone too)."""
+    if cfg.batchnorm or cfg.dropout > 0 or outputs(cfg) != 1 or cfg.loss != "cross_entropy":
         return None
     return (
         cfg.features, cfg.hidden_layers, cfg.units, cfg.activation, cfg.optimizer,
@@ -77,8 +78,10 @@ class Stack:
     def add(self, key, cfg: Config, control: Control | None = None) -> None:
         """A run joins: it trains from the next step, under `control` (this thread's if none)."""
         check(cfg)
-        if stacking_key(cfg) is None:  # BatchNorm or dropout: this loop would silently drop them
-            raise ValueError("a run with BatchNorm or dropout trains alone, not in a stack")
+        if stacking_key(cfg) is None:  # this loop would silently drop what it lacks
+            raise ValueError(
+                "a run with BatchNorm, dropout, a softmax or squared error trains alone, not in a stack"
+            )
         if self.members and stacking_key(cfg) != self.key:
             raise ValueError("a run of another shape cannot join this stack")
         run = _prepare(cfg, self.device)

@@ -31,11 +31,11 @@ def explain(view):
     model = page.memo(("model", view.id), lambda: lab.load_model(view.cfg, view.state_dict))
     e = page.memo(("ig", view.id, point), lambda: lab.explain_point(model, view.cfg, point))
     left, right = st.columns([2, 1])
-    title = "attribution of the logit to each input feature"
+    title = f"attribution of the {images.CLASS_NAMES[e['class']]} logit to each input feature"
     left.plotly_chart(
         images.feature_bar_figure(e["features"], e["attributions"], title), key=f"{KEY}-ig", theme=None
     )
-    right.metric("P(blue) at this point", f"{e['probability']:.1%}")
+    right.metric(f"P({images.CLASS_NAMES[e['class']]}) at this point", f"{e['probability']:.1%}")
     right.write(
         f"Logit {e['logit']:.3f} − logit at the centre {e['baseline_logit']:.3f} = "
         f"{e['logit'] - e['baseline_logit']:.3f}; attributions sum to "
@@ -43,9 +43,38 @@ def explain(view):
     )
 
 
+def outputs(view):
+    """The point's logits, probabilities and the loss's gradient on each logit."""
+    point = picked_point(view)
+    label = lab.label_near(view.view, point)
+    model = page.memo(("model", view.id), lambda: lab.load_model(view.cfg, view.state_dict))
+    o = page.memo(("outputs", view.id, point), lambda: lab.point_outputs(model, view.cfg, point, label))
+    st.subheader("Logits, probabilities, and what the loss sends back")
+    st.caption(
+        f"The point's label is {images.CLASS_NAMES[label]}. The gradient of its loss with respect to "
+        "each logit is what training pushes back into the net: with cross-entropy it is exactly "
+        "p − y (the probabilities minus the one-hot label); with squared error it also passes "
+        "through the softmax's slope, which is almost flat where the net is sure, so a confidently "
+        "wrong point sends back almost nothing."
+    )
+    cols = st.columns(3)
+    figures = (
+        images.class_bars_figure(o["logits"], "logits", signed=True),
+        images.class_bars_figure(o["probabilities"], "probabilities"),
+        images.class_bars_figure(o["gradient"], f"∂ loss / ∂ logit (loss {o['loss']:.3g})", signed=True),
+    )
+    for i, (col, fig) in enumerate(zip(cols, figures)):
+        col.plotly_chart(fig, key=f"{KEY}-outputs-{i}", theme=None)
+
+
+def after(view):
+    explain(view)
+    outputs(view)
+
+
 def marked(view):
     return {"boundary": views.boundary(view, picked_point(view))} if view.state_dict is not None else {}
 
 
-page.results(KEY, lab, views.VIEWS, after=explain, selectable=("boundary",), replace=marked)
+page.results(KEY, lab, views.VIEWS, after=after, selectable=("boundary",), replace=marked)
 page.show_code(lab.train, lab.PlaygroundNet)

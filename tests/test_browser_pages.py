@@ -1,7 +1,8 @@
 """Pages a learner acts on beyond Train and Stop, in a real browser: an uploaded text is checked
 before it trains, a clicked pixel is the one explained, a drawn digit is preprocessed and
 answered by every deployed variant, the Bellman tab sweeps and settles its question, a held-out
-digit is scored as an anomaly. Every wait is on a state."""
+digit is scored as an anomaly, a softmax colours five classes and shows a point's gradient.
+Every wait is on a state."""
 
 from tests.browser import (
     IDLE,
@@ -115,4 +116,22 @@ def test_a_held_out_digit_is_scored_as_an_anomaly(browser, server):
     page.get_by_text("AE: AUC for the held-out digit").wait_for(timeout=30_000)
     page.get_by_text("finding the 5s by reconstruction error: ROC").first.wait_for(timeout=30_000)
     page.get_by_text("the test digits it rebuilds worst").first.wait_for(timeout=30_000)
+    page.close()
+
+
+def test_a_softmax_run_colours_its_classes_and_shows_a_points_gradient(browser, server):
+    params = {"dataset": "pinwheel5", "loss": "squared_error", "epochs": "20"}
+    page = open_page(browser, server, "playground", params, height=2600)
+    train_button(page, "playground").click()
+    alert(page, "Done in").wait_for(timeout=120_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    assert_no_exception(page)
+    # the live panel's boundary chart: one band of colour per class, five classes
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.js-plotly-plot')].some(p => (p.data || [])"
+        ".some(t => t.type === 'heatmap' && t.zmax === 5))",
+        timeout=30_000,
+    )
+    page.get_by_text("Logits, probabilities, and what the loss sends back").wait_for(timeout=30_000)
+    page.get_by_text("∂ loss / ∂ logit").first.wait_for(timeout=30_000)
     page.close()

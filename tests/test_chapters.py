@@ -2,10 +2,14 @@
 
 from dataclasses import replace
 
+import numpy as np
+import plotly.graph_objects as go
 import pytest
 import torch
 
-from labs import convnets, optimizers, playground
+from figures import images
+from labs import convnets, optimizers, playground, playground_stacked
+from labs.core import data
 from tests.runs import run_view
 
 CPU = torch.device("cpu")
@@ -46,6 +50,81 @@ def test_playground_views_cover_every_hidden_unit():
     assert [m.shape for m in snap.view["neurons"]] == [(5, playground.GRID, playground.GRID)] * 3
     assert snap.view["boundary"].shape == (playground.GRID, playground.GRID)
     assert set(snap.layers) == {"layer 1", "layer 2", "layer 3", "output"}
+
+
+def test_a_softmax_colours_each_class_and_its_gradient_is_p_minus_y():
+    cfg = playground.Config(dataset="pinwheel5", epochs=5, points=200)
+    _, final = run(playground.train, cfg)
+    snap = next(playground.train(cfg, CPU))
+    probs = snap.view["boundary"]
+    assert probs.shape == (5, playground.GRID, playground.GRID)
+    assert abs(probs.sum(0) - 1).max() < 1e-5 and snap.view["classes"] == 5
+    fig = images.class_regions_figure(
+        probs, 1.5, *(snap.view[k] for k in ("X_train", "y_train", "X_test", "y_test"))
+    )
+    go.Figure(fig)  # plotly accepts the figure as it is sent, colour scale and all
+    model = playground.load_model(cfg, final.state_dict)
+    out = playground.point_outputs(model, cfg, (0.3, -0.2), label=2)
+    p, one_hot = out["probabilities"], np.eye(5)[2]
+    assert np.allclose(out["gradient"], p - one_hot, atol=1e-6)  # cross-entropy's gradient on the logits
+    assert playground.explain_point(model, cfg, (0.3, -0.2))["class"] == int(np.argmax(out["logits"]))
+    assert playground_stacked.stacking_key(cfg) is None  # a softmax run trains alone
+
+
+def test_a_clicked_point_is_labelled_by_the_nearest_drawn_point():
+    points = {
+        "X_train": np.array([[0.0, 0.0]]),
+        "y_train": np.array([3]),
+        "X_test": np.array([[1.0, 1.0]]),
+        "y_test": np.array([1]),
+    }
+    assert playground.label_near(points, (0.9, 0.8)) == 1 and playground.label_near(points, (0.1, 0)) == 3
+
+
+@pytest.mark.lesson
+def test_a_softmax_over_five_classes_learns_the_pinwheel(seed, lesson):
+    history, _ = run(playground.train, playground.Config(dataset="pinwheel5", epochs=60, seed=seed))
+    # five classes: chance is 20%
+    lesson.expect("pinwheel, 5 classes: test accuracy of 2×8 ReLU", history[-1]["test_acc"], ">", 0.85)
+
+
+@pytest.mark.lesson
+def test_squared_error_barely_learns_from_confident_mistakes(seed, lesson):
+    """A net trained to confidence, then every label moved to the next class: each point is a
+    confident mistake. Cross-entropy's gradient on them is p - y (|·|₁ near 2) and the net
+    relearns; squared error's passes through the flat softmax and hardly moves it."""
+    cfg = playground.Config(dataset="blobs3", epochs=40, seed=seed)
+    _, final = run(playground.train, cfg)
+    X, y = data.two_d(cfg.dataset, cfg.points, cfg.noise, cfg.seed)
+    inputs, moved = playground.featurize(X, cfg.features), (y + 1) % 3
+    for loss in playground.LOSSES:
+        judged = replace(cfg, loss=loss)
+        model = playground.load_model(cfg, final.state_dict)
+        confident = playground.probabilities(model(inputs)).max(1).values > 0.99
+        grads = [
+            abs(
+                playground.point_outputs(model, judged, tuple(X[i].tolist()), int(moved[i]))["gradient"]
+            ).sum()
+            for i in torch.nonzero(confident)[:20, 0]
+        ]
+        lesson.expect(
+            f"relabelled blobs: median gradient on the logits of a confident mistake, {loss}",
+            float(np.median(grads)),
+            ">" if loss == "cross_entropy" else "<",
+            1.5 if loss == "cross_entropy" else 0.05,
+        )
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(200):  # full-batch steps on the moved labels
+            opt.zero_grad()
+            playground.objective(judged, model(inputs), moved).backward()
+            opt.step()
+        accuracy = (playground.predictions(model(inputs)) == moved).float().mean().item()
+        # three classes: the old labels score 0% on the moved ones, a constant guess 33%
+        if loss == "cross_entropy":
+            lesson.expect("relabelled blobs: accuracy after 200 steps, cross-entropy", accuracy, ">", 0.9)
+        else:
+            lesson.expect("relabelled blobs: accuracy after 200 steps, squared error", accuracy, "<", 0.75)
 
 
 # ---------------------------------------------------------------- convolutional networks

@@ -88,6 +88,19 @@ def test_a_link_with_bad_values_is_clamped_with_a_visible_notice():
     assert at.selectbox(key="playground-activation").value == "relu"
 
 
+def test_a_softmax_run_shows_a_points_logits_probabilities_and_gradient():
+    chapter = next(c for c in CHAPTERS if c.slug == "playground")
+    at = open_page(chapter, {"dataset": "spiral3", "loss": "squared_error", "epochs": "10"})
+    at.button(key="playground-train").click().run()
+    wait_until_ended(at)
+    assert not at.exception, at.exception
+    charts = {c.proto.id: c for c in at.get("plotly_chart")}
+    assert len(charts) >= 5  # the live views, the attribution and three bar charts
+    text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
+    assert "p − y" in text and "The point's label is" in text
+    assert "P(" in " ".join(m.label for m in at.metric)
+
+
 def test_predict_then_run_checks_the_prediction_against_the_run():
     chapter = next(c for c in CHAPTERS if c.slug == "playground")
     at = open_page(chapter, {"epochs": "30"})

@@ -1,5 +1,5 @@
-"""Chapter 2 live: the decision boundary, every hidden unit over the plane, the curves, and the
-layers' health."""
+"""Chapter 2 live: the decision boundary (or a softmax's class regions), every hidden unit over
+the plane, the curves, and the layers' health."""
 
 from __future__ import annotations
 
@@ -58,10 +58,10 @@ def _snapshots(run, metric: str) -> tuple[list, list]:
 
 
 def boundary(run, picked=None) -> dict:
+    """Two classes: P(blue) with its 0.5 line; more: the softmax's winning class, by confidence."""
     v = run.view
-    return images.decision_boundary_figure(
-        v["boundary"], v["extent"], v["X_train"], v["y_train"], v["X_test"], v["y_test"], picked
-    )
+    draw_one = images.decision_boundary_figure if v["boundary"].ndim == 2 else images.class_regions_figure
+    return draw_one(v["boundary"], v["extent"], v["X_train"], v["y_train"], v["X_test"], v["y_test"], picked)
 
 
 def neurons(maps: list) -> dict:
