@@ -332,6 +332,21 @@ def served_variants(cfg: Config, state_dict: dict, export_files: dict, pretraine
     return runs
 
 
+def predictor(variants: dict) -> tuple[str, object]:
+    """What an HTTP endpoint serves, from `served_variants`: the ONNX file through onnxruntime
+    where there is one (as a deployment would), else the float32 model in PyTorch. A function
+    from images (N, 1, 28, 28) float32 to logits (N, 10), safe to call from several threads."""
+    if "ONNX (onnxruntime)" in variants:
+        return "ONNX (onnxruntime)", variants["ONNX (onnxruntime)"]
+    model = variants["float32 (eager)"]
+
+    def eager(images: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(images)).numpy()
+
+    return "float32 (eager PyTorch)", eager
+
+
 def _quantized_share(view) -> tuple[str, str]:
     linear = view.view.get("linear_bytes")
     if not linear:

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import chapters
-from components import canvas, controls, live, page
+from components import canvas, controls, live, page, serving
 from figures import images
 from figures.views import production as views
 from labs import deploy
@@ -54,11 +54,13 @@ def serve(view) -> None:
     were, through every variant, with each one's answer and how long it took."""
     files = view.view.get("files") or {}
     exported_downloads(files, view.id)
-    st.subheader("Serve it: draw a digit")
     variants = page.memo(
         ("served", view.id),
         lambda: lab.served_variants(view.cfg, view.state_dict, files, view.view.get("pretrained_cfg")),
     )
+    example = page.memo(("example", view.id), lambda: lab.digits(view.cfg.seed).X_test[0, 0].numpy())
+    serving.http_endpoint(KEY, lambda: lab.predictor(variants), example)
+    st.subheader("Draw a digit")
     left, middle, right = st.columns([1.1, 1, 1.4])
     with left:
         pixels = canvas.drawing(f"{KEY}-canvas")

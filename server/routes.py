@@ -184,7 +184,11 @@ async def status(request: Request) -> Response:
 
 
 def routes() -> list:
+    from server.serving import serve_request
+
     return [
+        Route("/_lab/serve/{token}", serve_request, methods=["GET", "POST"]),
+        Route("/{prefix:path}/_lab/serve/{token}", serve_request, methods=["GET", "POST"]),
         Route("/_lab/status", status),
         Route("/{prefix:path}/_lab/status", status),
         Route("/_lab/plotly.min.js", plotly_js),

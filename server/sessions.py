@@ -27,6 +27,7 @@ from figures.views import Views
 from labs.core.contract import Experiment
 from labs.core.device import pick_device
 from labs.core.runner import TrainingRun
+from server import serving
 from server.channel import HUB, Channel, owner_of
 from server.learners import LEDGER, learner_id
 from server.routes import XSRF_COOKIE
@@ -42,6 +43,7 @@ class Held:
     session_id: str
     runs: dict[str, TrainingRun] = field(default_factory=dict)
     channels: dict[str, Channel] = field(default_factory=dict)
+    endpoints: dict[str, str] = field(default_factory=dict)  # run key -> token of its served model
     releases: int = 0  # how often Streamlit let go of it: only the latest release's timer counts
 
     def end(self) -> None:
@@ -58,6 +60,8 @@ class Held:
             run.stop()
         for channel in self.channels.values():
             channel.close()
+        for token in self.endpoints.values():
+            serving.stop_serving(token)
 
 
 _AWAY: dict[str, Held] = {}  # sessions whose socket dropped, within their grace
@@ -178,3 +182,20 @@ def stop_run(key: str) -> None:
     run = current_run(key)
     if run is not None:
         run.stop()
+
+
+def serve_model(key: str, endpoint: serving.Endpoint) -> str:
+    """Serve `endpoint` for this session's page `key` (its earlier model there goes off the
+    air): the token of its address. It ends with the session."""
+    held = _held()
+    if key in held.endpoints:
+        serving.stop_serving(held.endpoints[key])
+    held.endpoints[key] = serving.serve(endpoint)
+    return held.endpoints[key]
+
+
+def served_model(key: str) -> tuple[str, serving.Endpoint] | None:
+    """The token and endpoint this session serves for page `key`, while it is on the air."""
+    token = _held().endpoints.get(key)
+    endpoint = serving.served(token) if token else None
+    return (token, endpoint) if endpoint is not None else None

@@ -1,9 +1,16 @@
 """Pages a learner acts on beyond Train and Stop, in a real browser: an uploaded text is checked
 before it trains, a clicked pixel is the one explained, a drawn digit is preprocessed and
 answered by every deployed variant, the Bellman tab sweeps and settles its question, a held-out
-digit is scored as an anomaly, a softmax colours five classes and shows a point's gradient.
-Every wait is on a state."""
+digit is scored as an anomaly, a softmax colours five classes and shows a point's gradient, a
+served model answers curl and goes away with its page. Every wait is on a state."""
 
+import json
+import subprocess
+import time
+
+import numpy as np
+
+from server import loadgen
 from tests.browser import (
     IDLE,
     alert,
@@ -135,3 +142,35 @@ def test_a_softmax_run_colours_its_classes_and_shows_a_points_gradient(browser, 
     page.get_by_text("Logits, probabilities, and what the loss sends back").wait_for(timeout=30_000)
     page.get_by_text("∂ loss / ∂ logit").first.wait_for(timeout=30_000)
     page.close()
+
+
+def curl(url: str, body_file) -> dict:
+    out = subprocess.run(
+        ["curl", "-s", "-X", "POST", "-H", "Content-Type: application/json", "--data", f"@{body_file}", url],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def test_a_served_model_answers_curl_and_goes_away_with_its_page(browser, server, tmp_path):
+    page = open_page(browser, server, "production", {"epochs": "1"}, height=3000)
+    train_button(page, "production").click()
+    alert(page, "Done in").wait_for(timeout=180_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    page.locator(".st-key-production-serve button").click()
+    command = page.locator("code", has_text="curl -s -X POST")
+    command.wait_for(timeout=60_000)
+    url = command.inner_text().split()[-1]  # the address the page tells its learner
+    digit = tmp_path / "digit.json"
+    digit.write_bytes(loadgen.request_body(np.zeros((28, 28))))
+    answer = curl(url, digit)
+    assert len(answer["predictions"]) == 1 and len(answer["probabilities"][0]) == 10, answer
+    page.wait_for_selector(IDLE, timeout=60_000)
+    page.locator(".st-key-production-load-run button").click()
+    page.get_by_text("Load test done").wait_for(timeout=90_000)
+    assert_no_exception(page)
+    page.close()
+    deadline = time.time() + 90  # the session's reconnection grace, then its model goes off the air
+    while "error" not in (answer := curl(url, digit)) and time.time() < deadline:
+        time.sleep(1)
+    assert "page that served it was closed" in answer.get("error", ""), answer
