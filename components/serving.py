@@ -19,8 +19,11 @@ from server.sessions import serve_model, served_model
 ROUTE_COOKIE = "dllab_route"  # nginx's sticky route between replicas
 
 
-def http_endpoint(key: str, predictor: Callable[[], tuple[str, Callable]], example: np.ndarray) -> None:
-    """The section: batching settings, Serve, the address and its curl, the load test."""
+def http_endpoint(
+    key: str, predictor: Callable[[str], tuple[str, Callable]], servable: tuple, example: np.ndarray
+) -> None:
+    """The section: which model, batching settings, Serve, the address and its curl, the load
+    test. `predictor(which)` builds the served function for one of `servable`."""
     st.subheader("Serve it over HTTP")
     st.caption(
         "The lab serves your model on an address of its own while this page is open (at most "
@@ -30,14 +33,15 @@ def http_endpoint(key: str, predictor: Callable[[], tuple[str, Callable]], examp
         "also pays for its connection, its JSON and the server's own handling, which no batching "
         "shares: batching pays where the model's call is a large part of a request."
     )
-    left, right = st.columns(2)
+    which_column, left, right = st.columns([1, 1, 1])
+    which = which_column.selectbox("Model to serve", servable, key=f"{key}-served")
     max_batch = left.slider("Max batch", 1, 64, 16, key=f"{key}-max-batch")
     window = right.slider("Batching window (ms)", 0.0, 20.0, 2.0, 0.5, key=f"{key}-window")
     batching = serving.Batching(max_batch, window)
     on_air = served_model(key)
     label = "Serve this model over HTTP" if on_air is None else "Serve the model again (a new address)"
     if st.button(label, key=f"{key}-serve"):
-        name, predict = predictor()
+        name, predict = predictor(which)
         serve_model(key, serving.Endpoint(predict, name, batching))
         on_air = served_model(key)
     if on_air is None:

@@ -332,12 +332,16 @@ def served_variants(cfg: Config, state_dict: dict, export_files: dict, pretraine
     return runs
 
 
-def predictor(variants: dict) -> tuple[str, object]:
+SERVABLE = ("ONNX (onnxruntime)", "float32 (eager)")  # what an HTTP endpoint may serve
+
+
+def predictor(variants: dict, which: str = SERVABLE[0]) -> tuple[str, object]:
     """What an HTTP endpoint serves, from `served_variants`: the ONNX file through onnxruntime
-    where there is one (as a deployment would), else the float32 model in PyTorch. A function
-    from images (N, 1, 28, 28) float32 to logits (N, 10), safe to call from several threads."""
-    if "ONNX (onnxruntime)" in variants:
-        return "ONNX (onnxruntime)", variants["ONNX (onnxruntime)"]
+    (as a deployment would; the eager model where this server has no onnxruntime) or the float32
+    model in PyTorch. A function from images (N, 1, 28, 28) float32 to logits (N, 10), safe to
+    call from several threads."""
+    if which == SERVABLE[0] and which in variants:
+        return which, variants[which]
     model = variants["float32 (eager)"]
 
     def eager(images: np.ndarray) -> np.ndarray:

@@ -59,7 +59,7 @@ def serve(view) -> None:
         lambda: lab.served_variants(view.cfg, view.state_dict, files, view.view.get("pretrained_cfg")),
     )
     example = page.memo(("example", view.id), lambda: lab.digits(view.cfg.seed).X_test[0, 0].numpy())
-    serving.http_endpoint(KEY, lambda: lab.predictor(variants), example)
+    serving.http_endpoint(KEY, lambda which: lab.predictor(variants, which), lab.SERVABLE, example)
     st.subheader("Draw a digit")
     left, middle, right = st.columns([1.1, 1, 1.4])
     with left:

@@ -52,6 +52,24 @@ def test_a_served_model_answers_a_posted_digit_as_its_own_model_does(client, mod
     serving.stop_serving(token)
 
 
+def test_the_onnx_file_is_served_and_answers_as_the_eager_model(client, model):
+    from labs import deploy
+
+    if not deploy.onnx_available():  # the page then serves the eager model, and says why
+        assert production.predictor({"float32 (eager)": model})[0] == "float32 (eager PyTorch)"
+        return
+    example = torch.zeros(2, 1, 28, 28)
+    session = deploy.onnx_session(deploy.onnx_file(model, example, torch.export.Dim("batch", max=64)))
+    onnx = lambda x: session.run(None, {"image": x})[0]  # noqa: E731 - as served_variants has it
+    variants = {"ONNX (onnxruntime)": onnx, "float32 (eager)": model}
+    name, predict = production.predictor(variants, "ONNX (onnxruntime)")
+    token = serving.serve(serving.Endpoint(predict, name))
+    answer = client.post(f"/_lab/serve/{token}", json={"images": [digit().tolist()] * 3}).json()
+    eager = production.predictor(variants, "float32 (eager)")[1](np.stack([digit()[None]] * 3))
+    assert name == "ONNX (onnxruntime)" and answer["predictions"] == eager.argmax(1).tolist()
+    serving.stop_serving(token)
+
+
 @pytest.mark.parametrize(
     "body, status, words",
     [
