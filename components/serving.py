@@ -101,28 +101,15 @@ def _watch(key: str, load: loadgen.Load) -> None:
 def _draw(key: str, load: loadgen.Load) -> None:
     windows = load.windows
     ts = [w["t"] for w in windows]
-    left, middle, right = st.columns(3)
-    left.plotly_chart(
-        curves.curves_figure(
-            {"p50": (ts, [w["p50 ms"] for w in windows]), "p99": (ts, [w["p99 ms"] for w in windows])},
-            "latency (ms)", x_title="seconds", height=260,
-        ),
-        key=f"{key}-load-latency", theme=None,
-    )  # fmt: skip
-    middle.plotly_chart(
-        curves.curves_figure(
-            {"answers per second": (ts, [w["per second"] for w in windows])},
-            "throughput", x_title="seconds", height=260,
-        ),
-        key=f"{key}-load-throughput", theme=None,
-    )  # fmt: skip
-    right.plotly_chart(
-        curves.curves_figure(
-            {"waiting requests": (ts, [w["queue depth"] for w in windows])},
-            "queue depth", x_title="seconds", height=260,
-        ),
-        key=f"{key}-load-depth", theme=None,
-    )  # fmt: skip
+    charts = (  # (part, title, {line: window field})
+        ("latency", "latency (ms)", {"p50": "p50 ms", "p99": "p99 ms"}),
+        ("throughput", "throughput", {"answers per second": "per second"}),
+        ("depth", "queue depth", {"waiting requests": "queue depth"}),
+    )
+    for column, (part, title, lines) in zip(st.columns(3), charts):
+        series = {line: (ts, [w[field] for w in windows]) for line, field in lines.items()}
+        figure = curves.curves_figure(series, title, x_title="seconds", height=260)
+        column.plotly_chart(figure, key=f"{key}-load-{part}", theme=None)
     s = load.totals
     words = (
         f"{s['answered']:.0f} of {load.requests} answered, {load.concurrency} clients at once: "

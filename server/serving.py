@@ -64,6 +64,13 @@ class Endpoint:
     batches: int = 0
     _queue: asyncio.Queue | None = None
     _worker: asyncio.Task | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    def close(self) -> None:
+        """Off the air: its batching task ends (it would otherwise wait forever on an empty
+        queue, holding the model)."""
+        if self._worker is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._worker.cancel)
 
     def expired(self) -> bool:
         return time.monotonic() - self.started > self.seconds or self.requests >= MAX_REQUESTS
@@ -71,8 +78,8 @@ class Endpoint:
     async def answer(self, images: np.ndarray) -> tuple[np.ndarray, int]:
         """The logits of `images` and the size of the batch they were computed in."""
         if self._worker is None or self._worker.done():
-            self._queue = asyncio.Queue()
-            self._worker = asyncio.get_running_loop().create_task(self._batches())
+            self._queue, self._loop = asyncio.Queue(), asyncio.get_running_loop()
+            self._worker = self._loop.create_task(self._batches())
         self.requests += 1
         done = asyncio.get_running_loop().create_future()
         await self._queue.put((images, done))
@@ -131,7 +138,9 @@ def serve(endpoint: Endpoint) -> str:
 
 def stop_serving(token: str) -> None:
     with _LOCK:
-        _SERVED.pop(token, None)
+        endpoint = _SERVED.pop(token, None)
+    if endpoint is not None:
+        endpoint.close()
 
 
 def served(token: str) -> Endpoint | None:
@@ -140,6 +149,7 @@ def served(token: str) -> Endpoint | None:
         endpoint = _SERVED.get(token)
         if endpoint is not None and endpoint.expired():
             del _SERVED[token]
+            endpoint.close()
             return None
     return endpoint
 
