@@ -11,9 +11,11 @@ for ReLU) are each one preset away.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
+from labs import mlp_stacked
 from labs.core import mlp
 from labs.core.config import check, knob
 from labs.core.contract import Experiment
@@ -125,5 +127,13 @@ QUESTIONS = [
     ),
 ]
 
-EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+def stacking_key(cfg: Config) -> tuple | None:
+    return mlp_stacked.stacking_key(recipe(cfg))
+
+
+# Learners' runs of one shape train as one batch (labs/core/batches.py), in a stacked deep MLP:
+# seeds, initializations and learning rates differ member by member.
+EXPERIMENT = Experiment(
+    Config, train, cost, PREFERS_GPU, stacking_key, partial(mlp_stacked.Stack, recipe_of=recipe)
+)
 EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

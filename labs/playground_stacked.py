@@ -6,22 +6,15 @@ learner's as a batch of one."""
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
 
 from labs import stacked
-from labs.core.config import check
-from labs.core.control import Control, current
-from labs.core.divergence import LossWatch
-from labs.core.failures import Diverged
-from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
-from labs.playground import GRID, HIST_RANGE, Config, PlaygroundNet, _prepare, _Run, outputs
-
-MIN_SNAP_SECONDS = 0.05  # a member's snapshots, as a run's alone (labs/playground.py train)
-SNAP_SHARE = 3  # a member waits 3× the snapshots of all members: measuring stays ≤ ~1/4 of a stack
+from labs.core.control import Control
+from labs.core.snapshot import Cadence, Snapshot
+from labs.playground import GRID, HIST_RANGE, Config, _prepare, _Run, outputs
 
 
 def stacking_key(cfg: Config) -> tuple | None:
@@ -48,117 +41,47 @@ def train_together(cfgs: list[Config], device: torch.device):
         yield from stack.step()
 
 
-@dataclass(eq=False)
-class _Member:
-    key: object
-    cfg: Config
-    run: _Run
-    control: Control
+@dataclass(eq=False, kw_only=True)
+class _Member(stacked.StackMember):
+    run: _Run  # its net, its shuffling generator
     probe: object  # the run's Probe: its data, the grid, the points to draw
-    cadence: Cadence
-    watch: LossWatch = field(default_factory=LossWatch)
-    done: int = 0  # steps trained
 
 
-class Stack:
-    """Chapter 2 runs of one shape (`stacking_key`) training as one: members join at the next
-    step (their rows appended, nobody else restarts) and leave when their run ends, at their
-    last step, on Stop or their budget (their Control, as `steps()` hears it), or diverging.
-    Each member keeps its own step count, shuffling and snapshots."""
+class Stack(stacked.MemberStack):
+    """Chapter 2 runs of one shape (`stacking_key`) training as one (labs/stacked.py
+    MemberStack): each member keeps its own step count, shuffling and snapshots."""
+
+    ALONE = "a run with BatchNorm, dropout, a softmax or squared error trains alone, not in a stack"
 
     def __init__(self, device: torch.device):
-        self.device = device
-        self.members: list[_Member] = []
-        self.key: tuple | None = None
-        self.params: dict[str, torch.Tensor] = {}
-        self.opt: stacked.StackedOptimizer | None = None
+        super().__init__(device)
         self.inputs = self.targets = self.order = None  # (M, N, features), (M, N), (M, N)
-        self.snap_seconds = 0.0  # what one member's snapshot costs, a moving average
 
-    def add(self, key, cfg: Config, control: Control | None = None) -> None:
-        """A run joins: it trains from the next step, under `control` (this thread's if none)."""
-        check(cfg)
-        if stacking_key(cfg) is None:  # this loop would silently drop what it lacks
-            raise ValueError(
-                "a run with BatchNorm, dropout, a softmax or squared error trains alone, not in a stack"
-            )
-        if self.members and stacking_key(cfg) != self.key:
-            raise ValueError("a run of another shape cannot join this stack")
+    def key_of(self, cfg: Config) -> tuple | None:
+        return stacking_key(cfg)
+
+    def _member(self, key, cfg: Config, control: Control) -> _Member:
         run = _prepare(cfg, self.device)
         total = cfg.epochs * self._per_epoch(run.probe.train[0].shape[0], cfg.batch_size)
-        cadence = Cadence(total, max_snaps=80, min_seconds=MIN_SNAP_SECONDS)
-        self.members.append(_Member(key, cfg, run, control or current(), run.probe, cadence))
-        self.key = stacking_key(cfg)
-        mine = stacked.stack_params([run.model])
-        self.params = {name: _cat(self.params.get(name), rows) for name, rows in mine.items()}
-        n = run.probe.train[0].shape[0]
-        self.inputs = _cat(self.inputs, run.probe.train[0][None].to(stacked.DTYPE), grad=False)
-        self.targets = _cat(self.targets, run.probe.train[1][None].to(stacked.DTYPE), grad=False)
-        self.order = _cat(self.order, torch.arange(n, device=self.device)[None], grad=False)
-        if self.opt is None:
-            self.opt = stacked.StackedOptimizer(self.params, cfg.optimizer, [cfg.learning_rate])
-        else:
-            self.opt.params = self.params
-            self.opt.add_members([cfg.learning_rate])
+        cadence = Cadence(total, max_snaps=80, min_seconds=self.MIN_SNAP_SECONDS)
+        return _Member(
+            key=key, cfg=cfg, control=control, cadence=cadence, model=run.model, run=run, probe=run.probe
+        )
 
-    def step(self) -> list[tuple[object, object]]:
-        """One training step for every member; returns (key, snapshot or exception) for what
-        the members made: snapshots due, and the final snapshot of each run that ended."""
-        ending = [m for m in self.members if self._must_end(m)]  # before their next step
-        out = [(m.key, self._final(m)) for m in ending]
-        self._remove(ending)
-        if not self.members:
-            return out
-        # the members' snapshots share the stack's time: together at most ~1/4 of it
-        apart = SNAP_SHARE * self.snap_seconds * len(self.members)
-        for m in self.members:
-            m.cadence.min_seconds = max(MIN_SNAP_SECONDS, apart)
-        losses, grads = self._train_step()
-        ended: list[tuple[_Member, object]] = []
-        values = losses.tolist()  # one read for all members, not one small tensor each
-        due = [row for row, m in enumerate(self.members) if self._count_step(m, values[row])]
-        if due:  # members nearly due are measured in the same pass (Cadence.along)
-            due += [row for row, m in enumerate(self.members) if row not in due and m.cadence.along(m.done)]
-        measured = []
-        for row, m in enumerate(self.members):
-            if row in due:
-                try:
-                    m.watch.check(m.done, loss=losses[row])
-                except Diverged as err:  # this member leaves; the others train on
-                    m.control.flush(m.done)
-                    ended.append((m, err))
-                    continue
-                measured.append(row)
-            if m.done == self._total(m):
-                m.control.report(m.done, m.done)
-                ended.append((m, None))
-        if measured:
-            out += self._snapshots(measured, grads)
-        out += [(m.key, err if err is not None else self._final(m)) for m, err in ended]
-        self._remove([m for m, _ in ended])
-        return out
+    def _optimizer(self, cfg: Config) -> tuple[str, float]:
+        return cfg.optimizer, cfg.learning_rate
 
-    @staticmethod
-    def _count_step(m: _Member, loss: float) -> bool:
-        """A member's step is counted (its loss logged); says whether its snapshot is due."""
-        m.done += 1
-        m.control.log(m.done, {"train_loss": loss})
-        return m.cadence.due(m.done)
+    def _data_rows(self, m: _Member) -> None:
+        x, t = m.probe.train
+        self.inputs = _cat(self.inputs, x[None].to(stacked.DTYPE))
+        self.targets = _cat(self.targets, t[None].to(stacked.DTYPE))
+        self.order = _cat(self.order, torch.arange(x.shape[0], device=self.device)[None])
 
-    def _snapshots(self, rows: list[int], grads: dict) -> list[tuple[object, Snapshot]]:
-        began = time.perf_counter()
-        members = [self.members[row] for row in rows]
-        index = torch.tensor(rows, device=self.device)
-        params = {name: p.detach()[index] for name, p in self.params.items()}
-        snaps = snapshots_together(members, params, {n: g[index] for n, g in grads.items()}, self._total)
-        each = (time.perf_counter() - began) / len(rows)
-        self.snap_seconds = 0.8 * self.snap_seconds + 0.2 * each
-        return [(m.key, snap) for m, snap in zip(members, snaps)]
+    def _keep_data(self, rows: torch.Tensor) -> None:
+        self.inputs, self.targets, self.order = self.inputs[rows], self.targets[rows], self.order[rows]
 
-    def _must_end(self, m: _Member) -> bool:
-        """As `steps()` asks before each step: Stop, the time or memory budget."""
-        m.control.report(m.done, self._total(m))
-        return bool(m.control.should_end())
+    def _measure(self, members: list[_Member], params: dict, grads: dict) -> list[Snapshot]:
+        return snapshots_together(members, params, grads, self._total)
 
     def _train_step(self) -> tuple[torch.Tensor, dict]:
         first, members = self.members[0].cfg, self.members
@@ -183,24 +106,6 @@ class Stack:
         grads = dict(zip(self.params, grads))
         self.opt.step(grads)
         return losses.detach(), grads
-
-    def _final(self, m: _Member) -> Snapshot:
-        """The member's last snapshot, with its weights (its rows are still in the stack)."""
-        m.control.flush(m.done)
-        _load_member(m.run.model, self.params, None, self.members.index(m))
-        return Snapshot(m.done, self._total(m), final=True, state_dict=cpu_state_dict(m.run.model))
-
-    def _remove(self, leaving: list[_Member]) -> None:
-        """Take these members' rows out of the stack; the others go on where they were."""
-        if not leaving:
-            return
-        keep = [row for row, m in enumerate(self.members) if m not in leaving]
-        self.members = [self.members[row] for row in keep]
-        rows = torch.tensor(keep, dtype=torch.long, device=self.device)
-        self.params = {name: p.detach()[rows].requires_grad_(True) for name, p in self.params.items()}
-        self.inputs, self.targets, self.order = self.inputs[rows], self.targets[rows], self.order[rows]
-        self.opt.params = self.params
-        self.opt.keep_members(rows)
 
     def _total(self, m: _Member) -> int:
         return m.cfg.epochs * self._per_epoch(self.inputs.shape[1], m.cfg.batch_size)
@@ -267,10 +172,9 @@ def _recorded_forward(params: dict, x: torch.Tensor, cfg: Config) -> tuple[dict,
     return acts, stacked.linear(x, params["out.weight"], params["out.bias"]).squeeze(-1)
 
 
-def _cat(stack: torch.Tensor | None, rows: torch.Tensor, grad: bool = True) -> torch.Tensor:
-    """`rows` appended to `stack` along the member dimension (a new leaf for parameters)."""
-    out = rows.detach() if stack is None else torch.cat([stack.detach(), rows.detach()])
-    return out.requires_grad_(True) if grad else out
+def _cat(stack: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
+    """Data `rows` appended to `stack` along the member dimension."""
+    return rows if stack is None else torch.cat([stack, rows])
 
 
 STACKED_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu}
@@ -284,9 +188,4 @@ def _stacked_forward(params: dict[str, torch.Tensor], x: torch.Tensor, cfg: Conf
     return stacked.linear(x, params["out.weight"], params["out.bias"])
 
 
-@torch.no_grad()
-def _load_member(model: PlaygroundNet, params: dict, grads: dict | None, i: int) -> None:
-    """Member i's weights (and last gradients) into its own net, which its snapshots measure."""
-    for name, p in model.named_parameters():
-        p.copy_(params[name][i])
-        p.grad = None if grads is None else grads[name][i].to(p.dtype)
+_load_member = stacked.load_member  # tests load a member into its own net

@@ -14,8 +14,17 @@ either precision, their time being Python's and PyTorch's overhead per operation
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
+
+from labs.core.config import check
+from labs.core.control import Control, current
+from labs.core.divergence import LossWatch
+from labs.core.failures import Diverged
+from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
 
 DTYPE = torch.float64
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
@@ -119,6 +128,189 @@ class StackedOptimizer:
         param.sub_(self.learning_rates.view(_column(param)) * update)
 
 
+@dataclass(eq=False, kw_only=True)
+class StackMember:
+    """One learner's run in a stack: its own Control (Stop, budget, curve points), snapshot
+    cadence, divergence watch and step count, and its own nn.Module, which holds its weights
+    at the end (and which its snapshots would measure, alone)."""
+
+    key: object
+    cfg: object
+    control: Control
+    cadence: Cadence
+    model: nn.Module
+    watch: LossWatch = field(default_factory=LossWatch)
+    done: int = 0  # steps trained
+    loss: float = float("nan")  # its last step's loss
+
+
+class MemberStack:
+    """What every chapter's stack does the same way: members join at the next step (their
+    rows appended, nobody else restarts) and leave when their run ends, at their last step, on
+    Stop or their budget (their Control, as `steps()` hears it), or diverging; each member's
+    snapshots at its own cadence, the due ones measured in one pass, sharing the stack's time.
+
+    A chapter's stack says what makes a key (`key_of`), how a member starts (`_member`: its
+    StackMember, its net initialised as its run alone starts it), its data rows (`_data_rows`,
+    `_keep_data`), one training step of every member (`_train_step`: each member's loss and the
+    stacked gradients), and how due members are measured (`_measure`)."""
+
+    SNAP_SHARE = 3  # a member waits 3x the snapshots of all members: measuring stays <= ~1/4
+    MIN_SNAP_SECONDS = 0.05  # a member's snapshots, as a run's alone
+    ALONE = "this run trains alone, not in a stack"  # why key_of said None, in words
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.members: list = []
+        self.key: tuple | None = None
+        self.params: dict[str, torch.Tensor] = {}
+        self.opt: StackedOptimizer | None = None
+        self.worst: torch.Tensor | None = None  # (M,) each member's worst |loss| so far
+        self.snap_seconds = 0.0  # what one member's snapshot costs, a moving average
+
+    # -- what a chapter's stack provides ---------------------------------------------------------
+    def key_of(self, cfg) -> tuple | None:
+        raise NotImplementedError
+
+    def _member(self, key, cfg, control: Control) -> StackMember:
+        raise NotImplementedError
+
+    def _optimizer(self, cfg) -> tuple[str, float]:
+        """(the StackedOptimizer's kind, the member's learning rate)."""
+        raise NotImplementedError
+
+    def _data_rows(self, m: StackMember) -> None:
+        """Append the new member's data rows (it is the last member now)."""
+
+    def _keep_data(self, rows: torch.Tensor) -> None:
+        """Keep only the data rows of the members at `rows`."""
+
+    def _train_step(self) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def _measure(self, members: list, params: dict, grads: dict) -> list[Snapshot]:
+        raise NotImplementedError
+
+    def _total(self, m: StackMember) -> int:
+        raise NotImplementedError
+
+    # -- the same for every stack ---------------------------------------------------------------
+    def add(self, key, cfg, control: Control | None = None) -> None:
+        """A run joins: it trains from the next step, under `control` (this thread's if none)."""
+        check(cfg)
+        mine = self.key_of(cfg)
+        if mine is None:  # this loop would silently drop what it lacks
+            raise ValueError(self.ALONE)
+        if self.members and mine != self.key:
+            raise ValueError("a run of another shape cannot join this stack")
+        m = self._member(key, cfg, control or current())
+        self.members.append(m)
+        self.key = mine
+        self._data_rows(m)
+        rows = stack_params([m.model])
+        self.params = {name: _appended(self.params.get(name), new) for name, new in rows.items()}
+        self.worst = _appended(self.worst, torch.zeros(1, dtype=DTYPE, device=self.device), grad=False)
+        kind, rate = self._optimizer(cfg)
+        if self.opt is None:
+            self.opt = StackedOptimizer(self.params, kind, [rate])
+        else:
+            self.opt.params = self.params
+            self.opt.add_members([rate])
+
+    def step(self) -> list[tuple[object, object]]:
+        """One training step for every member; returns (key, snapshot or exception) for what
+        the members made: snapshots due, and the final snapshot of each run that ended."""
+        ending = [m for m in self.members if self._must_end(m)]  # before their next step
+        out = [(m.key, self._final(m)) for m in ending]
+        self._remove(ending)
+        if not self.members:
+            return out
+        # the members' snapshots share the stack's time: together at most ~1/4 of it
+        apart = self.SNAP_SHARE * self.snap_seconds * len(self.members)
+        for m in self.members:
+            m.cadence.min_seconds = max(self.MIN_SNAP_SECONDS, apart)
+        losses, grads = self._train_step()
+        self.worst = torch.maximum(self.worst, losses.abs())  # NaN wins, as LossWatch.see's
+        values, worst = torch.stack([losses, self.worst]).tolist()  # one read for all members
+        due = [row for row, m in enumerate(self.members) if self._count_step(m, values[row])]
+        if due:  # members nearly due are measured in the same pass (Cadence.along)
+            due += [row for row, m in enumerate(self.members) if row not in due and m.cadence.along(m.done)]
+        ended: list[tuple[StackMember, object]] = []
+        measured = []
+        for row, m in enumerate(self.members):
+            if row in due:
+                try:
+                    m.watch.check(m.done, loss=worst[row])
+                except Diverged as err:  # this member leaves; the others train on
+                    m.control.flush(m.done)
+                    ended.append((m, err))
+                    continue
+                measured.append(row)
+            if m.done == self._total(m):
+                m.control.report(m.done, m.done)
+                ended.append((m, None))
+        if measured:
+            out += self._snapshots(measured, grads)
+        out += [(m.key, err if err is not None else self._final(m)) for m, err in ended]
+        self._remove([m for m, _ in ended])
+        return out
+
+    @staticmethod
+    def _count_step(m: StackMember, loss: float) -> bool:
+        """A member's step is counted (its loss logged); says whether its snapshot is due."""
+        m.done, m.loss = m.done + 1, loss
+        m.control.log(m.done, {"train_loss": loss})
+        return m.cadence.due(m.done)
+
+    def _snapshots(self, rows: list[int], grads: dict) -> list[tuple[object, Snapshot]]:
+        began = time.perf_counter()
+        members = [self.members[row] for row in rows]
+        index = torch.tensor(rows, device=self.device)
+        params = {name: p.detach()[index] for name, p in self.params.items()}
+        snaps = self._measure(members, params, {n: g[index] for n, g in grads.items()})
+        each = (time.perf_counter() - began) / len(rows)
+        self.snap_seconds = 0.8 * self.snap_seconds + 0.2 * each
+        return [(m.key, snap) for m, snap in zip(members, snaps)]
+
+    def _must_end(self, m: StackMember) -> bool:
+        """As `steps()` asks before each step: Stop, the time or memory budget."""
+        m.control.report(m.done, self._total(m))
+        return bool(m.control.should_end())
+
+    def _final(self, m: StackMember) -> Snapshot:
+        """The member's last snapshot, with its weights (its rows are still in the stack)."""
+        m.control.flush(m.done)
+        load_member(m.model, self.params, None, self.members.index(m))
+        return Snapshot(m.done, self._total(m), final=True, state_dict=cpu_state_dict(m.model))
+
+    def _remove(self, leaving: list) -> None:
+        """Take these members' rows out of the stack; the others go on where they were."""
+        if not leaving:
+            return
+        keep = [row for row, m in enumerate(self.members) if m not in leaving]
+        self.members = [self.members[row] for row in keep]
+        rows = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self.params = {name: p.detach()[rows].requires_grad_(True) for name, p in self.params.items()}
+        self.worst = self.worst[rows]
+        self._keep_data(rows)
+        self.opt.params = self.params
+        self.opt.keep_members(rows)
+
+
+def _appended(stack: torch.Tensor | None, rows: torch.Tensor, grad: bool = True) -> torch.Tensor:
+    """`rows` appended to `stack` along the member dimension (a new leaf for parameters)."""
+    out = rows.detach() if stack is None else torch.cat([stack.detach(), rows.detach()])
+    return out.requires_grad_(True) if grad else out
+
+
+@torch.no_grad()
+def load_member(model: nn.Module, params: dict, grads: dict | None, i: int) -> None:
+    """Member i's weights (and last gradients) into its own net, as its module holds them."""
+    for name, p in model.named_parameters():
+        p.copy_(params[name][i])
+        p.grad = None if grads is None else grads[name][i].to(p.dtype)
+
+
 def _column(like: torch.Tensor) -> tuple[int, ...]:
     """The shape that broadcasts a (M,) per-member value against a stacked tensor like `like`."""
     return (like.shape[0],) + (1,) * (like.dim() - 1)
@@ -141,8 +333,13 @@ def layer_stats_together(
         d = a.shape[0]
         flat = a.reshape(d, -1)
         # torch.histc's bins: [lo, hi] in HIST_BINS equal parts, the top edge in the last bin
-        bins = ((flat.clamp(lo, hi) - lo) * (HIST_BINS / (hi - lo))).long().clamp(max=HIST_BINS - 1)
-        counts = torch.zeros(d, HIST_BINS, device=a.device).scatter_add_(1, bins, torch.ones_like(flat))
+        # ... and a NaN in no bin (a blown-up net's activations)
+        bins = (
+            ((flat.clamp(lo, hi).nan_to_num(lo) - lo) * (HIST_BINS / (hi - lo)))
+            .long()
+            .clamp(max=HIST_BINS - 1)
+        )
+        counts = torch.zeros(d, HIST_BINS, device=a.device).scatter_add_(1, bins, (~flat.isnan()).float())
         dead = (a.std(dim=1) < 1e-3).float().mean(1) if a.shape[1] > 1 else torch.zeros(d, device=a.device)
         g = torch.cat([t.reshape(d, -1).float() for t in grads.get(name, [])] or [a.new_zeros(d, 0)], dim=1)
         g_norm = g.norm(dim=1)

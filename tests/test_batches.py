@@ -240,3 +240,42 @@ def test_a_batch_in_a_worker_process_trains_its_members_as_alone():
         assert slots.active == 0
     finally:
         pool.close()
+
+
+def test_chapter_4_runs_batch_in_a_worker_with_their_views_each_as_alone():
+    """The deep MLP's stack (labs/mlp_stacked.py) as the server drives it: pickled to a worker
+    process, two learners' runs in one batch, each with its live frames, each ending as alone."""
+    from figures.views import initialization as views
+    from labs import initialization
+    from tests.test_stacked import deep, deep_alone
+
+    pool = WorkerPool()
+    slots = Slots(1, per_learner=1)
+    experiment = initialization.EXPERIMENT
+    cfgs = [
+        deep(0, init="kaiming", activation="relu", steps=200),
+        deep(1, init="xavier", activation="tanh", steps=200),
+    ]
+    try:
+        runs = []
+        for cfg, learner in zip(cfgs, "AB"):
+            batch = (experiment.batch_key(cfg), experiment.stack)
+            run = TrainingRun(
+                experiment.train,
+                cfg,
+                CPU,
+                slots=slots,
+                executor=pool,
+                learner=learner,
+                batch=batch,
+                views=views.draw,
+            ).start()
+            runs.append(run)
+            wait_for_batch(run, timeout=120)
+        assert slots.active == 1 and runs[0].process_id == runs[1].process_id
+        for run, cfg in zip(runs, cfgs):
+            assert run.wait(120) and run.view().state == RunState.DONE, run.view().message
+            assert run.frames, "no live frames reached the run"
+            assert_same_run(result(run), deep_alone(cfg))
+    finally:
+        pool.close()

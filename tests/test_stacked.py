@@ -231,3 +231,93 @@ def test_members_at_other_steps_are_measured_in_shared_passes(monkeypatch):
     assert len(passes) < snapshots / 2 and max(passes) == 6
     for key in range(6):  # and each run is still its run alone
         assert_same_run(final_of(made[key]), alone(short(key)))
+
+
+# -- chapter 4's deep MLP, stacked (labs/mlp_stacked.py) ---------------------------------------
+
+
+def deep(seed: int, **knobs):
+    from labs import initialization
+
+    return initialization.Config(seed=seed, **{"steps": 60, "depth": 6, **knobs})
+
+
+def deep_stack():
+    from labs import initialization
+    from labs.mlp_stacked import Stack as DeepStack
+
+    return DeepStack(CPU, initialization.recipe)
+
+
+def deep_alone(cfg) -> tuple[dict, float]:
+    made: dict = {}
+    stack = deep_stack()
+    stack.add(0, cfg)
+    drive(stack, made)
+    return final_of(made[0])
+
+
+def test_deep_members_with_their_own_seeds_inits_and_rates_train_as_alone():
+    """Chapter 4's members differ in seed (data split, start, shuffling), initialization and
+    learning rate; one joins mid-way. Each ends where its run alone ends."""
+    cfgs = {
+        "a": deep(0, init="kaiming", activation="relu", learning_rate=0.02),
+        "b": deep(1, init="xavier", activation="relu", learning_rate=0.05),
+        "c": deep(0, init="default", activation="relu"),
+    }
+    stack, made = deep_stack(), {}
+    stack.add("a", cfgs["a"])
+    stack.add("b", cfgs["b"])
+    drive(stack, made, until=lambda: stack.members[0].done >= 25)
+    stack.add("c", cfgs["c"])
+    assert len(stack.sets) == 2  # members of one seed share its digits
+    drive(stack, made)
+    for key, cfg in cfgs.items():
+        assert_same_run(final_of(made[key]), deep_alone(cfg))
+    assert final_of(made["a"])[1] < 2.0  # Kaiming ReLU learns in 60 steps (chance: 2.30)
+
+
+def test_a_lone_deep_stack_shows_what_the_module_run_shows():
+    """The stack of one against labs/core/mlp.py train_digits: same snapshots, same fields,
+    the same numbers up to float64 against float32."""
+    from labs import initialization
+
+    cfg = deep(3, init="xavier", activation="tanh", learning_rate=0.05)
+    stack, made = deep_stack(), {}
+    stack.add(0, cfg)
+    drive(stack, made)
+    mine, module = made[0], list(initialization.train(cfg, CPU))
+    assert mine[-1].final and mine[-1].step == module[-1].step == 60
+    for a, b in [(mine[0], module[0]), (mine[-2], module[-2])]:  # steps 1 and 60: the rest by time
+        assert a.step == b.step
+        assert a.metrics == pytest.approx(b.metrics, rel=1e-3)
+        assert a.view["distinct_units"] == b.view["distinct_units"]
+        assert a.layers.keys() == b.layers.keys()
+        for name, stats in b.layers.items():
+            numbers = {k: v for k, v in stats.items() if k not in ("hist", "hist_range")}
+            assert {k: a.layers[name][k] for k in numbers} == pytest.approx(numbers, rel=1e-3, abs=1e-5)
+    for name, weight in module[-1].state_dict.items():
+        torch.testing.assert_close(mine[-1].state_dict[name], weight, rtol=1e-3, atol=1e-5)
+
+
+def test_an_exploding_deep_member_leaves_as_its_run_alone_does_while_the_rest_finish():
+    """ReLU with N(0, 1) weights explodes (the chapter's preset): alone, its run ends with
+    Diverged; in a stack it leaves in the same words, and the others finish as alone."""
+    from labs import initialization
+
+    exploding = deep(0, init="normal1", activation="relu", depth=20, learning_rate=0.1)
+    with pytest.raises(Diverged) as alone_err:
+        list(initialization.train(exploding, CPU))
+    stack, made = deep_stack(), {}
+    healthy = deep(1, init="kaiming", activation="relu", depth=20, learning_rate=0.02)
+    stack.add("x", exploding)
+    stack.add("h", healthy)
+    drive(stack, made)
+    # found at a snapshot's check, as alone: the step it names depends on when that comes
+    said, alone_said = str(made["x"][-1]), str(alone_err.value)
+    assert (
+        isinstance(made["x"][-1], Diverged) and said.split(" by step")[0] == alone_said.split(" by step")[0]
+    )
+    assert explain_failure(made["x"][-1]).startswith("Training diverged")
+    assert made["h"][-1].final
+    assert_same_run(final_of(made["h"]), deep_alone(healthy))

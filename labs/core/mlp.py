@@ -127,11 +127,13 @@ def recorded_layers(model: DeepMLP) -> tuple[dict, dict]:
 def distinct_units(model: DeepMLP) -> list[float]:
     """Per hidden layer, the share of units whose incoming weights differ from every other
     unit's (1 = all different; 1/width = all identical, as after zero init)."""
-    shares = []
-    for b in model.blocks:
-        rows = torch.round(b.linear.weight.detach().cpu() * 1e6)
-        shares.append(len(torch.unique(rows, dim=0)) / rows.shape[0])
-    return shares
+    return [distinct_rows(b.linear.weight) for b in model.blocks]
+
+
+def distinct_rows(weight: torch.Tensor) -> float:
+    """The share of a layer's units (rows of its weight) unlike every other unit."""
+    rows = torch.round(weight.detach().float().cpu() * 1e6)
+    return len(torch.unique(rows, dim=0)) / rows.shape[0]
 
 
 def digits(seed: int, train_size: int | None = None, device: torch.device | None = None):
