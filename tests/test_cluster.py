@@ -261,3 +261,46 @@ def test_a_learners_time_and_runs_count_on_every_replica():
     assert "1 in another browser" in here.refusal(someone)
     other.slots.release("r1")
     assert until(lambda: here.refusal(someone) == "")
+
+
+# -- batches on Ray: one task trains many learners' runs of one shape --------------------------
+
+
+def test_runs_of_one_shape_ride_one_batch_on_ray_each_as_alone():
+    """The class's one slot: A opens a batch (one Ray task) and B joins it; A's second run
+    waits for A's first (one run per learner). A stops: A's second rides in the batch B still
+    trains in. B stops: only B ends, and A's second ends where it would alone."""
+    from labs.playground_stacked import train_together
+    from tests.test_stacked import assert_same_run
+
+    name = f"test-{uuid.uuid4().hex[:6]}"
+    slots = Replica(name, sizes=(1, 1, 1)).slots
+    experiment = playground.EXPERIMENT
+
+    def batched(cfg, learner):
+        batch = (experiment.batch_key(cfg), experiment.stack)
+        return TrainingRun(
+            experiment.train, cfg, CPU, executor=RAY, slots=slots, learner=learner, batch=batch
+        )
+
+    cfgs = [
+        playground.Config(seed=s, epochs=400, learning_rate=lr) for s, lr in [(0, 0.03), (1, 0.01), (2, 0.05)]
+    ]
+    first = batched(cfgs[0], "A").start()
+    assert first.wait_for_first_snapshot(60)
+    second = batched(cfgs[1], "B").start()
+    assert second.wait_for_first_snapshot(60) and second.status()["state"] == "running", second.view().message
+    again = batched(cfgs[2], "A").start()
+    assert until(lambda: again.status()["held_back"])  # A trains a run already
+    first.stop()
+    assert again.wait_for_first_snapshot(60)  # it rides in the batch B trains in
+    second.stop()
+    for run in (first, second):
+        assert run.wait(30)
+        assert run.view().state == RunState.STOPPED and run.view().state_dict is not None, run.view().message
+    assert again.wait(120) and again.view().state == RunState.DONE, again.view().message
+    assert first.process_id == second.process_id == again.process_id != os.getpid()
+    snaps = [s for _, s in train_together([cfgs[2]], CPU)]
+    mine = (again.view().state_dict, again.view().history[-1]["train_loss"])
+    assert_same_run(mine, (snaps[-1].state_dict, snaps[-2].metrics["train_loss"]))
+    assert until(lambda: slots.active == 0)  # the batch gave the class's slot back

@@ -14,7 +14,8 @@ it as soon as it opens or has room again (`Batches.fill`). Each member is still 
 time counts its share of the batch). The batch gives its slot back when its last member has
 ended.
 
-Runs on Ray train alone for now: one Ray task per run (labs/core/cluster.py).
+On Ray (labs/core/cluster.py) a batch is one Ray task, its slot one of the class queue's: the
+batches are this server process's, so runs join batches their own replica opened.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from labs.core.budget import size
 from labs.core.control import Ending
 from labs.core.driver import IN_THREAD, Job
 from labs.core.failures import CutShort, RemoteFailure, WorkerLost
-from labs.core.stackdrive import Member, StackJob, drive_stack
+from labs.core.stackdrive import Member, StackJob, drive_stack, taking_from
 from labs.core.workers import HARD_MEMORY_FACTOR, POLL_SECONDS, STOP_GRACE_SECONDS, WorkerPool
 
 log = logging.getLogger("dllab.batches")
@@ -237,8 +238,10 @@ class Batches:
         self._open: dict[Hashable, list[Batch]] = {}
 
     def batches(self, executor) -> bool:
-        """Whether runs of `executor` can train in batches (worker processes, or a thread)."""
-        return self.max_members > 1 and (executor is IN_THREAD or isinstance(executor, WorkerPool))
+        """Whether runs of `executor` can train in batches (worker processes, a thread, or
+        an executor that hosts batches itself: Ray's, one task per batch)."""
+        hosts = executor is IN_THREAD or isinstance(executor, WorkerPool) or hasattr(executor, "batch_host")
+        return self.max_members > 1 and hosts
 
     def join(self, key: Hashable, job: Job) -> MemberJob | None:
         """Join an open batch of `key` with room, at its next step; None if there is none."""
@@ -288,7 +291,11 @@ class Batches:
 
 
 def _host(executor, kind: str):
-    return _ThreadHost() if executor is IN_THREAD else _WorkerHost(executor, kind)
+    if executor is IN_THREAD:
+        return _ThreadHost()
+    if isinstance(executor, WorkerPool):
+        return _WorkerHost(executor, kind)
+    return executor.batch_host(kind)  # labs/core/cluster.py RayBatchHost
 
 
 class _WorkerHost:
@@ -358,19 +365,12 @@ class _ThreadHost:
 
     def _drive(self, job: StackJob) -> None:
         try:
-            drive_stack(job, self._take, lambda kind, payload: self._messages.put((kind, payload)))
+            emit = lambda kind, payload: self._messages.put((kind, payload))  # noqa: E731
+            drive_stack(job, taking_from(self._commands), emit)
             self._messages.put(("end", None))
         except Exception as err:
             log.exception("batch failed")
             self._messages.put(("error", str(err)))
-
-    def _take(self, wait: bool) -> list:
-        got = []
-        while True:
-            try:
-                got.append(self._commands.get(block=wait and not got))
-            except queue.Empty:
-                return got
 
     def tell(self, command: tuple) -> None:
         self._commands.put(command)

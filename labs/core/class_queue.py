@@ -61,6 +61,7 @@ class ClassQueue:
         self.heard: dict[str, float] = {}  # replica -> when it last asked
         self.stops: dict[str, bool] = {}  # run id -> Stop asked
         self.beats: dict[str, tuple[float, int, int]] = {}  # run id -> (when, step, total)
+        self.mailboxes: dict[str, list[bytes]] = {}  # batch id -> commands not yet collected
         self.usage = Usage()
         self.epoch = uuid.uuid4().hex  # a new one each time Ray starts the queue
         restarted = ray.get_runtime_context().was_current_actor_reconstructed
@@ -105,6 +106,50 @@ class ClassQueue:
         ticket = self.tickets.pop(ticket_id, None)
         if ticket is not None:
             self.slots[ticket.kind].release(ticket)
+
+    # -- batches: runs of one shape riding in one slot (labs/core/batches.py) -----------------
+    async def free(self, kind: str) -> bool:
+        """Whether a run arriving now would start at once (a slot free, nobody waiting)."""
+        await self._settled()
+        return self.slots[kind].free()
+
+    async def ride(self, ticket_id: str, learner: str, kind: str, replica: str) -> bool:
+        """Count a run as its learner's, riding in a batch that holds a slot already; False
+        if the learner trains as many runs as they may (class-wide)."""
+        self.heard[replica] = time.monotonic()
+        ticket = _Ticket(ticket_id, kind, learner, replica)
+        if not self.slots[kind].ride(ticket, learner):
+            return False
+        ticket.granted.set()
+        self.tickets[ticket_id] = ticket
+        return True
+
+    async def ride_waiting(self, kind: str, ticket_ids: list[str], most: int) -> list[str]:
+        """Up to `most` of these waiting runs, in fair order, taken out of the queue to ride
+        in a batch with room; their `turn` answers False (they begin by riding, not by it)."""
+        wanted = set(ticket_ids)
+        chosen = self.slots[kind].ride_waiting(lambda t: t.id in wanted, most)
+        for ticket in chosen:
+            ticket.left = True
+            ticket.granted.set()
+        return [t.id for t in chosen]
+
+    async def hand_over(self, ticket_id: str, batch_id: str) -> None:
+        """The slot of a run that began now belongs to its batch; the run rides in it."""
+        ticket = self.tickets.get(ticket_id)
+        if ticket is None:
+            return
+        batch = self.tickets[batch_id] = _Ticket(batch_id, ticket.kind, "", ticket.replica)
+        batch.granted.set()
+        self.slots[ticket.kind].hand_over(ticket, batch)
+
+    async def post(self, mailbox: str, blob: bytes) -> None:
+        """A command for a batch on Ray (pickled by the server, read by the batch's task)."""
+        self.mailboxes.setdefault(mailbox, []).append(blob)
+
+    async def collect(self, mailbox: str) -> list[bytes]:
+        """The batch's commands since it last asked, in the order they were posted."""
+        return self.mailboxes.pop(mailbox, [])
 
     async def places(self, replica: str, ticket_ids: list[str]) -> dict:
         """What a replica shows its learners: each of its waiting runs' position and whether it
@@ -166,6 +211,7 @@ class ClassQueue:
     async def forget(self, run_id: str) -> None:
         self.stops.pop(run_id, None)
         self.beats.pop(run_id, None)
+        self.mailboxes.pop(run_id, None)
 
     # -- replicas that went away ---------------------------------------------------------------
     def _keep_sweeping(self) -> None:

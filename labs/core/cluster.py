@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import queue
 import threading
 import time
@@ -38,6 +39,7 @@ from labs.core.control import Control, Ending, resident_bytes
 from labs.core.driver import Job, drive
 from labs.core.failures import EXPECTED, CutShort, RemoteFailure, WorkerLost, explain_failure
 from labs.core.replica import connect, environment, this_replica
+from labs.core.stackdrive import StackJob, drive_stack, taking_from
 from labs.core.worker_process import fresh_gpu_measure, gpu_left, prepare_process
 from labs.core.workers import HARD_MEMORY_FACTOR, STOP_GRACE_SECONDS
 
@@ -145,6 +147,132 @@ def _drive_into(job: Job, control: Control, inbox: queue.SimpleQueue) -> None:
             log.exception("run failed in Ray worker %s", os.getpid())
         gpu_left()
         inbox.put(("error", explain_failure(err)))
+
+
+# -- batches: many learners' runs of one shape as one task (labs/core/batches.py) ------------
+
+COMMAND_SECONDS = 0.05  # a batch on Ray asks the class queue for the server's commands this often
+
+
+@ray.remote(max_retries=0)
+def train_batch_on_ray(job: StackJob, batch_id: str, board, threads: int = 1):
+    """A batch in a Ray worker: drive its stack (labs/core/stackdrive.py) on a thread of its
+    own, hand it the server's commands (joins, Stops, the close) from the class queue's mailbox
+    of `batch_id`, and yield its members' messages as they are made, with a ("beat", (bytes
+    used, pid)) every BEAT_SECONDS; the last message is ("end", (None, peak bytes, GPU bytes
+    left)) or ("error", words)."""
+    _prepare_once(threads)
+    fresh_gpu_measure()
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    commands: queue.SimpleQueue = queue.SimpleQueue()
+    threading.Thread(target=_drive_batch_into, args=(job, commands, inbox), daemon=True, name="batch").start()
+    rss_start, peak = resident_bytes(), 0
+    asked, next_ask, next_beat = None, 0.0, 0.0
+    while True:
+        now = time.monotonic()
+        if now >= next_ask:
+            next_ask = now + COMMAND_SECONDS
+            asked = _collected(asked, board, batch_id, commands)
+        if now >= next_beat:
+            next_beat = now + BEAT_SECONDS
+            used = resident_bytes() - rss_start
+            peak = max(peak, used)
+            yield ("beat", (used, os.getpid()))
+        try:
+            kind, payload = inbox.get(timeout=max(0.0, min(next_ask, next_beat) - time.monotonic()))
+        except queue.Empty:
+            continue
+        if kind == "end":
+            payload = (None, peak, gpu_left())
+        yield (kind, payload)
+        if kind in ENDED_KINDS:
+            return
+
+
+def _collected(asked, board, batch_id: str, commands: queue.SimpleQueue):
+    """Hand on the commands the class queue last answered with, without waiting for them, and
+    ask again."""
+    if asked is not None:
+        ready, _ = ray.wait([asked], timeout=0)
+        if not ready:
+            return asked
+        for blob in ray.get(asked):
+            commands.put(pickle.loads(blob))
+    return board.collect.remote(batch_id)
+
+
+def _drive_batch_into(job: StackJob, commands: queue.SimpleQueue, inbox: queue.SimpleQueue) -> None:
+    try:
+        drive_stack(job, taking_from(commands), lambda kind, payload: inbox.put((kind, payload)))
+        inbox.put(("end", None))
+    except Exception as err:  # the stack's driver itself failed: every member hears it
+        log.exception("batch failed in Ray worker %s", os.getpid())
+        inbox.put(("error", explain_failure(err)))
+
+
+class RayBatchHost:
+    """A batch as one Ray task, seen from the server (the host labs/core/batches.py drives):
+    commands go through the class queue's mailbox, messages come back as the task's stream."""
+
+    def __init__(self, kind: str):
+        connect()
+        self.kind, self.id = kind, uuid.uuid4().hex
+        self.process_id: int | None = None  # from the task's beats
+        self._board = this_replica().queue
+        self._task = None
+        self._used = 0
+        self._ended = False  # the task said its last word
+
+    def begin(self, job: StackJob) -> None:
+        options = resources_for(self.kind)
+        threads = max(1, int(options["num_cpus"]))
+        self._task = train_batch_on_ray.options(**options).remote(job, self.id, self._board, threads)
+
+    def tell(self, command: tuple) -> None:
+        self._board.post.remote(self.id, pickle.dumps(command))  # its classes need no import here
+
+    def next(self, timeout: float):
+        """The batch's next message for its members, or its end: queue.Empty after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ready, _ = ray.wait([self._task], timeout=max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise queue.Empty
+            try:
+                kind, payload = ray.get(next(self._task))
+            except StopIteration:
+                self._ended = True
+                raise WorkerLost(None) from None
+            except ray.exceptions.RayError as err:
+                log.warning("batch %s: Ray task lost: %s", self.id, err)
+                raise WorkerLost(None) from None
+            if kind != "beat":
+                self._ended = self._ended or kind in ENDED_KINDS
+                return kind, payload
+            self._used, self.process_id = payload
+            if time.monotonic() >= deadline:
+                raise queue.Empty
+
+    def wait_closed(self) -> None:
+        """After "close": the task's own end, so that its Ray worker is free again."""
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        try:
+            while not self._ended and time.monotonic() < deadline:
+                self.next(max(0.01, deadline - time.monotonic()))
+        except (queue.Empty, WorkerLost):
+            pass
+
+    def resident(self) -> int:
+        return self._used  # above what the Ray worker held when the batch began
+
+    def kill(self) -> None:
+        if self._task is not None:
+            ray.cancel(self._task, force=True)
+
+    def finish(self) -> None:
+        if not self._ended:
+            self.kill()  # it did not end its batch cleanly: its worker goes
+        self._board.forget.remote(self.id)
 
 
 class RayRun:
@@ -259,6 +387,10 @@ class RayExecutor:
 
     def start(self, job: Job) -> RayRun:
         return RayRun(job)
+
+    def batch_host(self, kind: str) -> RayBatchHost:
+        """Where a batch of runs trains: one Ray task (labs/core/batches.py)."""
+        return RayBatchHost(kind)
 
     def warm(self, cpu_runs: int) -> None:
         """One ready Ray worker per CPU slot, so that first runs need not import torch; and this

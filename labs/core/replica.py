@@ -78,6 +78,7 @@ class ClassSlots:
         self._learners: dict[str, str] = {}  # ticket id -> its learner
         self._training: set[str] = set()  # ticket ids that began and hold a slot
         self._begins: dict[str, Callable[[], None]] = {}  # ticket id -> begin, while it waits
+        self._waiting: dict[str, object] = {}  # ticket id -> the ticket, while it waits
         self._places: dict[str, tuple[int | None, bool]] = {}  # the same, in arrival order
         self._busy = (0, 0)
         self._limits: dict | None = None
@@ -100,14 +101,56 @@ class ClassSlots:
         return self._limits_now()["per_learner"]
 
     def enter(self, ticket: object, learner: str, begin) -> None:
+        ticket_id = self._known(ticket, learner)
+        with self._lock:
+            self._waiting[ticket_id] = ticket
+        answer = ray.get(self.queue.enter.remote(ticket_id, learner, self.kind, self._replica().name))
+        self._answered(ticket_id, answer, begin)
+
+    def _known(self, ticket: object, learner: str) -> str:
+        """A new ticket id for `ticket`, remembered with its learner."""
         ticket_id = uuid.uuid4().hex
-        replica = self._replica()
+        self._replica().watch(self)
         with self._lock:
             self._ids[id(ticket)] = ticket_id
             self._learners[ticket_id] = learner
-        replica.watch(self)
-        answer = ray.get(self.queue.enter.remote(ticket_id, learner, self.kind, replica.name))
-        self._answered(ticket_id, answer, begin)
+        return ticket_id
+
+    # -- batches (labs/core/batches.py): the same calls as labs/core/slots.py ------------------
+    def free(self) -> bool:
+        return ray.get(self.queue.free.remote(self.kind))
+
+    def ride(self, ticket: object, learner: str) -> bool:
+        ticket_id = self._known(ticket, learner)
+        if ray.get(self.queue.ride.remote(ticket_id, learner, self.kind, self._replica().name)):
+            return True
+        with self._lock:
+            self._forget(ticket)
+        return False
+
+    def ride_waiting(self, wanted: Callable[[object], bool], most: int) -> list:
+        """This replica's waiting runs that `wanted` picks, up to `most` in the class's fair
+        order, taken out of the queue to ride in a batch of this replica's."""
+        with self._lock:
+            candidates = {t: ticket for t, ticket in self._waiting.items() if wanted(ticket)}
+        if not candidates or most <= 0:
+            return []
+        chosen = ray.get(self.queue.ride_waiting.remote(self.kind, list(candidates), most))
+        with self._lock:
+            for ticket_id in chosen:  # riding: no longer waiting, not holding a slot
+                self._places.pop(ticket_id, None)
+                self._begins.pop(ticket_id, None)
+                self._waiting.pop(ticket_id, None)
+        return [candidates[t] for t in chosen]
+
+    def hand_over(self, ticket: object, batch: object) -> None:
+        """The slot the run holds is its batch's from now on (the batch releases it)."""
+        batch_id = self._known(batch, "")
+        with self._lock:
+            ticket_id = self._ids[id(ticket)]
+            self._training.discard(ticket_id)
+            self._training.add(batch_id)
+        ray.get(self.queue.hand_over.remote(ticket_id, batch_id))
 
     def _answered(self, ticket_id: str, answer: tuple[bool, int | None, bool], begin) -> None:
         """Begin the run now, or wait for its turn (a callback on the queue's answer)."""
@@ -115,6 +158,7 @@ class ClassSlots:
         if began:
             with self._lock:
                 self._training.add(ticket_id)
+                self._waiting.pop(ticket_id, None)
             begin()
             return
         with self._lock:
@@ -128,6 +172,7 @@ class ClassSlots:
             return  # the queue's process died: the run queues again when it restarts (rejoin)
         with self._lock:
             self._places.pop(ticket_id, None)
+            self._waiting.pop(ticket_id, None)
             begin = self._begins.pop(ticket_id, None)
             if done.result() and begin is not None:
                 self._training.add(ticket_id)
@@ -156,6 +201,7 @@ class ClassSlots:
             self._training.discard(ticket_id)
             self._begins.pop(ticket_id, None)
             self._places.pop(ticket_id, None)
+            self._waiting.pop(ticket_id, None)
         return ticket_id
 
     def rejoin(self, replica_name: str) -> None:

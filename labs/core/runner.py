@@ -203,8 +203,13 @@ class TrainingRun:
             log.info("run %s refused by the budget: %s; settings %s", self.id, refusal, self._settings())
             return self.refuse(refusal)
         LIVE.add(self)
-        # a free slot first (a batch of its own, on a core of its own), else an open batch
-        if self._batch is not None and not self._slots.free() and self._join():
+        # a free slot first (a batch of its own, on a core of its own), else an open batch; on
+        # a GPU an open batch first: one batch per GPU, one CUDA context, wider kernels
+        if (
+            self._batch is not None
+            and (self.device.type == "cuda" or not self._slots.free())
+            and self._join()
+        ):
             return self
         self._slots.enter(self, self.learner, self._thread.start)
         return self

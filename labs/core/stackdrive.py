@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,21 @@ class StackJob:
 
 
 Commands = Callable[[bool], list]  # commands(wait): the server's commands since the last call
+
+
+def taking_from(inbox: queue.SimpleQueue) -> Commands:
+    """`commands` for a batch whose server's commands arrive in `inbox`: all that came, or,
+    with `wait`, at least one (an empty stack waits for a join or the close)."""
+
+    def take(wait: bool) -> list:
+        got = []
+        while True:
+            try:
+                got.append(inbox.get(block=wait and not got))
+            except queue.Empty:
+                return got
+
+    return take
 
 
 def drive_stack(job: StackJob, commands: Commands, emit: Emit) -> None:
