@@ -1,8 +1,9 @@
-"""A class pressing Train together on the playground: K learners' default runs started within
-2 s, trained by the runner in worker processes, as batches (labs/core/batches.py) against
-separate runs (printed, never asserted).
+"""A class pressing Train together on the playground (or chapter 4): K learners' default runs
+started within 2 s, trained by the runner in worker processes, as batches
+(labs/core/batches.py) against separate runs (printed, never asserted).
 
     .venv/bin/python -m bench.batched [--learners 8,32] [--slots 2] [--device cuda]
+                                      [--chapter playground|initialization]
 
 For each K and each way: aggregate training steps per second (all runs' steps over the time
 from the first Train to the last Done), each learner's time to Done (p50, p95) against a lone
@@ -19,14 +20,27 @@ import time
 
 import torch
 
+from figures.views import initialization as initialization_views
 from figures.views import playground as playground_views
-from labs import playground
+from labs import initialization, playground
 from labs.core.runner import RunState, TrainingRun
 from labs.core.slots import Slots
 from labs.core.workers import WorkerPool
-from labs.playground_stacked import train_together
 
-EXPERIMENT = playground.EXPERIMENT
+CHAPTERS = {  # name -> (its experiment, its live views, a learner's default config of a seed)
+    "playground": (playground.EXPERIMENT, playground_views.VIEWS.draw, playground.Config),
+    "initialization": (initialization.EXPERIMENT, initialization_views.VIEWS.draw, initialization.Config),
+}
+EXPERIMENT, VIEWS, CONFIG = CHAPTERS["playground"]
+
+
+def alone_last(cfg, device):
+    """The run as a stack of one (its batch of one): its last measured snapshot."""
+    stack, made = EXPERIMENT.stack(device), []
+    stack.add(0, cfg)
+    while stack.members:
+        made += [snap for _, snap in stack.step()]
+    return made[-2]
 
 
 class Watched:
@@ -36,7 +50,7 @@ class Watched:
         batch = (EXPERIMENT.batch_key(cfg), EXPERIMENT.stack) if batched else None
         self.run = TrainingRun(
             EXPERIMENT.train, cfg, device, slots=slots, executor=pool, learner=learner,
-            views=playground_views.VIEWS.draw, batch=batch,
+            views=VIEWS, batch=batch,
         )  # fmt: skip
         self.frames, self._seen, self.first_at, self.last_at = 0, None, 0.0, 0.0
         self.run.listeners.append(self._heard)
@@ -62,9 +76,7 @@ class Watched:
 def press_together(k: int, batched: bool, pool: WorkerPool, slots: int, device) -> dict:
     seats = Slots(slots, per_learner=1)
     rng = random.Random(k)
-    watched = [
-        Watched(playground.Config(seed=s), seats, pool, batched, f"learner{s}", device) for s in range(k)
-    ]
+    watched = [Watched(CONFIG(seed=s), seats, pool, batched, f"learner{s}", device) for s in range(k)]
     offsets = sorted(rng.uniform(0, 2) for _ in watched)
     begin = time.perf_counter()
     for w, at in zip(watched, offsets):
@@ -89,7 +101,7 @@ def press_together(k: int, batched: bool, pool: WorkerPool, slots: int, device) 
 
 
 def lone_done_s(pool: WorkerPool, batched: bool, device) -> float:
-    w = Watched(playground.Config(seed=0), Slots(1), pool, batched, "alone", device)
+    w = Watched(CONFIG(seed=0), Slots(1), pool, batched, "alone", device)
     w.start()
     assert w.run.wait(600)
     return w.done_s()
@@ -100,7 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learners", default="8,32")
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda: where every run trains")
+    parser.add_argument("--chapter", default="playground", choices=tuple(CHAPTERS))
     args = parser.parse_args(argv)
+    global EXPERIMENT, VIEWS, CONFIG
+    EXPERIMENT, VIEWS, CONFIG = CHAPTERS[args.chapter]
     device = torch.device(args.device)
     pool = WorkerPool()
     pool.prestart(args.slots, device.type)
@@ -111,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
             f"one default run alone, time to Done: separate {lone[False]:.2f} s, "
             f"batch of one {lone[True]:.2f} s"
         )
-        alone = {s: [x for _, x in train_together([playground.Config(seed=s)], device)][-2] for s in range(4)}
+        alone = {s: alone_last(CONFIG(seed=s), device) for s in range(4)}
         print(
             "\n| K | way | steps/s | Done p50 (s) | Done p95 (s) | p95 / lone run | frames/s p50 "
             "| max rel. diff of final loss |"

@@ -194,6 +194,28 @@ def test_batches_spread_over_free_slots_then_runs_join_the_smallest():
         assert all(run.wait(30) for run in runs)
 
 
+def test_on_a_gpu_a_run_joins_an_open_batch_before_taking_a_free_slot():
+    """One batch per GPU: a GPU run of a key with an open batch joins it even while a slot is
+    free (the slots of one GPU share it; one stack there means one CUDA context and wider
+    kernels). The batch trains where it opened (here, a CPU thread)."""
+    slots = Slots(2, per_learner=1)
+    first = batched(cfg_of(0, epochs=400), slots, "A").start()
+    wait_for_batch(first)
+    cfg = cfg_of(1, epochs=400)
+    gpu_run = TrainingRun(
+        EXPERIMENT.train, cfg, torch.device("cuda"), slots=slots, executor=IN_THREAD, learner="B",
+        batch=(EXPERIMENT.batch_key(cfg), EXPERIMENT.stack),
+    ).start()  # fmt: skip
+    try:
+        assert gpu_run.wait_for_first_snapshot(30) and gpu_run.status()["state"] == "running"
+        assert slots.active == 1  # it rode in A's batch: the second slot stayed free
+        assert [len(b.members) for group in batches.BATCHES._open.values() for b in group] == [2]
+    finally:
+        for run in (first, gpu_run):
+            run.stop()
+        assert first.wait(30) and gpu_run.wait(30)
+
+
 class _Diverging:
     """A stack whose member "2" diverges at its first step; the others end at their second."""
 

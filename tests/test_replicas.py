@@ -116,19 +116,26 @@ def learner_on(browser, host: ClassServer, route: str):
 
 def test_learners_on_two_replicas_share_one_queue(browser, class_server):
     (first_replica, route_1), (_, route_2) = sorted(class_server.routes().items())
-    a, b, c = (learner_on(browser, class_server, r) for r in (route_1, route_2, route_1))
+    a, b, c, d = (learner_on(browser, class_server, r) for r in (route_1, route_2, route_1, route_1))
     pages = {}
     try:
+        # C's net is of another shape: on A's replica it cannot ride in A's batch, so it queues
+        shapes = {"A": LONG_PLAYGROUND, "B": LONG_PLAYGROUND, "C": f"{LONG_PLAYGROUND}&units=6"}
         for name, context in (("A", a), ("B", b), ("C", c)):
-            pages[name] = open_page(context, class_server.base, "playground", LONG_PLAYGROUND)
+            pages[name] = open_page(context, class_server.base, "playground", shapes[name])
             train_button(pages[name], "playground").click()
             if name == "A":
                 status_says(pages["A"], "Training: step", timeout=120)
         # the class has one slot: B (the other replica) waits first, C (A's replica) after B
         status_says(pages["B"], "position 1 in the queue", timeout=30)
         status_says(pages["C"], "position 2 in the queue", timeout=30)
-        pages["A"].locator(".st-key-playground-stop button").click()
-        alert(pages["A"], "Stopped").wait_for(timeout=60_000)
+        # D's run is of A's shape, on A's replica: it rides in A's batch (one Ray task), no slot
+        pages["D"] = open_page(d, class_server.base, "playground", LONG_PLAYGROUND)
+        train_button(pages["D"], "playground").click()
+        status_says(pages["D"], "Training: step", timeout=60)
+        for name in "AD":  # the batch gives the slot back once both have left it
+            pages[name].locator(".st-key-playground-stop button").click()
+            alert(pages[name], "Stopped").wait_for(timeout=60_000)
         status_says(pages["B"], "Training: step", timeout=60)  # the slot went across replicas
         status_says(pages["C"], "position 1 in the queue", timeout=30)
     finally:
@@ -136,7 +143,7 @@ def test_learners_on_two_replicas_share_one_queue(browser, class_server):
             stop = page.locator(".st-key-playground-stop button")
             if stop.is_enabled():
                 stop.click()
-        for context in (a, b, c):
+        for context in (a, b, c, d):
             context.close()
 
 
