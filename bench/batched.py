@@ -1,9 +1,9 @@
-"""A class pressing Train together on the playground (or chapter 4): K learners' default runs
+"""A class pressing Train together on the playground (or chapter 4 or 5): K learners' default runs
 started within 2 s, trained by the runner in worker processes, as batches
 (labs/core/batches.py) against separate runs (printed, never asserted).
 
     .venv/bin/python -m bench.batched [--learners 8,32] [--slots 2] [--device cuda]
-                                      [--chapter playground|initialization]
+                                      [--chapter playground|initialization|normalization]
 
 For each K and each way: aggregate training steps per second (all runs' steps over the time
 from the first Train to the last Done), each learner's time to Done (p50, p95) against a lone
@@ -21,8 +21,9 @@ import time
 import torch
 
 from figures.views import initialization as initialization_views
+from figures.views import normalization as normalization_views
 from figures.views import playground as playground_views
-from labs import initialization, playground
+from labs import initialization, normalization, playground
 from labs.core.runner import RunState, TrainingRun
 from labs.core.slots import Slots
 from labs.core.workers import WorkerPool
@@ -30,17 +31,27 @@ from labs.core.workers import WorkerPool
 CHAPTERS = {  # name -> (its experiment, its live views, a learner's default config of a seed)
     "playground": (playground.EXPERIMENT, playground_views.VIEWS.draw, playground.Config),
     "initialization": (initialization.EXPERIMENT, initialization_views.VIEWS.draw, initialization.Config),
+    "normalization": (normalization.EXPERIMENT, normalization_views.VIEWS.draw, normalization.Config),
 }
 EXPERIMENT, VIEWS, CONFIG = CHAPTERS["playground"]
 
 
-def alone_last(cfg, device):
-    """The run as a stack of one (its batch of one): its last measured snapshot."""
+def last_train_loss(rows: list[dict]) -> float:
+    """The last training loss among measured rows (the first variant's, side by side)."""
+    for row in reversed(rows):
+        names = sorted(name for name in row if name.endswith("train_loss"))
+        if names:
+            return row[names[0]]
+    raise ValueError("no training loss")
+
+
+def alone_loss(cfg, device) -> float:
+    """The run as a stack of one (its batch of one): its last training loss."""
     stack, made = EXPERIMENT.stack(device), []
     stack.add(0, cfg)
     while stack.members:
-        made += [snap for _, snap in stack.step()]
-    return made[-2]
+        made += [snap.metrics for _, snap in stack.step()]
+    return last_train_loss(made)
 
 
 class Watched:
@@ -96,7 +107,7 @@ def press_together(k: int, batched: bool, pool: WorkerPool, slots: int, device) 
         "done_p50": statistics.median(done),
         "done_p95": done[min(len(done) - 1, round(0.95 * (len(done) - 1)))],
         "fps_p50": statistics.median(fps),
-        "losses": {i: v.history[-1]["train_loss"] for i, v in enumerate(views)},
+        "losses": {i: last_train_loss(v.history) for i, v in enumerate(views)},
     }
 
 
@@ -126,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
             f"one default run alone, time to Done: separate {lone[False]:.2f} s, "
             f"batch of one {lone[True]:.2f} s"
         )
-        alone = {s: alone_last(CONFIG(seed=s), device) for s in range(4)}
+        alone = {s: alone_loss(CONFIG(seed=s), device) for s in range(4)}
         print(
             "\n| K | way | steps/s | Done p50 (s) | Done p95 (s) | p95 / lone run | frames/s p50 "
             "| max rel. diff of final loss |"
@@ -135,11 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         for k in [int(k) for k in args.learners.split(",")]:
             for batched in (False, True):
                 r = press_together(k, batched, pool, args.slots, device)
-                diff = max(
-                    abs(r["losses"][s] - alone[s].metrics["train_loss"]) / alone[s].metrics["train_loss"]
-                    for s in alone
-                    if s < k
-                )
+                diff = max(abs(r["losses"][s] - alone[s]) / alone[s] for s in alone if s < k)
                 print(
                     f"| {k} | {'batched' if batched else 'separate'} | {r['steps_per_s']:.0f} | "
                     f"{r['done_p50']:.1f} | {r['done_p95']:.1f} | {r['done_p95'] / lone[batched]:.1f} | "

@@ -1,9 +1,11 @@
-"""The deep MLP on digits (labs/core/mlp.py train_digits, chapter 4's run) trained stacked
-(labs/stacked.py): when a class presses Train together, runs of one shape train as one loop,
-each member with its own seed (its data split, start and shuffling), initialization and
-learning rate; each member's snapshots and weights those of its run alone, whatever else the
-stack holds (tests/test_stacked.py). On a server the runner trains chapter 4's runs here, as
-batches (labs/core/batches.py), a lone learner's as a batch of one.
+"""The deep MLP on digits (labs/core/mlp.py train_digits: chapter 4's run, and each variant of
+chapter 5's) trained stacked (labs/stacked.py), with its norms (BatchNorm by each member's own
+batch, with its own running statistics; LayerNorm) and skips: when a class presses Train
+together, runs of one shape train as one loop, each member with its own seed (its data split,
+start and shuffling), initialization and learning rate; each member's snapshots and weights
+those of its run alone, whatever else the stack holds (tests/test_stacked.py). On a server the
+runner trains these chapters' runs here, as batches (labs/core/batches.py), a lone learner's as
+a batch of one.
 
 Members of one seed share one copy of the digits: the stack gathers every member's batch from
 the sets it holds in one indexing operation, so a class on the default seed costs one data set.
@@ -34,12 +36,12 @@ STACKED_ACTIVATIONS = {  # labs/core/mlp.py ACTIVATIONS, as functions of a stack
 }
 
 
-def stacking_key(r: mlp.Recipe) -> tuple | None:
-    """What runs must share to train in one stack: the net's and the loop's shapes. None: the
-    run trains alone (normalization and skips are not part of this stack)."""
-    if r.norm != "none" or r.residual:
-        return None
-    return (r.depth, r.width, r.activation, r.batch_size, r.steps)
+BN_EPS, BN_MOMENTUM, LN_EPS = 1e-5, 0.1, 1e-5  # nn.BatchNorm1d's and nn.LayerNorm's defaults
+
+
+def stacking_key(r: mlp.Recipe) -> tuple:
+    """What runs must share to train in one stack: the net's and the loop's shapes."""
+    return (r.depth, r.width, r.activation, r.norm, r.residual, r.batch_size, r.steps)
 
 
 @dataclass(eq=False, kw_only=True)
@@ -52,8 +54,6 @@ class _Member(stacked.StackMember):
 class Stack(stacked.MemberStack):
     """Deep MLP runs of one shape (`stacking_key` of their recipe) training as one; `recipe_of`
     maps a chapter's Config onto labs/core/mlp.py's Recipe."""
-
-    ALONE = "a deep MLP with normalization or skips trains alone, not in a stack"
 
     def __init__(self, device: torch.device, recipe_of: Callable[[object], mlp.Recipe]):
         super().__init__(device)
@@ -117,7 +117,8 @@ class Stack(stacked.MemberStack):
         rows = torch.arange(len(members), device=self.device)[:, None]
         batch = self.order[rows, start[:, None] + torch.arange(size, device=self.device)]  # (M, B)
         sets = self.data_of[:, None]
-        logits = forward(self.params, self.train_x[sets, batch].to(stacked.DTYPE), r)  # (M, B, 10)
+        x = self.train_x[sets, batch].to(stacked.DTYPE)
+        logits = forward(self.params, x, r, running=self.buffers)  # (M, B, 10)
         each = F.cross_entropy(logits.flatten(0, 1), self.train_y[sets, batch].flatten(), reduction="none")
         losses = each.view(len(members), size).mean(1)
         grads = dict(zip(self.params, torch.autograd.grad(losses.sum(), list(self.params.values()))))
@@ -167,15 +168,43 @@ def snapshots_together(
     return snaps
 
 
-def recorded_forward(params: dict, x: torch.Tensor, r: mlp.Recipe) -> tuple[dict, torch.Tensor]:
+def recorded_forward(
+    state: dict, x: torch.Tensor, r: mlp.Recipe, running: dict | None = None
+) -> tuple[dict, torch.Tensor]:
     """DeepMLP's forward for every member at once, keeping each block's output: x (M, B, 784)
-    -> ({"layer i": (M, B, width)}, logits (M, B, 10))."""
+    -> ({"layer i": (M, B, width)}, logits (M, B, 10)). `running`: a training step's (BatchNorm
+    normalizes by each member's batch and updates these running statistics); None: a
+    measurement, as the module in eval mode (by the running statistics in `state`)."""
     act, acts = STACKED_ACTIVATIONS[r.activation], {}
     for i in range(r.depth):
-        x = act(stacked.linear(x, params[f"blocks.{i}.linear.weight"], params[f"blocks.{i}.linear.bias"]))
+        block = f"blocks.{i}"
+        weight, bias = state[f"{block}.linear.weight"], state[f"{block}.linear.bias"]
+        if r.residual and i > 0:  # the first block changes the width: never residual
+            x = x + stacked.linear(act(_norm(x, state, block, r.norm, running)), weight, bias)
+        else:
+            x = act(_norm(stacked.linear(x, weight, bias), state, block, r.norm, running))
         acts[f"layer {i + 1}"] = x
-    return acts, stacked.linear(x, params["head.weight"], params["head.bias"])
+    return acts, stacked.linear(x, state["head.weight"], state["head.bias"])
 
 
-def forward(params: dict, x: torch.Tensor, r: mlp.Recipe) -> torch.Tensor:
-    return recorded_forward(params, x, r)[1]
+def _norm(x: torch.Tensor, state: dict, block: str, kind: str, running: dict | None) -> torch.Tensor:
+    """Block's LayerNorm or BatchNorm1d for every member: x (M, B, units)."""
+    if kind == "none":
+        return x
+    weight, bias = state[f"{block}.norm.weight"][:, None], state[f"{block}.norm.bias"][:, None]
+    if kind == "layer":
+        return F.layer_norm(x, x.shape[-1:], eps=LN_EPS) * weight + bias
+    mean_of, var_of = f"{block}.norm.running_mean", f"{block}.norm.running_var"
+    if running is None:
+        mean, var = state[mean_of][:, None], state[var_of][:, None]
+    else:  # each member's batch; its running variance is the unbiased one, as torch keeps it
+        mean, var = x.mean(1, keepdim=True), x.var(1, unbiased=False, keepdim=True)
+        n = x.shape[1]
+        with torch.no_grad():
+            running[mean_of].lerp_(mean.squeeze(1), BN_MOMENTUM)
+            running[var_of].lerp_(var.squeeze(1) * n / max(n - 1, 1), BN_MOMENTUM)
+    return (x - mean) / torch.sqrt(var + BN_EPS) * weight + bias
+
+
+def forward(state: dict, x: torch.Tensor, r: mlp.Recipe, running: dict | None = None) -> torch.Tensor:
+    return recorded_forward(state, x, r, running)[1]

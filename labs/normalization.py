@@ -11,9 +11,11 @@ learning rates where the plain net blows up.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
+from labs import mlp_stacked, stacked
 from labs.core import budget, mlp
 from labs.core.compare import side_by_side
 from labs.core.config import check, knob
@@ -134,5 +136,28 @@ QUESTIONS = [
     ),
 ]
 
-EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+
+def stacking_key(cfg: Config) -> tuple:
+    """What learners' runs must share to train as one batch: the variants and the shapes."""
+    return (tuple(cfg.variants), cfg.depth, cfg.width, cfg.batch_size, cfg.steps)
+
+
+def _variants(cfg: Config) -> dict[str, str]:
+    return {label(v): v for v in cfg.variants}
+
+
+def _variant_stack(device: torch.device, variant: str) -> mlp_stacked.Stack:
+    return mlp_stacked.Stack(device, partial(recipe, variant=variant))
+
+
+# Learners' runs of one shape train as one batch (labs/core/batches.py): one stacked deep MLP per
+# variant, each run a member of each, merged as side_by_side merges them.
+EXPERIMENT = Experiment(
+    Config,
+    train,
+    cost,
+    PREFERS_GPU,
+    stacking_key,
+    partial(stacked.SideBySide, variants_of=_variants, stack_of=_variant_stack, key_of=stacking_key),
+)
 EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

@@ -15,11 +15,14 @@ either precision, their time being Python's and PyTorch's overhead per operation
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from figures.variants import metric
+from labs.core.compare import Variant, diverged, final_of, merged, took
 from labs.core.config import check
 from labs.core.control import Control, current
 from labs.core.divergence import LossWatch
@@ -164,6 +167,7 @@ class MemberStack:
         self.members: list = []
         self.key: tuple | None = None
         self.params: dict[str, torch.Tensor] = {}
+        self.buffers: dict[str, torch.Tensor] = {}  # BatchNorm's running statistics, stacked
         self.opt: StackedOptimizer | None = None
         self.worst: torch.Tensor | None = None  # (M,) each member's worst |loss| so far
         self.snap_seconds = 0.0  # what one member's snapshot costs, a moving average
@@ -209,6 +213,8 @@ class MemberStack:
         self._data_rows(m)
         rows = stack_params([m.model])
         self.params = {name: _appended(self.params.get(name), new) for name, new in rows.items()}
+        for name, buffer in _running_stats(m.model).items():
+            self.buffers[name] = _appended(self.buffers.get(name), buffer[None].to(DTYPE), grad=False)
         self.worst = _appended(self.worst, torch.zeros(1, dtype=DTYPE, device=self.device), grad=False)
         kind, rate = self._optimizer(cfg)
         if self.opt is None:
@@ -266,8 +272,8 @@ class MemberStack:
         began = time.perf_counter()
         members = [self.members[row] for row in rows]
         index = torch.tensor(rows, device=self.device)
-        params = {name: p.detach()[index] for name, p in self.params.items()}
-        snaps = self._measure(members, params, {n: g[index] for n, g in grads.items()})
+        state = {name: p.detach()[index] for name, p in (self.params | self.buffers).items()}
+        snaps = self._measure(members, state, {n: g[index] for n, g in grads.items()})
         each = (time.perf_counter() - began) / len(rows)
         self.snap_seconds = 0.8 * self.snap_seconds + 0.2 * each
         return [(m.key, snap) for m, snap in zip(members, snaps)]
@@ -280,8 +286,12 @@ class MemberStack:
     def _final(self, m: StackMember) -> Snapshot:
         """The member's last snapshot, with its weights (its rows are still in the stack)."""
         m.control.flush(m.done)
-        load_member(m.model, self.params, None, self.members.index(m))
+        load_member(m.model, self.params | self.buffers, None, self.members.index(m), m.done)
         return Snapshot(m.done, self._total(m), final=True, state_dict=cpu_state_dict(m.model))
+
+    def drop(self, key) -> None:
+        """Take the member of `key` out, making nothing (its run failed elsewhere)."""
+        self._remove([m for m in self.members if m.key == key])
 
     def _remove(self, leaving: list) -> None:
         """Take these members' rows out of the stack; the others go on where they were."""
@@ -291,10 +301,107 @@ class MemberStack:
         self.members = [self.members[row] for row in keep]
         rows = torch.tensor(keep, dtype=torch.long, device=self.device)
         self.params = {name: p.detach()[rows].requires_grad_(True) for name, p in self.params.items()}
+        self.buffers = {name: b[rows] for name, b in self.buffers.items()}
         self.worst = self.worst[rows]
         self._keep_data(rows)
         self.opt.params = self.params
         self.opt.keep_members(rows)
+
+
+class SideBySide:
+    """Side-by-side runs (labs/core/compare.py) stacked: one stack per variant (`stack_of`),
+    each run a member of each, all stepping together (the lockstep side_by_side keeps), and each
+    run's snapshots merged as side_by_side merges them: metrics, layers and curves under the
+    variant's name, every variant's status, a variant that diverged dropping out with a note
+    while the others carry on, and at the end {variant: weights}."""
+
+    def __init__(
+        self,
+        device: torch.device,
+        variants_of: Callable[[object], dict[str, object]],
+        stack_of: Callable[[torch.device, object], MemberStack],
+        key_of: Callable[[object], tuple | None],
+    ):
+        self.device, self.variants_of, self.stack_of, self.key_of = device, variants_of, stack_of, key_of
+        self.stacks: dict[str, MemberStack] = {}  # by variant name
+        self.runs: dict[object, tuple[Control, dict[str, Variant]]] = {}
+        self.key: tuple | None = None
+
+    @property
+    def members(self) -> list:
+        return list(self.runs)
+
+    def add(self, key, cfg, control: Control | None = None) -> None:
+        """A run joins: each of its variants joins its variant's stack at the next step."""
+        control = control or current()
+        mine = self.key_of(cfg)
+        if mine is None:
+            raise ValueError("this run trains alone, not in a stack")
+        if self.runs and mine != self.key:
+            raise ValueError("a run of another shape cannot join this stack")
+        variants, joined = self.variants_of(cfg), []
+        try:
+            for name, variant in variants.items():
+                if name not in self.stacks:
+                    self.stacks[name] = self.stack_of(self.device, variant)
+                self.stacks[name].add(key, cfg, _VariantControl(control, metric(name, "")))
+                joined.append(self.stacks[name])
+        except Exception:  # a variant's settings refused: the run joins none
+            for stack in joined:
+                stack.drop(key)
+            raise
+        self.key = mine
+        self.runs[key] = (control, {name: Variant(name) for name in variants})
+
+    def step(self) -> list[tuple[object, object]]:
+        """One step of every variant of every run; (key, merged snapshot, the run's final
+        snapshot once all its variants ended, or the exception that failed it)."""
+        out = []
+        for name, stack in self.stacks.items():
+            if stack.members:
+                for key, item in stack.step():
+                    if key in self.runs:
+                        out += self._heard(key, name, item)
+        return out
+
+    def _heard(self, key, name: str, item) -> list[tuple[object, object]]:
+        control, variants = self.runs[key]
+        run = variants[name]
+        if isinstance(item, Diverged):
+            snap = diverged(run, item)
+        elif isinstance(item, BaseException):  # not the lesson: the whole run fails
+            for stack in self.stacks.values():
+                stack.drop(key)
+            del self.runs[key]
+            return [(key, item)]
+        else:
+            snap = item
+            took(run, snap, control)
+        out = [(key, merged(list(variants.values()), run, snap))]
+        if all(v.done for v in variants.values()):
+            del self.runs[key]
+            out.append((key, final_of(list(variants.values()))))
+        return out
+
+
+class _VariantControl:
+    """A variant's view of its run's Control: what it logs goes under the variant's name (as
+    side_by_side's `prefixed`); Stop, the budget and the progress are the run's."""
+
+    def __init__(self, control: Control, prefix: str):
+        self.control, self.prefix = control, prefix
+
+    def log(self, step: int, values: dict) -> None:
+        self.control.log(step, {self.prefix + name: value for name, value in values.items()})
+
+    def report(self, done: int, total: int) -> None:
+        self.control.report(done, total)
+
+    def flush(self, step: int | None = None) -> None:
+        self.control.flush(step)
+
+    def should_end(self):
+        return self.control.should_end()
 
 
 def _appended(stack: torch.Tensor | None, rows: torch.Tensor, grad: bool = True) -> torch.Tensor:
@@ -303,12 +410,24 @@ def _appended(stack: torch.Tensor | None, rows: torch.Tensor, grad: bool = True)
     return out.requires_grad_(True) if grad else out
 
 
+def _running_stats(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The buffers a stack keeps per member (BatchNorm's running mean and variance; its count
+    of batches is the member's step count)."""
+    return {n: b.detach() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked")}
+
+
 @torch.no_grad()
-def load_member(model: nn.Module, params: dict, grads: dict | None, i: int) -> None:
-    """Member i's weights (and last gradients) into its own net, as its module holds them."""
+def load_member(model: nn.Module, state: dict, grads: dict | None, i: int, steps: int | None = None) -> None:
+    """Member i's weights (and last gradients, and running statistics with `steps` trained)
+    into its own net, as its module holds them."""
     for name, p in model.named_parameters():
-        p.copy_(params[name][i])
+        p.copy_(state[name][i])
         p.grad = None if grads is None else grads[name][i].to(p.dtype)
+    for name, b in model.named_buffers():
+        if name in state:
+            b.copy_(state[name][i])
+        elif name.endswith("num_batches_tracked") and steps is not None:
+            b.fill_(steps)
 
 
 def _column(like: torch.Tensor) -> tuple[int, ...]:

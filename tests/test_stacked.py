@@ -1,6 +1,8 @@
 """Same-shaped runs trained as one stack (labs/stacked.py, labs/playground_stacked.py):
 each member trains as its run alone, whatever else the stack holds."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -180,7 +182,6 @@ def test_only_runs_of_one_shape_share_a_stack():
 def test_members_measured_in_one_pass_read_as_their_nets_measured_alone():
     """A batch's snapshot pass (all due members at once) gives each member the numbers,
     layer statistics, boundary and unit maps its own nn.Module gives at the same weights."""
-    from dataclasses import replace
 
     from labs.core.hooks import record_activations
     from labs.playground_stacked import _load_member, snapshots_together
@@ -321,3 +322,92 @@ def test_an_exploding_deep_member_leaves_as_its_run_alone_does_while_the_rest_fi
     assert explain_failure(made["x"][-1]).startswith("Training diverged")
     assert made["h"][-1].final
     assert_same_run(final_of(made["h"]), deep_alone(healthy))
+
+
+# -- chapter 5: variants side by side, each a stack (labs/stacked.py SideBySide) --------------
+
+
+def side_by_side_of(cfgs: dict, joins_at: int = 0) -> dict:
+    """Runs of chapter 5 in one stack (the others joining once the first is `joins_at` steps in)."""
+    from labs import normalization
+
+    stack, made = normalization.EXPERIMENT.stack(CPU), {}
+    first, *later = cfgs
+    stack.add(first, cfgs[first])
+    first_variant = next(iter(stack.stacks.values()))
+    drive(stack, made, until=lambda: first_variant.members[0].done >= joins_at)
+    for key in later:
+        stack.add(key, cfgs[key])
+    drive(stack, made)
+    return made
+
+
+def variant_results(made: list) -> dict[str, tuple[dict, float]]:
+    """Each variant's final weights and last logged training loss, from a run's snapshots."""
+    final = made[-1]
+    assert final.final
+    losses = {}
+    for snap in made[:-1]:
+        for name, value in snap.metrics.items():
+            if name.endswith("train_loss"):
+                losses[name.split(":")[0]] = value
+    return {name: (state, losses[name]) for name, state in final.state_dict.items()}
+
+
+def test_side_by_side_runs_train_as_alone_variant_by_variant():
+    """Chapter 5's runs, stacked: plain, BatchNorm (each member by its own batch, with its own
+    running statistics) and residual, for two learners with their own seeds and rates, one
+    joining mid-way; every variant of each ends where its run alone ends."""
+    from labs import normalization
+
+    knobs = {"variants": ("plain", "batchnorm", "residual"), "depth": 4, "steps": 50}
+    cfgs = {
+        "a": normalization.Config(seed=0, learning_rate=0.05, **knobs),
+        "b": normalization.Config(seed=1, learning_rate=0.02, **knobs),
+    }
+    made = side_by_side_of(cfgs, joins_at=20)
+    for key, cfg in cfgs.items():
+        together, alone_ = variant_results(made[key]), variant_results(side_by_side_of({key: cfg})[key])
+        assert together.keys() == alone_.keys() == {"plain", "BatchNorm", "residual"}
+        for name in together:
+            assert_same_run(together[name], alone_[name])
+        assert "BatchNorm.blocks.1.norm.running_var" not in together["BatchNorm"][0]  # its own names
+        assert together["BatchNorm"][0]["blocks.1.norm.num_batches_tracked"] == 50
+
+
+def test_a_lone_side_by_side_stack_shows_what_side_by_side_shows():
+    """Against labs/core/compare.py's side_by_side of module runs: the same variants, metric
+    names, statuses and weights (float64 against float32), BatchNorm's running statistics too."""
+    from labs import normalization
+
+    cfg = normalization.Config(variants=("plain", "batchnorm"), depth=3, steps=40, learning_rate=0.05)
+    mine = side_by_side_of({0: cfg})[0]
+    module = list(normalization.train(cfg, CPU))
+    assert {k for s in mine for k in s.metrics} == {k for s in module for k in s.metrics}
+    assert {k for s in mine for k in s.layers} == {k for s in module for k in s.layers}
+    statuses = {name: v["status"] for name, v in mine[-1].view["variants"].items()}
+    assert (
+        statuses
+        == {name: v["status"] for name, v in module[-1].view["variants"].items()}
+        == {
+            "plain": "done",
+            "BatchNorm": "done",
+        }
+    )
+    for name, state in module[-1].state_dict.items():
+        for weight, value in state.items():
+            torch.testing.assert_close(mine[-1].state_dict[name][weight], value, rtol=1e-3, atol=1e-4)
+
+
+def test_a_diverging_variant_drops_out_with_a_note_while_the_others_train_on():
+    """The chapter's question: two layers at a learning rate of 1. Alone and stacked, the plain
+    net diverges and BatchNorm trains on to the end; the stacked run says so as side_by_side."""
+    from labs import normalization
+
+    cfg = normalization.Config(variants=("plain", "batchnorm"), depth=2, learning_rate=1.0, steps=100)
+    mine = side_by_side_of({0: cfg, 1: replace(cfg, seed=1)})[0]
+    variants = mine[-1].view["variants"]
+    assert variants["plain"]["status"].startswith("diverged: the loss")
+    assert variants["BatchNorm"]["status"] == "done" and variants["BatchNorm"]["step"] == 100
+    assert any(n.startswith("plain diverged") for s in mine for n in s.notes)
+    assert set(mine[-1].state_dict) == {"BatchNorm"}

@@ -32,9 +32,9 @@ from labs.core.snapshot import Snapshot, Stopwatch, timed_by
 
 
 @dataclass
-class _Variant:
+class Variant:
     name: str
-    gen: Iterator[Snapshot]
+    gen: Iterator[Snapshot] | None = None  # None: a stacked variant (labs/stacked.py SideBySide)
     watch: Stopwatch = field(default_factory=Stopwatch)
     rng: tuple | None = None  # (cpu state, cuda state) while another variant runs
     done: bool = False
@@ -53,15 +53,20 @@ def side_by_side(variants: dict[str, Iterator[Snapshot]], device: torch.device) 
     snapshot. Metrics and layers are prefixed with the variant's name; `view["variants"]`
     holds each variant's latest view with its step and status. The final snapshot carries
     {variant: state_dict}. On Stop (or the budget) every variant ends with its weights."""
-    runs = [_Variant(name, gen) for name, gen in variants.items()]
+    runs = [Variant(name, gen) for name, gen in variants.items()]
     while (active := [r for r in runs if not r.done]) and current().should_end() is None:
         run = min(active, key=lambda r: r.step / max(r.total, 1))  # the one furthest behind
         snap = _advance(run, device)
-        yield _merged(runs, run, snap)
+        yield merged(runs, run, snap)
     for run in runs:
         while not run.done:  # stopped: each variant's steps() ends its loop, which hands over its weights
             _advance(run, device)
-    yield Snapshot(
+    yield final_of(runs)
+
+
+def final_of(runs: list[Variant]) -> Snapshot:
+    """The comparison's last snapshot: every variant's status, and {variant: state_dict}."""
+    return Snapshot(
         max(r.step for r in runs),
         max(r.total for r in runs),
         view={"variants": {r.name: r.public() for r in runs}},
@@ -70,7 +75,7 @@ def side_by_side(variants: dict[str, Iterator[Snapshot]], device: torch.device) 
     )
 
 
-def _advance(run: _Variant, device: torch.device) -> Snapshot:
+def _advance(run: Variant, device: torch.device) -> Snapshot:
     """Let one variant train up to its next snapshot (after Stop: its final one)."""
     with timed_by(run.watch), _own_random_stream(run, device), prefixed(metric(run.name, "")):
         try:
@@ -79,19 +84,29 @@ def _advance(run: _Variant, device: torch.device) -> Snapshot:
             run.done, run.status = True, "done"
             return Snapshot(run.step, run.total)
         except Diverged as err:
-            run.done, run.status = True, f"diverged: {err}"
-            return Snapshot(run.step, run.total, notes=[f"{run.name} diverged: {err}"])
+            return diverged(run, err)
+    took(run, snap, current())
+    return snap
+
+
+def took(run: Variant, snap: Snapshot, control) -> None:
+    """A variant's snapshot, heard: its step, view, and, at its end, weights and status."""
     run.step, run.total = snap.step, snap.total_steps
     run.view.update(snap.view)
     if snap.final:
         run.done, run.state_dict = True, snap.state_dict
-        stopped = current().should_end() is not None  # Stop, or the server's budget
+        stopped = control.should_end() is not None  # Stop, or the server's budget
         run.status = "stopped" if stopped else run.view.get("ended", "done")
-    return snap
+
+
+def diverged(run: Variant, err: Exception) -> Snapshot:
+    """A variant that diverged drops out with a note; the others carry on."""
+    run.done, run.status = True, f"diverged: {err}"
+    return Snapshot(run.step, run.total, notes=[f"{run.name} diverged: {err}"])
 
 
 @contextmanager
-def _own_random_stream(run: _Variant, device: torch.device):
+def _own_random_stream(run: Variant, device: torch.device):
     cuda = device.type == "cuda"
     if run.rng is not None:
         torch.set_rng_state(run.rng[0])
@@ -103,7 +118,7 @@ def _own_random_stream(run: _Variant, device: torch.device):
         run.rng = (torch.get_rng_state(), torch.cuda.get_rng_state(device) if cuda else None)
 
 
-def _merged(runs: list[_Variant], run: _Variant, snap: Snapshot) -> Snapshot:
+def merged(runs: list[Variant], run: Variant, snap: Snapshot) -> Snapshot:
     return Snapshot(
         snap.step,
         snap.total_steps,
