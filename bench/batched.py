@@ -37,12 +37,9 @@ EXPERIMENT, VIEWS, CONFIG = CHAPTERS["playground"]
 
 
 def last_train_loss(rows: list[dict]) -> float:
-    """The last training loss among measured rows (the first variant's, side by side)."""
-    for row in reversed(rows):
-        names = sorted(name for name in row if name.endswith("train_loss"))
-        if names:
-            return row[names[0]]
-    raise ValueError("no training loss")
+    """The last training loss among measured rows (side by side: the first variant's by name)."""
+    name = min(n for row in rows for n in row if n.endswith("train_loss"))
+    return next(row[name] for row in reversed(rows) if name in row)
 
 
 def alone_loss(cfg, device) -> float:

@@ -10,8 +10,9 @@
    512 MB budget, the GPU cache is emptied between runs, a worker that keeps GPU memory after
    its run is replaced, and a CPU run's worker never initialises CUDA.
 4. The speed bench of every chapter's default run, on the GPU.
-5. A class of 8 and 32 learners pressing Train on the playground, batched against separate
-   runs, on the GPU (bench/batched.py).
+5. A class of 8 and 32 learners pressing Train on the playground, and on chapters 4 and 5
+   (deep MLPs: on a GPU one stack is one kernel per layer for every learner), batched against
+   separate runs, on the GPU (bench/batched.py).
 
 On a machine without CUDA it says so and exits with status 2: nothing was checked.
 """
@@ -133,10 +134,11 @@ def main(steps: list[str] | None = None) -> int:
 
         speed.main([])
     if "5" in steps:
-        print("5. a class pressing Train on the playground, on the GPU:")
         from bench import batched
 
-        batched.main(["--device", "cuda", "--slots", "4"])
+        for chapter in ("playground", "initialization", "normalization"):
+            print(f"5. a class pressing Train on {chapter}, on the GPU:")
+            batched.main(["--device", "cuda", "--slots", "4", "--chapter", chapter])
     print("\nGPU check:", "passed" if passed else "FAILED")
     return 0 if passed else 1
 

@@ -191,19 +191,19 @@ def _norm(x: torch.Tensor, state: dict, block: str, kind: str, running: dict | N
     """Block's LayerNorm or BatchNorm1d for every member: x (M, B, units)."""
     if kind == "none":
         return x
-    weight, bias = state[f"{block}.norm.weight"][:, None], state[f"{block}.norm.bias"][:, None]
+    weight, bias = state[f"{block}.norm.weight"], state[f"{block}.norm.bias"]
     if kind == "layer":
-        return F.layer_norm(x, x.shape[-1:], eps=LN_EPS) * weight + bias
-    mean_of, var_of = f"{block}.norm.running_mean", f"{block}.norm.running_var"
-    if running is None:
-        mean, var = state[mean_of][:, None], state[var_of][:, None]
-    else:  # each member's batch; its running variance is the unbiased one, as torch keeps it
-        mean, var = x.mean(1, keepdim=True), x.var(1, unbiased=False, keepdim=True)
-        n = x.shape[1]
-        with torch.no_grad():
-            running[mean_of].lerp_(mean.squeeze(1), BN_MOMENTUM)
-            running[var_of].lerp_(var.squeeze(1) * n / max(n - 1, 1), BN_MOMENTUM)
-    return (x - mean) / torch.sqrt(var + BN_EPS) * weight + bias
+        return F.layer_norm(x, x.shape[-1:], eps=LN_EPS) * weight[:, None] + bias[:, None]
+    # BatchNorm: each (member, unit) a channel of its own, so torch's one fused kernel
+    # normalizes every member by its own batch and keeps its own running statistics
+    members, size, units = x.shape
+    stats = running if running is not None else state
+    mean, var = (stats[f"{block}.norm.running_{s}"].view(-1) for s in ("mean", "var"))
+    flat = x.transpose(0, 1).reshape(size, members * units)
+    out = F.batch_norm(
+        flat, mean, var, weight.reshape(-1), bias.reshape(-1), running is not None, BN_MOMENTUM, BN_EPS
+    )
+    return out.view(size, members, units).transpose(0, 1)
 
 
 def forward(state: dict, x: torch.Tensor, r: mlp.Recipe, running: dict | None = None) -> torch.Tensor:

@@ -377,7 +377,22 @@ QUESTIONS = [
 
 RACE = Experiment(SurfaceConfig, race_on_surface, race_cost, PREFERS_GPU)
 FINDER = Experiment(FinderConfig, lr_range_test, finder_cost, PREFERS_GPU)
-NET = Experiment(Config, train, cost, PREFERS_GPU)
+
+
+def _stacking_key(cfg: Config) -> tuple:
+    from labs.optimizers_stacked import stacking_key  # it builds on this module
+
+    return stacking_key(cfg)
+
+
+def _stack(device: torch.device):
+    from labs.optimizers_stacked import Stack
+
+    return Stack(device)
+
+
+# Learners' races of one shape train as one batch (labs/core/batches.py), in a Stack.
+NET = Experiment(Config, train, cost, PREFERS_GPU, _stacking_key, _stack)
 # by part, in the order of the page's Train buttons (labs/core/contract.py)
 EXPERIMENTS = {
     "surface": RACE,

@@ -264,20 +264,52 @@ def test_a_batch_in_a_worker_process_trains_its_members_as_alone():
         pool.close()
 
 
-def test_chapter_4_runs_batch_in_a_worker_with_their_views_each_as_alone():
-    """The deep MLP's stack (labs/mlp_stacked.py) as the server drives it: pickled to a worker
-    process, two learners' runs in one batch, each with its live frames, each ending as alone."""
-    from figures.views import initialization as views
-    from labs import initialization
-    from tests.test_stacked import deep, deep_alone
+def _chapter_cases():
+    """(chapter lab, its live views, two learners' configs, a run's result as alone)."""
+    from figures.views import initialization as init_views
+    from figures.views import normalization as norm_views
+    from figures.views import optimizers as race_views
+    from labs import initialization, normalization, optimizers
+    from tests.test_stacked import deep, deep_alone, race, race_alone, side_by_side_of
 
+    def last_of(made: list):
+        return made[-1].state_dict
+
+    return {
+        "initialization": (
+            initialization.EXPERIMENT,
+            init_views.VIEWS.draw,
+            [
+                deep(0, init="kaiming", activation="relu", steps=200),
+                deep(1, init="xavier", activation="tanh", steps=200),
+            ],
+            lambda cfg: deep_alone(cfg)[0],
+        ),
+        "normalization": (
+            normalization.EXPERIMENT,
+            norm_views.VIEWS.draw,
+            [
+                normalization.Config(seed=s, depth=4, steps=100, variants=("plain", "batchnorm"))
+                for s in (0, 1)
+            ],
+            lambda cfg: last_of(side_by_side_of({0: cfg})[0]),
+        ),
+        "optimizers": (
+            optimizers.NET,
+            race_views.draw_net,
+            [race(0, steps=400), race(1, steps=400, schedule="one_cycle")],
+            lambda cfg: last_of(race_alone(cfg)),
+        ),
+    }
+
+
+@pytest.mark.parametrize("chapter", ["initialization", "normalization", "optimizers"])
+def test_mlp_chapters_runs_batch_in_a_worker_with_their_views_each_as_alone(chapter):
+    """Chapters 4, 5 and 3's race, as the server drives them: their stack pickled to a worker
+    process, two learners' runs in one batch, each with its live frames, each ending as alone."""
+    experiment, views, cfgs, alone_weights = _chapter_cases()[chapter]
     pool = WorkerPool()
     slots = Slots(1, per_learner=1)
-    experiment = initialization.EXPERIMENT
-    cfgs = [
-        deep(0, init="kaiming", activation="relu", steps=200),
-        deep(1, init="xavier", activation="tanh", steps=200),
-    ]
     try:
         runs = []
         for cfg, learner in zip(cfgs, "AB"):
@@ -290,7 +322,7 @@ def test_chapter_4_runs_batch_in_a_worker_with_their_views_each_as_alone():
                 executor=pool,
                 learner=learner,
                 batch=batch,
-                views=views.draw,
+                views=views,
             ).start()
             runs.append(run)
             wait_for_batch(run, timeout=120)
@@ -298,6 +330,6 @@ def test_chapter_4_runs_batch_in_a_worker_with_their_views_each_as_alone():
         for run, cfg in zip(runs, cfgs):
             assert run.wait(120) and run.view().state == RunState.DONE, run.view().message
             assert run.frames, "no live frames reached the run"
-            assert_same_run(result(run), deep_alone(cfg))
+            torch.testing.assert_close(run.view().state_dict, alone_weights(cfg), rtol=1e-5, atol=1e-6)
     finally:
         pool.close()

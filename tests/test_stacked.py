@@ -411,3 +411,89 @@ def test_a_diverging_variant_drops_out_with_a_note_while_the_others_train_on():
     assert variants["BatchNorm"]["status"] == "done" and variants["BatchNorm"]["step"] == 100
     assert any(n.startswith("plain diverged") for s in mine for n in s.notes)
     assert set(mine[-1].state_dict) == {"BatchNorm"}
+
+
+# -- chapter 3's race on a real net, stacked (labs/optimizers_stacked.py) ---------------------
+
+
+def race(seed: int, **knobs):
+    from labs import optimizers
+
+    return optimizers.Config(seed=seed, **{"steps": 100, **knobs})
+
+
+def race_alone(cfg) -> dict:
+    from labs.optimizers_stacked import Stack as RaceStack
+
+    stack, made = RaceStack(CPU), {}
+    stack.add(0, cfg)
+    drive(stack, made)
+    return made[0]
+
+
+def assert_same_race(mine: list, theirs: list) -> None:
+    """The same racers' weights at the end, and the same test accuracies along the way where
+    both measured (snapshots come by time: the steps they fall on differ)."""
+    assert mine[-1].final and mine[-1].step == theirs[-1].step
+    for name, weights in theirs[-1].state_dict.items():
+        for key, value in weights.items():
+            torch.testing.assert_close(mine[-1].state_dict[name][key], value, rtol=1e-5, atol=1e-6)
+    at = {s.step: s.metrics for s in theirs[:-1]}
+    shared = [s for s in mine[:-1] if s.step in at]
+    assert shared  # step 1 at least
+    for snap in shared:
+        accuracies = {k: v for k, v in snap.metrics.items() if k.endswith("acc") or k == "lr"}
+        assert accuracies == pytest.approx({k: at[snap.step][k] for k in accuracies}, rel=1e-6)
+
+
+def test_races_with_their_own_rates_schedules_and_seeds_end_as_alone():
+    """Three learners' races in one stack: their own seeds (data split, start, batches),
+    learning rates, schedules (one-cycle cycles momentum and Adam's beta1 too) and AdamW decay,
+    one joining mid-way; every racer of each race ends where its race alone ends."""
+    racers = ("sgd", "nesterov", "rmsprop", "adamw")
+    cfgs = {
+        "a": race(0, optimizers=racers, learning_rate=0.02),
+        "b": race(1, optimizers=racers, learning_rate=0.05, schedule="one_cycle", weight_decay=0.1),
+        "c": race(2, optimizers=racers, learning_rate=0.003, schedule="cosine"),
+    }
+    from labs.optimizers_stacked import Stack as RaceStack
+
+    stack, made = RaceStack(CPU), {}
+    stack.add("a", cfgs["a"])
+    stack.add("b", cfgs["b"])
+    drive(stack, made, until=lambda: stack.members[0].done >= 40)
+    stack.add("c", cfgs["c"])
+    drive(stack, made)
+    for key, cfg in cfgs.items():
+        assert_same_race(made[key], race_alone(cfg))
+    accuracy = made["a"][-2].metrics["adamw test acc"]
+    assert accuracy > 0.8  # the race learns (chance: 0.1)
+
+
+def test_a_lone_stacked_race_shows_what_the_module_race_shows():
+    from labs import optimizers
+
+    cfg = race(3, schedule="step")
+    mine, module = race_alone(cfg), list(optimizers.train(cfg, CPU))
+    assert mine[0].metrics.keys() == module[0].metrics.keys()
+    assert mine[0].view.keys() == module[0].view.keys() == {"planned_lr"}
+    assert mine[0].metrics == pytest.approx(module[0].metrics, rel=1e-5)  # step 1
+    for name, weights in module[-1].state_dict.items():
+        for key, value in weights.items():
+            # float64 against float32 over 100 steps of Adam: close, not to the bit
+            torch.testing.assert_close(mine[-1].state_dict[name][key], value, rtol=1e-2, atol=1e-3)
+
+
+def test_stop_of_one_race_ends_only_it():
+    from labs.optimizers_stacked import Stack as RaceStack
+
+    stack, made = RaceStack(CPU), {}
+    controls = {k: Control() for k in "ab"}
+    cfgs = {"a": race(0), "b": race(1, learning_rate=0.03)}
+    for key, cfg in cfgs.items():
+        stack.add(key, cfg, controls[key])
+    drive(stack, made, until=lambda: stack.members[0].done >= 30)
+    controls["a"].stop.set()
+    drive(stack, made)
+    assert made["a"][-1].final and made["a"][-1].step == 30 and controls["a"].ending == Ending.STOP
+    assert_same_race(made["b"], race_alone(cfgs["b"]))
