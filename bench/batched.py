@@ -39,8 +39,10 @@ EXPERIMENT, VIEWS, CONFIG = CHAPTERS["playground"]
 
 
 def last_train_loss(rows: list[dict]) -> float:
-    """The last training loss among measured rows (side by side: the first variant's by name)."""
-    name = min(n for row in rows for n in row if n.endswith("train_loss"))
+    """The last training loss among measured rows (side by side: the first variant's by name;
+    a race: its first racer's)."""
+    names = {n for row in rows for n in row if n.endswith("train_loss")}
+    name = min(names or {n for row in rows for n in row if n.endswith(" loss")})
     return next(row[name] for row in reversed(rows) if name in row)
 
 
@@ -136,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
             f"one default run alone, time to Done: separate {lone[False]:.2f} s, "
             f"batch of one {lone[True]:.2f} s"
         )
+        torch.set_num_threads(1)  # as a worker trains: a sum's order can depend on the threads
         alone = {s: alone_loss(CONFIG(seed=s), device) for s in range(4)}
         print(
             "\n| K | way | steps/s | Done p50 (s) | Done p95 (s) | p95 / lone run | frames/s p50 "

@@ -127,6 +127,7 @@ QUESTIONS = [
     ),
 ]
 
+
 def stacking_key(cfg: Config) -> tuple | None:
     return mlp_stacked.stacking_key(recipe(cfg))
 

@@ -267,5 +267,19 @@ QUESTIONS = [
     ),
 ]
 
-EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
+
+def _stacking_key(cfg: Config) -> tuple:
+    from labs.regularization_stacked import stacking_key  # it builds on this module
+
+    return stacking_key(cfg)
+
+
+def _stack(device: torch.device):
+    from labs.regularization_stacked import side_by_side_stack
+
+    return side_by_side_stack(device)
+
+
+# Learners' runs of one shape train as one batch (labs/core/batches.py): each variant a stack.
+EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU, _stacking_key, _stack)
 EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)
