@@ -1,9 +1,9 @@
-"""A class pressing Train together on the playground (or chapters 3, 4, 5): K learners' default runs
+"""A class pressing Train together on the playground (or chapters 3-6): K learners' default runs
 started within 2 s, trained by the runner in worker processes, as batches
 (labs/core/batches.py) against separate runs (printed, never asserted).
 
     .venv/bin/python -m bench.batched [--learners 8,32] [--slots 2] [--device cuda]
-                                      [--chapter playground|initialization|normalization|optimizers]
+                                      [--chapter playground|optimizers|initialization|...]
 
 For each K and each way: aggregate training steps per second (all runs' steps over the time
 from the first Train to the last Done), each learner's time to Done (p50, p95) against a lone
@@ -24,7 +24,8 @@ from figures.views import initialization as initialization_views
 from figures.views import normalization as normalization_views
 from figures.views import optimizers as optimizers_views
 from figures.views import playground as playground_views
-from labs import initialization, normalization, optimizers, playground
+from figures.views import regularization as regularization_views
+from labs import initialization, normalization, optimizers, playground, regularization
 from labs.core.runner import RunState, TrainingRun
 from labs.core.slots import Slots
 from labs.core.workers import WorkerPool
@@ -34,6 +35,7 @@ CHAPTERS = {  # name -> (its experiment, its live views, a learner's default con
     "initialization": (initialization.EXPERIMENT, initialization_views.VIEWS.draw, initialization.Config),
     "normalization": (normalization.EXPERIMENT, normalization_views.VIEWS.draw, normalization.Config),
     "optimizers": (optimizers.NET, optimizers_views.draw_net, optimizers.Config),
+    "regularization": (regularization.EXPERIMENT, regularization_views.VIEWS.draw, regularization.Config),
 }
 EXPERIMENT, VIEWS, CONFIG = CHAPTERS["playground"]
 
