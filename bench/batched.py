@@ -77,7 +77,7 @@ class Watched:
 
     def fps(self) -> float:
         """Live frames a second while it trained (from its first frame to its last)."""
-        return (self.frames - 1) / max(self.last_at - self.first_at, 1e-9)
+        return (self.frames - 1) / max(self.last_at - self.first_at, 1e-9) if self.frames > 1 else 0.0
 
     def start(self) -> None:
         self.pressed = time.perf_counter()
@@ -127,9 +127,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda: where every run trains")
     parser.add_argument("--chapter", default="playground", choices=tuple(CHAPTERS))
+    parser.add_argument("--no-views", action="store_true", help="no live frames: what drawing costs")
     args = parser.parse_args(argv)
     global EXPERIMENT, VIEWS, CONFIG
     EXPERIMENT, VIEWS, CONFIG = CHAPTERS[args.chapter]
+    VIEWS = None if args.no_views else VIEWS
     device = torch.device(args.device)
     pool = WorkerPool()
     pool.prestart(args.slots, device.type)

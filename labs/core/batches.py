@@ -365,12 +365,14 @@ class _ThreadHost:
 
     def _drive(self, job: StackJob) -> None:
         try:
-            emit = lambda kind, payload: self._messages.put((kind, payload))  # noqa: E731
-            drive_stack(job, taking_from(self._commands), emit)
+            drive_stack(job, taking_from(self._commands), self._emit)
             self._messages.put(("end", None))
         except Exception as err:
             log.exception("batch failed")
             self._messages.put(("error", str(err)))
+
+    def _emit(self, kind: str, payload) -> None:
+        self._messages.put((kind, payload))
 
     def tell(self, command: tuple) -> None:
         self._commands.put(command)
