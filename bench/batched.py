@@ -1,4 +1,4 @@
-"""A class pressing Train together on the playground (or chapters 3-6): K learners' default runs
+"""A class pressing Train together on the playground (or chapters 3-5): K learners' default runs
 started within 2 s, trained by the runner in worker processes, as batches
 (labs/core/batches.py) against separate runs (printed, never asserted).
 
@@ -25,8 +25,7 @@ from figures.views import initialization as initialization_views
 from figures.views import normalization as normalization_views
 from figures.views import optimizers as optimizers_views
 from figures.views import playground as playground_views
-from figures.views import regularization as regularization_views
-from labs import initialization, normalization, optimizers, playground, regularization
+from labs import initialization, normalization, optimizers, playground
 from labs.core.runner import RunState, TrainingRun
 from labs.core.slots import Slots
 from labs.core.workers import WorkerPool
@@ -36,7 +35,6 @@ CHAPTERS = {  # name -> (its experiment, its live views, a learner's default con
     "initialization": (initialization.EXPERIMENT, initialization_views.VIEWS.draw, initialization.Config),
     "normalization": (normalization.EXPERIMENT, normalization_views.VIEWS.draw, normalization.Config),
     "optimizers": (optimizers.NET, optimizers_views.draw_net, optimizers.Config),
-    "regularization": (regularization.EXPERIMENT, regularization_views.VIEWS.draw, regularization.Config),
 }
 EXPERIMENT, VIEWS, CONFIG = CHAPTERS["playground"]
 

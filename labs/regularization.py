@@ -267,19 +267,9 @@ QUESTIONS = [
     ),
 ]
 
-
-def _stacking_key(cfg: Config) -> tuple:
-    from labs.regularization_stacked import stacking_key  # it builds on this module
-
-    return stacking_key(cfg)
-
-
-def _stack(device: torch.device):
-    from labs.regularization_stacked import side_by_side_stack
-
-    return side_by_side_stack(device)
-
-
-# Learners' runs of one shape train as one batch (labs/core/batches.py): each variant a stack.
-EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU, _stacking_key, _stack)
+# Runs train alone, not batched with other learners' (labs/core/batches.py): a stacked version
+# of this 784-256-256-10 net, augmented and with dropout, was built and measured (bench.batched
+# --chapter regularization, commit ce09c6d): compute-bound in float64 and drawing each member's
+# augmentations and masks apart, a batch trained at half the steps a second of separate runs.
+EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
 EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

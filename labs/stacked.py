@@ -70,32 +70,20 @@ class StackedOptimizer:
     with its own learning rate and its own step count (a member that joins later is at an
     earlier step), with torch's update rules."""
 
-    def __init__(
-        self,
-        params: dict[str, torch.Tensor],
-        kind: str,
-        learning_rates: list[float],
-        weight_decays: list[float] | None = None,
-    ):
+    def __init__(self, params: dict[str, torch.Tensor], kind: str, learning_rates: list[float]):
         if kind != "adam" and kind not in MOMENTUM:
             raise ValueError(f"no stacked optimizer {kind!r}")
         self.params, self.kind = params, kind
         device = next(iter(params.values())).device
         self.learning_rates = torch.as_tensor(learning_rates, dtype=DTYPE, device=device)
-        # SGD's coupled weight decay (torch's `weight_decay`), per member; 0: none
-        self.weight_decays = torch.as_tensor(
-            weight_decays or [0.0] * len(learning_rates), dtype=DTYPE, device=device
-        )
         self.steps = torch.zeros_like(self.learning_rates)
         self.state: dict[str, tuple[torch.Tensor, ...]] = {}
 
-    def add_members(self, learning_rates: list[float], weight_decays: list[float] | None = None) -> None:
+    def add_members(self, learning_rates: list[float]) -> None:
         """Members appended to the stack (the caller appended their parameters' rows): they
         start at step 0, with empty moments."""
         new = torch.as_tensor(learning_rates, dtype=DTYPE, device=self.learning_rates.device)
-        decays = torch.as_tensor(weight_decays or [0.0] * len(learning_rates), dtype=DTYPE, device=new.device)
         self.learning_rates = torch.cat([self.learning_rates, new])
-        self.weight_decays = torch.cat([self.weight_decays, decays])
         self.steps = torch.cat([self.steps, torch.zeros_like(new)])
         for name, moments in self.state.items():
             rows = self.params[name].shape[0] - moments[0].shape[0]
@@ -105,7 +93,6 @@ class StackedOptimizer:
     def keep_members(self, rows: torch.Tensor) -> None:
         """Only the members at `rows` stay (the caller keeps the same rows of the parameters)."""
         self.learning_rates, self.steps = self.learning_rates[rows], self.steps[rows]
-        self.weight_decays = self.weight_decays[rows]
         self.state = {name: tuple(m[rows] for m in moments) for name, moments in self.state.items()}
 
     @torch.no_grad()
@@ -118,12 +105,8 @@ class StackedOptimizer:
             for name, param in self.params.items():
                 self._adam(name, param, grads[name], step_size, correction2)
         else:
-            decay = bool(self.weight_decays.any())
             for name, param in self.params.items():
-                grad = grads[name]
-                if decay:  # torch's SGD: the decay joins the gradient before the momentum
-                    grad = grad.add(param * self.weight_decays.view(_column(param)))
-                self._sgd(name, param, grad)
+                self._sgd(name, param, grads[name])
 
     def _adam(self, name, param, grad, step_size, correction2) -> None:
         beta1, beta2 = ADAM_BETAS
@@ -200,10 +183,6 @@ class MemberStack:
         """(the StackedOptimizer's kind, the member's learning rate)."""
         raise NotImplementedError
 
-    def _decay(self, cfg) -> float:
-        """The member's SGD weight decay (torch's coupled `weight_decay`)."""
-        return 0.0
-
     def _data_rows(self, m: StackMember) -> None:
         """Append the new member's data rows (it is the last member now)."""
 
@@ -239,10 +218,10 @@ class MemberStack:
         self.worst = _appended(self.worst, torch.zeros(1, dtype=DTYPE, device=self.device), grad=False)
         kind, rate = self._optimizer(cfg)
         if self.opt is None:
-            self.opt = StackedOptimizer(self.params, kind, [rate], [self._decay(cfg)])
+            self.opt = StackedOptimizer(self.params, kind, [rate])
         else:
             self.opt.params = self.params
-            self.opt.add_members([rate], [self._decay(cfg)])
+            self.opt.add_members([rate])
 
     def step(self) -> list[tuple[object, object]]:
         """One training step for every member; returns (key, snapshot or exception) for what

@@ -269,9 +269,8 @@ def _chapter_cases():
     from figures.views import initialization as init_views
     from figures.views import normalization as norm_views
     from figures.views import optimizers as race_views
-    from figures.views import regularization as reg_views
-    from labs import initialization, normalization, optimizers, regularization
-    from tests.test_stacked import chapter_6, deep, deep_alone, race, race_alone, regularized, side_by_side_of
+    from labs import initialization, normalization, optimizers
+    from tests.test_stacked import deep, deep_alone, race, race_alone, side_by_side_of
 
     def last_of(made: list):
         return made[-1].state_dict
@@ -301,18 +300,12 @@ def _chapter_cases():
             [race(0, steps=400), race(1, steps=400, schedule="one_cycle")],
             lambda cfg: last_of(race_alone(cfg)),
         ),
-        "regularization": (
-            regularization.EXPERIMENT,
-            reg_views.VIEWS.draw,
-            [regularized(0, epochs=20), regularized(1, epochs=20, augment=("rotate",))],
-            lambda cfg: last_of(chapter_6({0: cfg})[0]),
-        ),
     }
 
 
-@pytest.mark.parametrize("chapter", ["initialization", "normalization", "optimizers", "regularization"])
+@pytest.mark.parametrize("chapter", ["initialization", "normalization", "optimizers"])
 def test_mlp_chapters_runs_batch_in_a_worker_with_their_views_each_as_alone(chapter):
-    """Chapters 4, 5, 6 and 3's race, as the server drives them: their stack pickled to a worker
+    """Chapters 4, 5 and 3's race, as the server drives them: their stack pickled to a worker
     process, two learners' runs in one batch, each with its live frames, each ending as alone."""
     experiment, views, cfgs, alone_weights = _chapter_cases()[chapter]
     pool = WorkerPool()

@@ -327,16 +327,15 @@ def test_an_exploding_deep_member_leaves_as_its_run_alone_does_while_the_rest_fi
 # -- chapter 5: variants side by side, each a stack (labs/stacked.py SideBySide) --------------
 
 
-def side_by_side_of(cfgs: dict, joins_at: int = 0, experiment=None, progress=lambda m: m.done) -> dict:
-    """Runs of a side-by-side chapter (5 unless `experiment` says) in one stack, the others
-    joining once the first has made `joins_at` of its `progress` (steps; epochs for chapter 6)."""
+def side_by_side_of(cfgs: dict, joins_at: int = 0) -> dict:
+    """Runs of chapter 5 in one stack (the others joining once the first is `joins_at` steps in)."""
     from labs import normalization
 
-    stack, made = (experiment or normalization.EXPERIMENT).stack(CPU), {}
+    stack, made = normalization.EXPERIMENT.stack(CPU), {}
     first, *later = cfgs
     stack.add(first, cfgs[first])
     first_variant = next(iter(stack.stacks.values()))
-    drive(stack, made, until=lambda: progress(first_variant.members[0]) >= joins_at)
+    drive(stack, made, until=lambda: first_variant.members[0].done >= joins_at)
     for key in later:
         stack.add(key, cfgs[key])
     drive(stack, made)
@@ -498,68 +497,3 @@ def test_stop_of_one_race_ends_only_it():
     drive(stack, made)
     assert made["a"][-1].final and made["a"][-1].step == 30 and controls["a"].ending == Ending.STOP
     assert_same_race(made["b"], race_alone(cfgs["b"]))
-
-
-# -- chapter 6: a baseline and a regularized net, each a stack (labs/regularization_stacked.py) -
-
-
-def regularized(seed: int, **knobs):
-    from labs import regularization
-
-    return regularization.Config(seed=seed, **{"epochs": 8, "train_size": 100, "width": 64, **knobs})
-
-
-def chapter_6(cfgs: dict, joins_at: int = 0) -> dict:
-    from labs import regularization
-
-    return side_by_side_of(cfgs, joins_at, regularization.EXPERIMENT, progress=lambda m: m.epoch)
-
-
-def test_regularized_runs_train_as_alone_with_their_own_masks_and_augmentations():
-    """Two learners' chapter-6 runs: their own seeds and label noise, weight decay, dropout
-    (masks from each member's own generator) and augmentations, the second joining in the
-    first's third epoch, mid-epoch members padded; both variants of each end as alone."""
-    cfgs = {
-        "a": regularized(0, weight_decay=0.01, dropout=0.5, augment=("shift", "noise"), batch_size=24),
-        "b": regularized(
-            1, weight_decay=0.0, dropout=0.2, augment=("rotate",), label_noise=0.3, batch_size=24
-        ),
-    }
-    made = chapter_6(cfgs, joins_at=3)
-    for key, cfg in cfgs.items():
-        together, alone_ = variant_results(made[key]), variant_results(chapter_6({key: cfg})[key])
-        assert together.keys() == alone_.keys() == {"no regularization", "regularized"}
-        for name in together:
-            assert_same_run(together[name], alone_[name])
-    first = made["a"][-1].state_dict
-    assert not torch.equal(first["regularized"]["head.weight"], first["no regularization"]["head.weight"])
-
-
-def test_a_lone_regularization_stack_shows_what_side_by_side_shows():
-    """Without dropout and augmentation (whose draws come from another generator alone), the
-    stack of one against side_by_side of modules: the same metric names, statuses, and weights
-    up to float64 against float32; the augmentation samples are sent once, as alone."""
-    from labs import regularization
-
-    cfg = regularized(2, dropout=0.0, augment=(), weight_decay=0.02, batch_size=16)
-    mine, module = chapter_6({0: cfg})[0], list(regularization.train(cfg, CPU))
-    assert {k for s in mine for k in s.metrics} == {k for s in module for k in s.metrics}
-    statuses = {name: v["status"] for name, v in mine[-1].view["variants"].items()}
-    assert statuses == {name: v["status"] for name, v in module[-1].view["variants"].items()}
-    for name, state in module[-1].state_dict.items():
-        for weight, value in state.items():
-            torch.testing.assert_close(mine[-1].state_dict[name][weight], value, rtol=1e-3, atol=1e-4)
-
-
-def test_early_stopping_in_a_stack_keeps_the_best_epoch_and_ends_only_that_variant():
-    """Patience 1 on noisy labels: the regularized variant stops early and keeps its best
-    epoch's weights, as alone; the baseline (no early stopping) trains all its epochs."""
-    cfg = regularized(0, patience=1, label_noise=0.5, epochs=25, learning_rate=0.1)
-    other = regularized(1, patience=1, label_noise=0.5, epochs=25, learning_rate=0.1)
-    made = chapter_6({"a": cfg, "b": other})
-    variants = made["a"][-1].view["variants"]
-    assert variants["regularized"]["status"].startswith("early-stopped at epoch")
-    assert variants["no regularization"]["status"] == "done" and variants["no regularization"]["step"] == 25
-    alone_ = variant_results(chapter_6({"a": cfg})["a"])
-    for name, result in variant_results(made["a"]).items():
-        assert_same_run(result, alone_[name])
