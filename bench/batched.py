@@ -72,7 +72,7 @@ class Watched:
         batch = (EXPERIMENT.batch_key(cfg), EXPERIMENT.stack) if batched else None
         self.run = TrainingRun(
             EXPERIMENT.train, cfg, device, slots=slots, executor=pool, learner=learner,
-            views=VIEWS, batch=batch, alone_when_free=batched and EXPERIMENT.alone_when_free,
+            views=VIEWS, batch=batch,
         )  # fmt: skip
         self.frames, self._seen, self.first_at, self.last_at = 0, None, 0.0, 0.0
         self.run.listeners.append(self._heard)
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         lone = {way: lone_done_s(pool, way, device) for way in (False, True)}
         print(
             f"one default run alone, time to Done: separate {lone[False]:.2f} s, "
-            f"batch of one {lone[True]:.2f} s (alone when a slot is free: {EXPERIMENT.alone_when_free})"
+            f"batch of one {lone[True]:.2f} s"
         )
         torch.set_num_threads(1)  # as a worker trains: a sum's order can depend on the threads
         alone = {s: alone_weights(CONFIG(seed=s), device) for s in range(4)}

@@ -134,15 +134,7 @@ def stacking_key(cfg: Config) -> tuple | None:
 
 # Learners' runs of one shape train as one batch (labs/core/batches.py), in a stacked deep MLP:
 # seeds, initializations and learning rates differ member by member.
-# A lone run trains alone: its stack of one (float64) took 2.09 s to its module's 1.66 s; 32
-# learners batched trained 1.6x the steps a second of separate runs (bench.batched).
 EXPERIMENT = Experiment(
-    Config,
-    train,
-    cost,
-    PREFERS_GPU,
-    stacking_key,
-    partial(mlp_stacked.Stack, recipe_of=recipe),
-    alone_when_free=True,
+    Config, train, cost, PREFERS_GPU, stacking_key, partial(mlp_stacked.Stack, recipe_of=recipe)
 )
 EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

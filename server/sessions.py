@@ -160,7 +160,6 @@ def start_run(key: str, experiment: Experiment, cfg, views: Views) -> TrainingRu
         views=views.draw,
         learner=learner,
         batch=_batch_of(experiment, cfg),
-        alone_when_free=experiment.alone_when_free,
     )
     runs[key] = run
     run.channel = channel_for(key)

@@ -216,36 +216,6 @@ def test_on_a_gpu_a_run_joins_an_open_batch_before_taking_a_free_slot():
         assert first.wait(30) and gpu_run.wait(30)
 
 
-def test_a_run_that_finds_a_slot_free_trains_alone_when_its_experiment_says_so():
-    """Chapters whose stack of one is slower than their nn.Module (`alone_when_free`): a lone
-    learner's run trains alone, as today; runs that wait for the slot open a batch in their turn
-    and the others waiting ride in it."""
-    slots = Slots(1, per_learner=1)
-
-    def run(seed: int, learner: str) -> TrainingRun:
-        cfg = cfg_of(seed, epochs=400)
-        return TrainingRun(
-            EXPERIMENT.train, cfg, CPU, slots=slots, executor=IN_THREAD, learner=learner,
-            batch=(EXPERIMENT.batch_key(cfg), EXPERIMENT.stack), alone_when_free=True,
-        )  # fmt: skip
-
-    first = run(0, "A").start()
-    wait_for_batch(first)
-    assert batches.BATCHES.open_members() == 0  # it trains alone, as an nn.Module
-    waiting = [run(1, "B").start(), run(2, "C").start()]
-    assert slots.waiting == 2  # no batch to join: they queue
-    try:
-        first.stop()
-        assert first.wait(30)
-        for other in waiting:
-            wait_for_batch(other)
-        assert batches.BATCHES.open_members() == 2 and slots.active == 1  # one batch, one slot
-    finally:
-        for other in waiting:
-            other.stop()
-        assert all(other.wait(30) for other in waiting)
-
-
 class _Diverging:
     """A stack whose member "2" diverges at its first step; the others end at their second."""
 

@@ -24,9 +24,7 @@ Each `Experiment` names:
   together as one batch (labs/core/batches.py), in a stack the chapter provides: `add(key,
   cfg, control)` a member at the next step, `step()` every member once, returning (key,
   snapshot or the exception that ended it) for what they made, `members` while any trains.
-  A key of None: that run trains alone. Chapters without them always train alone. With
-  `alone_when_free`, a run that finds a slot free trains alone too (for stacks whose batch of
-  one is slower than the nn.Module); under contention runs batch as usual.
+  A key of None: that run trains alone. Chapters without them always train alone.
 
 Optional, by convention: one-experiment chapters name their pieces `Config`, `train`, `cost`
 and `EXPERIMENT`; helpers that take a trained model and return arrays (`load_model`,
@@ -61,9 +59,6 @@ class Experiment:
     prefers_gpu: bool = False
     stacking_key: Callable[[object], Hashable | None] | None = None  # runs of one key batch together
     stack: Callable[[torch.device], object] | None = None  # where they train as one
-    # a run that finds a slot free trains alone, as its nn.Module (a stack of one is slower
-    # than it, measured); runs that wait for a slot open batches and join them
-    alone_when_free: bool = False
 
     def batch_key(self, cfg) -> Hashable | None:
         """What a run of `cfg` must share with others to train in one batch; None: alone."""

@@ -168,7 +168,6 @@ class TrainingRun:
         limits: Limits | None = None,
         views: Callable | None = None,
         batch: tuple[Hashable, Callable] | None = None,
-        alone_when_free: bool = False,
     ):
         self.id = uuid.uuid4().hex[:8]
         self.cfg, self.device, self.label = cfg, device, label
@@ -179,10 +178,6 @@ class TrainingRun:
         # (key, stack): runs of one key may train together (labs/core/batches.py)
         self._batch = batch if batch is not None and BATCHES.batches(self._executor) else None
         self._joined = None  # the batch member this run became on arrival, if it joined one
-        # a run that finds a slot free trains alone (its experiment's stack of one is slower
-        # than its nn.Module); runs that wait for a slot open batches and join them
-        self._alone_when_free = alone_when_free
-        self._alone = False
         self._slots = slots or SLOTS[device.type if device.type in SLOTS else "cpu"]
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -210,10 +205,12 @@ class TrainingRun:
         LIVE.add(self)
         # a free slot first (a batch of its own, on a core of its own), else an open batch; on
         # a GPU an open batch first: one batch per GPU, one CUDA context, wider kernels
-        free = self._batch is not None and self._slots.free()
-        if self._batch is not None and (self.device.type == "cuda" or not free) and self._join():
+        if (
+            self._batch is not None
+            and (self.device.type == "cuda" or not self._slots.free())
+            and self._join()
+        ):
             return self
-        self._alone = self._alone_when_free and free
         self._slots.enter(self, self.learner, self._thread.start)
         return self
 
@@ -232,7 +229,7 @@ class TrainingRun:
     @property
     def batch_key(self):
         """The key of the batches this run may train in (None: it trains alone)."""
-        return self._batch[0] if self._batch is not None and not self._alone else None
+        return self._batch[0] if self._batch is not None else None
 
     def ride_in(self, batch) -> None:
         """Under the batch board's lock: this queued run left the queue (labs/core/slots.py
@@ -331,7 +328,7 @@ class TrainingRun:
         if self._joined is not None:
             return self._joined
         job = self._job_spec()
-        if self._batch is not None and not self._alone:
+        if self._batch is not None:
             key, stack = self._batch
             return BATCHES.begin(key, stack, job, self._executor, self._slots, self)
         return self._executor.start(job)
