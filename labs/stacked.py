@@ -97,38 +97,49 @@ class StackedOptimizer:
 
     @torch.no_grad()
     def step(self, grads: dict[str, torch.Tensor]) -> None:
+        """One update of every member, torch's rules with each member's own rate and step
+        count; every parameter at once (torch's `_foreach` calls, as torch.optim's foreach
+        implementations), so a step costs a few calls, not a few per parameter."""
         self.steps += 1
+        names = list(self.params)
+        params, grad = [self.params[n] for n in names], [grads[n] for n in names]
+        per_member = [_column(p) for p in params]  # how a (M,) value broadcasts on each
         if self.kind == "adam":
-            beta1, beta2 = ADAM_BETAS
-            step_size = -self.learning_rates / (1 - beta1**self.steps)  # (M,), per member
-            correction2 = (1 - beta2**self.steps).sqrt()
-            for name, param in self.params.items():
-                self._adam(name, param, grads[name], step_size, correction2)
+            self._adam(names, params, grad, per_member)
         else:
-            for name, param in self.params.items():
-                self._sgd(name, param, grads[name])
+            self._sgd(names, params, grad, per_member)
 
-    def _adam(self, name, param, grad, step_size, correction2) -> None:
+    def _moments(self, names: list[str], params: list[torch.Tensor], count: int) -> list[tuple]:
+        for name, param in zip(names, params):
+            if name not in self.state:
+                self.state[name] = tuple(torch.zeros_like(param) for _ in range(count))
+        return [self.state[name] for name in names]
+
+    def _adam(self, names, params, grad, per_member) -> None:
         beta1, beta2 = ADAM_BETAS
-        if name not in self.state:
-            self.state[name] = (torch.zeros_like(param), torch.zeros_like(param))
-        exp_avg, exp_avg_sq = self.state[name]
-        exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        shape = _column(param)
-        denom = (exp_avg_sq.sqrt() / correction2.view(shape)).add_(ADAM_EPS)
-        param.addcdiv_(exp_avg * step_size.view(shape), denom)
+        step_size = -self.learning_rates / (1 - beta1**self.steps)  # (M,), per member
+        correction2 = (1 - beta2**self.steps).sqrt()
+        exp_avg, exp_avg_sq = (list(m) for m in zip(*self._moments(names, params, 2)))
+        torch._foreach_lerp_(exp_avg, grad, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sq, beta2)
+        torch._foreach_addcmul_(exp_avg_sq, grad, grad, value=1 - beta2)
+        denom = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_div_(denom, [correction2.view(shape) for shape in per_member])
+        torch._foreach_add_(denom, ADAM_EPS)
+        update = torch._foreach_mul(exp_avg, [step_size.view(shape) for shape in per_member])
+        torch._foreach_addcdiv_(params, update, denom)
 
-    def _sgd(self, name: str, param: torch.Tensor, grad: torch.Tensor) -> None:
+    def _sgd(self, names, params, grad, per_member) -> None:
         momentum = MOMENTUM[self.kind]
         update = grad
         if momentum:
             # torch starts the buffer as a copy of the first gradient, which 0 * momentum + grad
             # is: a zero buffer serves a member at any step
-            if name not in self.state:
-                self.state[name] = (torch.zeros_like(param),)
-            update = self.state[name][0].mul_(momentum).add_(grad)
-        param.sub_(self.learning_rates.view(_column(param)) * update)
+            update = [m[0] for m in self._moments(names, params, 1)]
+            torch._foreach_mul_(update, momentum)
+            torch._foreach_add_(update, grad)
+        rates = [self.learning_rates.view(shape) for shape in per_member]
+        torch._foreach_sub_(params, torch._foreach_mul(update, rates))
 
 
 @dataclass(eq=False, kw_only=True)
@@ -144,6 +155,7 @@ class StackMember:
     model: nn.Module
     watch: LossWatch = field(default_factory=LossWatch)
     done: int = 0  # steps trained
+    total: int = 0  # steps its run has (the stack's `_total`, read once)
     loss: float = float("nan")  # its last step's loss
 
 
@@ -211,6 +223,7 @@ class MemberStack:
         self.members.append(m)
         self.key = mine
         self._data_rows(m)
+        m.total = self._total(m)
         rows = stack_params([m.model])
         self.params = {name: _appended(self.params.get(name), new) for name, new in rows.items()}
         for name, buffer in _running_stats(m.model).items():
@@ -252,7 +265,7 @@ class MemberStack:
                     ended.append((m, err))
                     continue
                 measured.append(row)
-            if m.done == self._total(m):
+            if m.done == m.total:
                 m.control.report(m.done, m.done)
                 ended.append((m, None))
         if measured:
@@ -280,14 +293,14 @@ class MemberStack:
 
     def _must_end(self, m: StackMember) -> bool:
         """As `steps()` asks before each step: Stop, the time or memory budget."""
-        m.control.report(m.done, self._total(m))
+        m.control.report(m.done, m.total)
         return bool(m.control.should_end())
 
     def _final(self, m: StackMember) -> Snapshot:
         """The member's last snapshot, with its weights (its rows are still in the stack)."""
         m.control.flush(m.done)
         load_member(m.model, self.params | self.buffers, None, self.members.index(m), m.done)
-        return Snapshot(m.done, self._total(m), final=True, state_dict=cpu_state_dict(m.model))
+        return Snapshot(m.done, m.total, final=True, state_dict=cpu_state_dict(m.model))
 
     def drop(self, key) -> None:
         """Take the member of `key` out, making nothing (its run failed elsewhere)."""
