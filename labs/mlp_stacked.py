@@ -20,7 +20,7 @@ from functools import partial
 import torch
 from torch.nn import functional as F
 
-from labs import stacked
+from labs import stack_members, stacked
 from labs.core import mlp
 from labs.core.control import Control
 from labs.core.device import seed_everything
@@ -45,13 +45,13 @@ def stacking_key(r: mlp.Recipe) -> tuple:
 
 
 @dataclass(eq=False, kw_only=True)
-class _Member(stacked.StackMember):
+class _Member(stack_members.StackMember):
     recipe: mlp.Recipe
     generator: torch.Generator  # its shuffling, as its run alone draws it
     data: int  # which of the stack's digit sets is its seed's
 
 
-class Stack(stacked.MemberStack):
+class Stack(stack_members.MemberStack):
     """Deep MLP runs of one shape (`stacking_key` of their recipe) training as one; `recipe_of`
     maps a chapter's Config onto labs/core/mlp.py's Recipe."""
 

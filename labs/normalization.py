@@ -15,7 +15,7 @@ from functools import partial
 
 import torch
 
-from labs import mlp_stacked, stacked
+from labs import mlp_stacked, stack_members
 from labs.core import budget, mlp
 from labs.core.compare import side_by_side
 from labs.core.config import check, knob
@@ -158,6 +158,6 @@ EXPERIMENT = Experiment(
     cost,
     PREFERS_GPU,
     stacking_key,
-    partial(stacked.SideBySide, variants_of=_variants, stack_of=_variant_stack, key_of=stacking_key),
+    partial(stack_members.SideBySide, variants_of=_variants, stack_of=_variant_stack, key_of=stacking_key),
 )
 EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn import functional as F
 
-from labs import optimizers, stacked
+from labs import optimizers, stack_members, stacked
 from labs.core.config import check
 from labs.core.control import Control, current
 from labs.core.device import seed_everything
@@ -79,7 +79,7 @@ class Stack:
             schedule = optimizers.make_scheduler(cfg.schedule, opt, cfg.steps, cfg.learning_rate)
             racers.append(_Racer(name, weights, opt, schedule))
         planned = {"planned_lr": optimizers.lr_curve(cfg.schedule, cfg.learning_rate, cfg.steps)}
-        cadence = Cadence(cfg.steps, max_snaps=80, min_seconds=stacked.MemberStack.MIN_SNAP_SECONDS)
+        cadence = Cadence(cfg.steps, max_snaps=80, min_seconds=stack_members.MemberStack.MIN_SNAP_SECONDS)
         self.members.append(_Race(key, cfg, control or current(), cadence, g, data, racers, planned))
         self.key = stacking_key(cfg)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from labs import stacked
+from labs import stack_members, stacked
 from labs.core.control import Control
 from labs.core.snapshot import Cadence, Snapshot
 from labs.playground import GRID, HIST_RANGE, Config, _prepare, _Run, outputs
@@ -42,13 +42,13 @@ def train_together(cfgs: list[Config], device: torch.device):
 
 
 @dataclass(eq=False, kw_only=True)
-class _Member(stacked.StackMember):
+class _Member(stack_members.StackMember):
     run: _Run  # its net, its shuffling generator
     probe: object  # the run's Probe: its data, the grid, the points to draw
 
 
-class Stack(stacked.MemberStack):
-    """Chapter 2 runs of one shape (`stacking_key`) training as one (labs/stacked.py
+class Stack(stack_members.MemberStack):
+    """Chapter 2 runs of one shape (`stacking_key`) training as one (labs/stack_members.py
     MemberStack): each member keeps its own step count, shuffling and snapshots."""
 
     ALONE = "a run with BatchNorm, dropout, a softmax or squared error trains alone, not in a stack"
@@ -188,4 +188,4 @@ def _stacked_forward(params: dict[str, torch.Tensor], x: torch.Tensor, cfg: Conf
     return stacked.linear(x, params["out.weight"], params["out.bias"])
 
 
-_load_member = stacked.load_member  # tests load a member into its own net
+_load_member = stack_members.load_member  # tests load a member into its own net

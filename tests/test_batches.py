@@ -270,7 +270,7 @@ def _chapter_cases():
     from figures.views import normalization as norm_views
     from figures.views import optimizers as race_views
     from labs import initialization, normalization, optimizers
-    from tests.test_stacked import deep, deep_alone, race, race_alone, side_by_side_of
+    from tests.test_stacked_chapters import deep, deep_alone, race, race_alone, side_by_side_of
 
     def last_of(made: list):
         return made[-1].state_dict
