@@ -73,6 +73,9 @@ class Stack(stack_members.MemberStack):
 
     def _data_rows(self, m: _Member) -> None:
         x, t = m.probe.train
+        if len(self.members) == 1:  # the stack's first member (or the first after it emptied)
+            self.inputs = self.targets = self.order = None
+            self._epoch_batches(x.shape[0], m.cfg.batch_size)
         self.inputs = _cat(self.inputs, x[None].to(stacked.DTYPE))
         self.targets = _cat(self.targets, t[None].to(stacked.DTYPE))
         self.order = _cat(self.order, torch.arange(x.shape[0], device=self.device)[None])
@@ -85,27 +88,32 @@ class Stack(stack_members.MemberStack):
 
     def _train_step(self) -> tuple[torch.Tensor, dict]:
         first, members = self.members[0].cfg, self.members
-        n, size = self.inputs.shape[1], first.batch_size
-        per_epoch = self._per_epoch(n, size)
-        for row, m in enumerate(members):  # each member shuffles with its own generator
-            if m.done % per_epoch == 0:
+        n = self.inputs.shape[1]
+        places = [m.done % self.per_epoch for m in members]  # each member's batch of its epoch
+        for row, (m, place) in enumerate(zip(members, places)):  # each shuffles with its own generator
+            if place == 0:
                 self.order[row] = torch.randperm(n, generator=m.run.generator).to(self.device)
-        start = torch.tensor([(m.done % per_epoch) * size for m in members], device=self.device)
-        index = start[:, None] + torch.arange(size, device=self.device)  # (M, B)
-        real = (index < n).to(stacked.DTYPE)  # an epoch's last batch may be short
+        place = torch.tensor(places, device=self.device)
+        batch = self.order.gather(1, self.batch_points[place])  # (M, B): each member's batch
         rows = torch.arange(len(members), device=self.device)[:, None]
-        batch = self.order[rows, index.clamp(max=n - 1)]
-        logits = _stacked_forward(self.params, self.inputs[rows, batch], first).squeeze(-1)  # (M, B)
-        each = F.binary_cross_entropy_with_logits(logits, self.targets[rows, batch], reduction="none")
-        losses = (each * real).sum(1) / real.sum(1)  # each member's mean over its batch
-        weights = [name for name in self.params if name.endswith("weight")]
         l1 = [m.cfg.reg_rate if m.cfg.regularization == "L1" else 0.0 for m in members]
         l2 = [m.cfg.reg_rate if m.cfg.regularization == "L2" else 0.0 for m in members]
-        penalty = stacked.weight_penalty(self.params, weights, l1, l2)
-        grads = torch.autograd.grad(losses.sum() + penalty, list(self.params.values()))
-        grads = dict(zip(self.params, grads))
+        x, targets = self.inputs[rows, batch], self.targets.gather(1, batch)
+        losses, grads = losses_and_grads(self.params, x, targets, self.batch_real[place], first)
+        stacked.add_penalty_grads(
+            grads, self.params, [name for name in grads if name.endswith("weight")], l1, l2
+        )
         self.opt.step(grads)
-        return losses.detach(), grads
+        return losses, grads
+
+    def _epoch_batches(self, n: int, batch_size: int) -> None:
+        """Which of an epoch's shuffled points each of its batches takes (batch, point), and
+        whether each is real: an epoch's last batch may be short, its padding weighing 0."""
+        self.per_epoch = self._per_epoch(n, batch_size)
+        size = min(batch_size, n)
+        points = torch.arange(self.per_epoch * size, device=self.device).view(self.per_epoch, size)
+        self.batch_real = (points < n).to(stacked.DTYPE)
+        self.batch_points = points.clamp(max=n - 1)
 
     def _total(self, m: _Member) -> int:
         return m.cfg.epochs * self._per_epoch(self.inputs.shape[1], m.cfg.batch_size)
@@ -178,6 +186,44 @@ def _cat(stack: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
 
 
 STACKED_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu}
+# each activation's derivative from its input z and output h, as autograd's backward computes it
+SLOPES = {
+    "relu": lambda z, h: z > 0,
+    "tanh": lambda z, h: 1 - h * h,
+    "sigmoid": lambda z, h: (1 - h) * h,
+    "gelu": lambda z, h: (
+        0.5 * (1 + torch.erf(z * math.sqrt(0.5))) + z * torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    ),
+}
+
+
+@torch.no_grad()
+def losses_and_grads(params: dict, x: torch.Tensor, targets: torch.Tensor, real: torch.Tensor, cfg: Config):
+    """Each member's mean cross-entropy over the real points of its batch (x: (M, B, features),
+    targets and real: (M, B)) and the gradients of their sum, the backward pass written out: on
+    nets this small a step's time is overhead per operation, and autograd's engine costs as much
+    again as the twenty operations of the pass itself (measured: 450 vs 210 us for 16 members).
+    tests/test_stacked.py holds it to autograd's gradients for every activation."""
+    act, slope = STACKED_ACTIVATIONS[cfg.activation], SLOPES[cfg.activation]
+    inputs, layers = [], []  # each hidden layer's input, and its (pre-activation, output)
+    h = x
+    for i in range(cfg.hidden_layers):
+        z = stacked.linear(h, params[f"blocks.{i}.linear.weight"], params[f"blocks.{i}.linear.bias"])
+        inputs.append(h)
+        h = act(z)
+        layers.append((z, h))
+    logits = stacked.linear(h, params["out.weight"], params["out.bias"]).squeeze(-1)
+    share = real / real.sum(1, keepdim=True)  # a point's weight in its member's mean
+    losses = (F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * share).sum(1)
+    delta = ((torch.sigmoid(logits) - targets) * share).unsqueeze(-1)  # d losses.sum() / d logits
+    grads = {"out.weight": torch.bmm(delta.transpose(1, 2), h), "out.bias": delta.sum(1)}
+    weight = params["out.weight"]
+    for i in reversed(range(cfg.hidden_layers)):
+        delta = torch.bmm(delta, weight) * slope(*layers[i])
+        weight = params[f"blocks.{i}.linear.weight"]
+        grads[f"blocks.{i}.linear.weight"] = torch.bmm(delta.transpose(1, 2), inputs[i])
+        grads[f"blocks.{i}.linear.bias"] = delta.sum(1)
+    return losses, grads
 
 
 def _stacked_forward(params: dict[str, torch.Tensor], x: torch.Tensor, cfg: Config) -> torch.Tensor:

@@ -106,17 +106,15 @@ class MemberStack:
         self.key = mine
         self._data_rows(m)
         m.total = self._total(m)
-        rows = stack_params([m.model])
-        self.params = {name: _appended(self.params.get(name), new) for name, new in rows.items()}
         for name, buffer in _running_stats(m.model).items():
-            self.buffers[name] = _appended(self.buffers.get(name), buffer[None].to(DTYPE), grad=False)
-        self.worst = _appended(self.worst, torch.zeros(1, dtype=DTYPE, device=self.device), grad=False)
+            self.buffers[name] = _appended(self.buffers.get(name), buffer[None].to(DTYPE))
+        self.worst = _appended(self.worst, torch.zeros(1, dtype=DTYPE, device=self.device))
         kind, rate = self._optimizer(cfg)
-        if self.opt is None:
-            self.opt = StackedOptimizer(self.params, kind, [rate])
+        if self.opt is None:  # the optimizer holds the stacked parameters
+            self.opt = StackedOptimizer(stack_params([m.model]), kind, [rate])
         else:
-            self.opt.params = self.params
-            self.opt.add_members([rate])
+            self.opt.add_members(stack_params([m.model]), [rate])
+        self.params = self.opt.params
 
     def step(self) -> list[tuple[object, object]]:
         """One training step for every member; returns (key, snapshot or exception) for what
@@ -195,12 +193,11 @@ class MemberStack:
         keep = [row for row, m in enumerate(self.members) if m not in leaving]
         self.members = [self.members[row] for row in keep]
         rows = torch.tensor(keep, dtype=torch.long, device=self.device)
-        self.params = {name: p.detach()[rows].requires_grad_(True) for name, p in self.params.items()}
+        self.opt.keep_members(rows)
+        self.params = self.opt.params
         self.buffers = {name: b[rows] for name, b in self.buffers.items()}
         self.worst = self.worst[rows]
         self._keep_data(rows)
-        self.opt.params = self.params
-        self.opt.keep_members(rows)
 
 
 class SideBySide:
@@ -299,10 +296,9 @@ class _VariantControl:
         return self.control.should_end()
 
 
-def _appended(stack: torch.Tensor | None, rows: torch.Tensor, grad: bool = True) -> torch.Tensor:
-    """`rows` appended to `stack` along the member dimension (a new leaf for parameters)."""
-    out = rows.detach() if stack is None else torch.cat([stack.detach(), rows.detach()])
-    return out.requires_grad_(True) if grad else out
+def _appended(stack: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
+    """`rows` appended to `stack` along the member dimension."""
+    return rows if stack is None else torch.cat([stack, rows])
 
 
 def _running_stats(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -14,6 +14,8 @@ either precision, their time being Python's and PyTorch's overhead per operation
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -38,101 +40,111 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.T
     return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
 
-def weight_penalty(
-    params: dict[str, torch.Tensor], weights: list[str], l1: list[float], l2: list[float]
-) -> torch.Tensor | float:
-    """Each member's L1 and L2 penalty on the stacked `weights` (its own rates, 0 for none),
-    summed over members: a member's gradient is its own penalty's."""
-    total: torch.Tensor | float = 0.0
+def add_penalty_grads(
+    grads: dict[str, torch.Tensor],
+    params: dict[str, torch.Tensor],
+    weights: list[str],
+    l1: list[float],
+    l2: list[float],
+) -> None:
+    """Add each member's L1 and L2 penalty's gradient (its own rates, 0 for none) to the
+    gradients of the stacked `weights`: rate * sign(w) and 2 * rate * w, as autograd's."""
     for rates, power in ((l1, 1), (l2, 2)):
         if not any(rates):
             continue
         rate = torch.as_tensor(rates, dtype=DTYPE, device=params[weights[0]].device)
         for name in weights:
-            total = total + (rate * params[name].abs().pow(power).flatten(1).sum(1)).sum()
-    return total
+            w = params[name].detach()
+            column = rate.view(-1, *[1] * (w.dim() - 1))
+            grads[name] = grads[name] + (column * w.sign() if power == 1 else column * (2 * w))
 
 
 class StackedOptimizer:
     """torch.optim's Adam, and SGD with or without momentum, for stacked parameters: each member
     with its own learning rate and its own step count (a member that joins later is at an
-    earlier step), with torch's update rules."""
+    earlier step), with torch's update rules.
+
+    It holds the stack's parameters: one (members, P) tensor, each parameter (`params`) a view
+    of its columns, so that a step is a dozen operations on one tensor however many layers the
+    net has (a tiny net's step is Python's and PyTorch's overhead per operation)."""
 
     def __init__(self, params: dict[str, torch.Tensor], kind: str, learning_rates: list[float]):
         if kind != "adam" and kind not in MOMENTUM:
             raise ValueError(f"no stacked optimizer {kind!r}")
-        self.params, self.kind = params, kind
-        device = next(iter(params.values())).device
+        self.kind = kind
+        self.shapes = {name: tuple(p.shape[1:]) for name, p in params.items()}
+        self.flat = _flattened(params)
+        device = self.flat.device
         self.learning_rates = torch.as_tensor(learning_rates, dtype=DTYPE, device=device)
         self.steps = torch.zeros_like(self.learning_rates)
-        self.state: dict[str, tuple[torch.Tensor, ...]] = {}
+        count = 2 if kind == "adam" else int(MOMENTUM[kind] > 0)
+        self.moments = [torch.zeros_like(self.flat) for _ in range(count)]
+        self.params = self._views()
 
-    def add_members(self, learning_rates: list[float]) -> None:
-        """Members appended to the stack (the caller appended their parameters' rows): they
-        start at step 0, with empty moments."""
-        new = torch.as_tensor(learning_rates, dtype=DTYPE, device=self.learning_rates.device)
-        self.learning_rates = torch.cat([self.learning_rates, new])
-        self.steps = torch.cat([self.steps, torch.zeros_like(new)])
-        for name, moments in self.state.items():
-            rows = self.params[name].shape[0] - moments[0].shape[0]
-            pad = torch.zeros((rows, *moments[0].shape[1:]), dtype=DTYPE, device=moments[0].device)
-            self.state[name] = tuple(torch.cat([m, pad]) for m in moments)
+    def _views(self) -> dict[str, torch.Tensor]:
+        """Each parameter as a view of its columns of `flat`: a leaf autograd can differentiate
+        by, which every update of `flat` updates."""
+        views, at = {}, 0
+        for name, shape in self.shapes.items():
+            size = math.prod(shape)
+            view = self.flat[:, at : at + size].view(self.flat.shape[0], *shape)
+            views[name], at = view.requires_grad_(True), at + size
+        return views
+
+    def add_members(self, params: dict[str, torch.Tensor], learning_rates: list[float]) -> None:
+        """Members appended to the stack (`params`: their rows of each parameter): they start at
+        step 0, with empty moments."""
+        new = _flattened(params)
+        rates = torch.as_tensor(learning_rates, dtype=DTYPE, device=self.flat.device)
+        self.flat = torch.cat([self.flat, new])
+        self.learning_rates = torch.cat([self.learning_rates, rates])
+        self.steps = torch.cat([self.steps, torch.zeros_like(rates)])
+        self.moments = [torch.cat([m, torch.zeros_like(new)]) for m in self.moments]
+        self.params = self._views()
 
     def keep_members(self, rows: torch.Tensor) -> None:
-        """Only the members at `rows` stay (the caller keeps the same rows of the parameters)."""
-        self.learning_rates, self.steps = self.learning_rates[rows], self.steps[rows]
-        self.state = {name: tuple(m[rows] for m in moments) for name, moments in self.state.items()}
+        """Only the members at `rows` stay."""
+        self.flat, self.learning_rates, self.steps = (
+            self.flat[rows],
+            self.learning_rates[rows],
+            self.steps[rows],
+        )
+        self.moments = [m[rows] for m in self.moments]
+        self.params = self._views()
 
     @torch.no_grad()
     def step(self, grads: dict[str, torch.Tensor]) -> None:
         """One update of every member, torch's rules with each member's own rate and step
-        count; every parameter at once (torch's `_foreach` calls, as torch.optim's foreach
-        implementations), so a step costs a few calls, not a few per parameter."""
+        count, on every parameter at once."""
         self.steps += 1
-        names = list(self.params)
-        params, grad = [self.params[n] for n in names], [grads[n] for n in names]
-        per_member = [_column(p) for p in params]  # how a (M,) value broadcasts on each
+        grad = torch.cat([grads[name].reshape(self.flat.shape[0], -1) for name in self.shapes], 1)
         if self.kind == "adam":
-            self._adam(names, params, grad, per_member)
+            self._adam(grad)
         else:
-            self._sgd(names, params, grad, per_member)
+            self._sgd(grad)
 
-    def _moments(self, names: list[str], params: list[torch.Tensor], count: int) -> list[tuple]:
-        for name, param in zip(names, params):
-            if name not in self.state:
-                self.state[name] = tuple(torch.zeros_like(param) for _ in range(count))
-        return [self.state[name] for name in names]
-
-    def _adam(self, names, params, grad, per_member) -> None:
+    def _adam(self, grad: torch.Tensor) -> None:
         beta1, beta2 = ADAM_BETAS
-        step_size = -self.learning_rates / (1 - beta1**self.steps)  # (M,), per member
-        correction2 = (1 - beta2**self.steps).sqrt()
-        exp_avg, exp_avg_sq = (list(m) for m in zip(*self._moments(names, params, 2)))
-        torch._foreach_lerp_(exp_avg, grad, 1 - beta1)
-        torch._foreach_mul_(exp_avg_sq, beta2)
-        torch._foreach_addcmul_(exp_avg_sq, grad, grad, value=1 - beta2)
-        denom = torch._foreach_sqrt(exp_avg_sq)
-        torch._foreach_div_(denom, [correction2.view(shape) for shape in per_member])
-        torch._foreach_add_(denom, ADAM_EPS)
-        update = torch._foreach_mul(exp_avg, [step_size.view(shape) for shape in per_member])
-        torch._foreach_addcdiv_(params, update, denom)
+        exp_avg, exp_avg_sq = self.moments
+        step_size = (self.learning_rates / (1 - beta1**self.steps)).unsqueeze(1)  # (M, 1)
+        correction2 = (1 - beta2**self.steps).sqrt().unsqueeze(1)
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = (exp_avg_sq.sqrt() / correction2).add_(ADAM_EPS)
+        self.flat.addcdiv_(exp_avg * step_size, denom, value=-1)
 
-    def _sgd(self, names, params, grad, per_member) -> None:
-        momentum = MOMENTUM[self.kind]
+    def _sgd(self, grad: torch.Tensor) -> None:
         update = grad
-        if momentum:
+        if self.moments:
             # torch starts the buffer as a copy of the first gradient, which 0 * momentum + grad
             # is: a zero buffer serves a member at any step
-            update = [m[0] for m in self._moments(names, params, 1)]
-            torch._foreach_mul_(update, momentum)
-            torch._foreach_add_(update, grad)
-        rates = [self.learning_rates.view(shape) for shape in per_member]
-        torch._foreach_sub_(params, torch._foreach_mul(update, rates))
+            update = self.moments[0].mul_(MOMENTUM[self.kind]).add_(grad)
+        self.flat.sub_(update * self.learning_rates.unsqueeze(1))
 
 
-def _column(like: torch.Tensor) -> tuple[int, ...]:
-    """The shape that broadcasts a (M,) per-member value against a stacked tensor like `like`."""
-    return (like.shape[0],) + (1,) * (like.dim() - 1)
+def _flattened(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Stacked parameters side by side: (members, P), in DTYPE."""
+    return torch.cat([p.detach().reshape(p.shape[0], -1) for p in params.values()], 1).to(DTYPE)
 
 
 @torch.no_grad()

@@ -1,15 +1,18 @@
 """Same-shaped runs trained as one stack (labs/stacked.py, labs/playground_stacked.py):
 each member trains as its run alone, whatever else the stack holds."""
 
+import itertools
 from dataclasses import replace
 
 import pytest
 import torch
 
 from labs import playground, stacked
+from labs.core import snapshot
 from labs.core.control import Control, Ending
 from labs.core.failures import Diverged, explain_failure
-from labs.playground_stacked import Stack, stacking_key, train_together
+from labs.playground_stacked import Stack, _stacked_forward, losses_and_grads, stacking_key, train_together
+from labs.stacked import add_penalty_grads
 
 CPU = torch.device("cpu")
 
@@ -88,8 +91,7 @@ def test_the_stacked_optimizer_is_torchs_for_each_member(kind):
     start = torch.randn(2, 5, 3, dtype=stacked.DTYPE)
     grads = [torch.randn(2, 5, 3, dtype=stacked.DTYPE) for _ in range(6)]
     rates = [0.01, 0.2]
-    stack = {"w": start.clone()}
-    opt = stacked.StackedOptimizer(stack, kind, rates)
+    opt = stacked.StackedOptimizer({"w": start.clone()}, kind, rates)
     for g in grads:
         opt.step({"w": g})
     for i, lr in enumerate(rates):
@@ -101,7 +103,39 @@ def test_the_stacked_optimizer_is_torchs_for_each_member(kind):
         for g in grads:
             param.grad = g[i].clone()
             reference.step()
-        torch.testing.assert_close(stack["w"][i], param.detach(), rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(opt.params["w"][i], param.detach(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("activation", sorted(playground.ACTIVATIONS))
+def test_the_written_out_backward_pass_is_autograds(activation):
+    """The stack's hand-written gradients (labs/playground_stacked.py losses_and_grads, with
+    each member's L1 or L2 penalty) against autograd's through the same stacked forward, for
+    members with a short last batch (padding weighs nothing) and every activation."""
+    torch.manual_seed(0)
+    cfg = playground.Config(activation=activation, hidden_layers=3, units=5)
+    shapes = {"blocks.0.linear": (5, 2), "blocks.1.linear": (5, 5), "blocks.2.linear": (5, 5), "out": (1, 5)}
+    params = {}
+    for name, (rows, cols) in shapes.items():
+        params[f"{name}.weight"] = torch.randn(3, rows, cols, dtype=stacked.DTYPE, requires_grad=True)
+        params[f"{name}.bias"] = torch.randn(3, rows, dtype=stacked.DTYPE, requires_grad=True)
+    x, targets = torch.randn(3, 8, 2, dtype=stacked.DTYPE), torch.randint(0, 2, (3, 8)).to(stacked.DTYPE)
+    real = torch.ones(3, 8, dtype=stacked.DTYPE)
+    real[1, 5:] = 0  # member 1's batch is an epoch's short last one
+    l1, l2 = [0.0, 0.01, 0.0], [0.0, 0.0, 0.1]
+    losses, grads = losses_and_grads(params, x, targets, real, cfg)
+    add_penalty_grads(grads, params, [n for n in grads if n.endswith("weight")], l1, l2)
+
+    logits = _stacked_forward(params, x, cfg).squeeze(-1)
+    each = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    expected = (each * real).sum(1) / real.sum(1)
+    penalty = sum(
+        torch.as_tensor(rates, dtype=stacked.DTYPE) * params[n].abs().pow(power).flatten(1).sum(1)
+        for n in grads if n.endswith("weight") for rates, power in ((l1, 1), (l2, 2))
+    ).sum()  # fmt: skip
+    autograd = torch.autograd.grad(expected.sum() + penalty, list(params.values()))
+    torch.testing.assert_close(losses, expected.detach(), rtol=1e-12, atol=1e-14)
+    for name, theirs in zip(params, autograd):
+        torch.testing.assert_close(grads[name], theirs, rtol=1e-10, atol=1e-13, msg=name)
 
 
 # -- joining and leaving -------------------------------------------------------------------------
@@ -223,7 +257,12 @@ def test_members_at_other_steps_are_measured_in_shared_passes(monkeypatch):
         return real(members, *args)
 
     monkeypatch.setattr(playground_stacked, "snapshots_together", counted)
+    # the cadence's clock ticks 1 ms each time it is read, so when snapshots come due does
+    # not depend on how fast this machine steps
+    ticks = itertools.count()
+    monkeypatch.setattr(snapshot, "clock", lambda: lambda: next(ticks) / 1000)
     stack, made = Stack(CPU), {}
+    stack.SNAP_SHARE = 0  # members wait MIN_SNAP_SECONDS, not what measuring costs here
     for key in range(6):
         stack.add(key, short(key))
         drive(stack, made, until=lambda joined=7 * (key + 1): stack.members[0].done >= joined)
