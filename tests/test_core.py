@@ -201,6 +201,18 @@ def test_waiting_runs_hold_no_thread():
     assert {run.view().state for run in waiting} == {RunState.STOPPED}
 
 
+def test_a_runs_time_counts_from_train_not_from_when_it_was_made():
+    """A run made ahead of its Train press (a bench sets its class up first) counts its
+    time, and its time in the queue, from start(): it did not wait before it was asked to."""
+    from labs.core.driver import IN_THREAD
+
+    run = TrainingRun(playground.train, playground.Config(epochs=5), CPU, executor=IN_THREAD)
+    time.sleep(1.0)
+    assert run.start().wait(60)
+    view = run.view()
+    assert view.state == RunState.DONE and view.elapsed_s - view.training_s < 1.0
+
+
 def test_an_ended_run_shows_its_estimate_beside_what_it_took():
     from components.live import done_words
     from labs.core.driver import IN_THREAD

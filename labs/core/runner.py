@@ -198,6 +198,7 @@ class TrainingRun:
     # -- control ---------------------------------------------------------------------------
     def start(self) -> TrainingRun:
         """Weigh the run against the budget, then queue it for a slot; it begins in its turn."""
+        self._t_start = self._t_running = time.perf_counter()  # its time counts from Train
         refusal = self._refusal()
         if refusal:
             log.info("run %s refused by the budget: %s; settings %s", self.id, refusal, self._settings())
