@@ -75,13 +75,17 @@ class Stack(stack_members.MemberStack):
         x, t = m.probe.train
         if len(self.members) == 1:  # the stack's first member (or the first after it emptied)
             self.inputs = self.targets = self.order = None
+            self.penalties: tuple[list, list] = ([], [])  # each member's L1 and L2 rate
             self._epoch_batches(x.shape[0], m.cfg.batch_size)
+        for rates, kind in zip(self.penalties, ("L1", "L2")):
+            rates.append(m.cfg.reg_rate if m.cfg.regularization == kind else 0.0)
         self.inputs = _cat(self.inputs, x[None].to(stacked.DTYPE))
         self.targets = _cat(self.targets, t[None].to(stacked.DTYPE))
         self.order = _cat(self.order, torch.arange(x.shape[0], device=self.device)[None])
 
     def _keep_data(self, rows: torch.Tensor) -> None:
         self.inputs, self.targets, self.order = self.inputs[rows], self.targets[rows], self.order[rows]
+        self.penalties = tuple([rates[row] for row in rows.tolist()] for rates in self.penalties)
 
     def _measure(self, members: list[_Member], params: dict, grads: dict) -> list[Snapshot]:
         return snapshots_together(members, params, grads, self._total)
@@ -96,23 +100,22 @@ class Stack(stack_members.MemberStack):
         place = torch.tensor(places, device=self.device)
         batch = self.order.gather(1, self.batch_points[place])  # (M, B): each member's batch
         rows = torch.arange(len(members), device=self.device)[:, None]
-        l1 = [m.cfg.reg_rate if m.cfg.regularization == "L1" else 0.0 for m in members]
-        l2 = [m.cfg.reg_rate if m.cfg.regularization == "L2" else 0.0 for m in members]
         x, targets = self.inputs[rows, batch], self.targets.gather(1, batch)
-        losses, grads = losses_and_grads(self.params, x, targets, self.batch_real[place], first)
-        stacked.add_penalty_grads(
-            grads, self.params, [name for name in grads if name.endswith("weight")], l1, l2
-        )
+        losses, grads = losses_and_grads(self.params, x, targets, self.batch_share[place], first)
+        weights = [name for name in grads if name.endswith("weight")]
+        stacked.add_penalty_grads(grads, self.params, weights, *self.penalties)
         self.opt.step(grads)
         return losses, grads
 
     def _epoch_batches(self, n: int, batch_size: int) -> None:
         """Which of an epoch's shuffled points each of its batches takes (batch, point), and
-        whether each is real: an epoch's last batch may be short, its padding weighing 0."""
+        each point's weight in its batch's mean loss: an epoch's last batch may be short, its
+        padding weighing 0."""
         self.per_epoch = self._per_epoch(n, batch_size)
         size = min(batch_size, n)
         points = torch.arange(self.per_epoch * size, device=self.device).view(self.per_epoch, size)
-        self.batch_real = (points < n).to(stacked.DTYPE)
+        real = (points < n).to(stacked.DTYPE)
+        self.batch_share = real / real.sum(1, keepdim=True)
         self.batch_points = points.clamp(max=n - 1)
 
     def _total(self, m: _Member) -> int:
@@ -198,9 +201,10 @@ SLOPES = {
 
 
 @torch.no_grad()
-def losses_and_grads(params: dict, x: torch.Tensor, targets: torch.Tensor, real: torch.Tensor, cfg: Config):
-    """Each member's mean cross-entropy over the real points of its batch (x: (M, B, features),
-    targets and real: (M, B)) and the gradients of their sum, the backward pass written out: on
+def losses_and_grads(params: dict, x: torch.Tensor, targets: torch.Tensor, share: torch.Tensor, cfg: Config):
+    """Each member's mean cross-entropy over its batch (x: (M, B, features), targets and each
+    point's `share` of its mean: (M, B), 0 for an epoch's short last batch's padding) and the
+    gradients of their sum, the backward pass written out: on
     nets this small a step's time is overhead per operation, and autograd's engine costs as much
     again as the twenty operations of the pass itself (measured: 450 vs 210 us for 16 members).
     tests/test_stacked.py holds it to autograd's gradients for every activation."""
@@ -213,7 +217,6 @@ def losses_and_grads(params: dict, x: torch.Tensor, targets: torch.Tensor, real:
         h = act(z)
         layers.append((z, h))
     logits = stacked.linear(h, params["out.weight"], params["out.bias"]).squeeze(-1)
-    share = real / real.sum(1, keepdim=True)  # a point's weight in its member's mean
     losses = (F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * share).sum(1)
     delta = ((torch.sigmoid(logits) - targets) * share).unsqueeze(-1)  # d losses.sum() / d logits
     grads = {"out.weight": torch.bmm(delta.transpose(1, 2), h), "out.bias": delta.sum(1)}

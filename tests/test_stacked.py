@@ -122,7 +122,7 @@ def test_the_written_out_backward_pass_is_autograds(activation):
     real = torch.ones(3, 8, dtype=stacked.DTYPE)
     real[1, 5:] = 0  # member 1's batch is an epoch's short last one
     l1, l2 = [0.0, 0.01, 0.0], [0.0, 0.0, 0.1]
-    losses, grads = losses_and_grads(params, x, targets, real, cfg)
+    losses, grads = losses_and_grads(params, x, targets, real / real.sum(1, keepdim=True), cfg)
     add_penalty_grads(grads, params, [n for n in grads if n.endswith("weight")], l1, l2)
 
     logits = _stacked_forward(params, x, cfg).squeeze(-1)
