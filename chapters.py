@@ -300,6 +300,16 @@ CHAPTERS = (
         {"epochs": "1"},
         long_run={"epochs": "30"},
     ),
+    Chapter(
+        22,
+        "ethics",
+        "Data ethics: bias and what fixing it costs",
+        "Interpretability & production",
+        "A net learns a recorded gap between groups; drop the column, reweigh, set thresholds: measure.",
+        "⚖️",
+        {"epochs": "2", "rows": "2000"},
+        long_run={"epochs": "300", "rows": "50000"},
+    ),
 )
 
 
