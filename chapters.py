@@ -307,8 +307,9 @@ CHAPTERS = (
         "Interpretability & production",
         "A net learns a recorded gap between groups; drop the column, reweigh, set thresholds: measure.",
         "⚖️",
-        {"epochs": "2", "rows": "2000"},
-        long_run={"epochs": "300", "rows": "50000"},
+        {"bias.epochs": "2", "bias.rows": "2000", "feedback.rounds": "2"},
+        ("bias", "feedback"),
+        long_run={"bias.epochs": "300", "bias.rows": "50000"},
     ),
 )
 

@@ -23,6 +23,9 @@ calibration, and two gaps: demographic parity (B's share flagged late minus A's)
 opportunity (B's true positive rate minus A's). After training, Integrated Gradients says which
 features carry the difference between the groups: the group column, or the district when the
 column is gone.
+
+The second experiment (labs/feedback_loop.py): a recommender retrained on its own
+recommendations concentrates the clicks on fewer items round after round; exploration slows it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from labs import feedback_loop
 from labs.core import budget
 from labs.core.compare import side_by_side
 from labs.core.config import check, knob
@@ -459,4 +463,5 @@ QUESTIONS = [
 ]
 
 EXPERIMENT = Experiment(Config, train, cost, PREFERS_GPU)
-EXPERIMENTS = {"": EXPERIMENT}  # one experiment on its page (labs/core/contract.py)
+FEEDBACK = Experiment(feedback_loop.FeedbackConfig, feedback_loop.train, feedback_loop.cost, PREFERS_GPU)
+EXPERIMENTS = {"bias": EXPERIMENT, "feedback": FEEDBACK}  # the page's two Train buttons

@@ -1,13 +1,37 @@
-"""Chapter 22 — Data ethics: bias a model learns, and what fixing it costs. UI only: the lab is
-labs/ethics.py."""
+"""Chapter 22 — Data ethics: bias a model learns, and what fixing it costs. UI only: the
+experiments are labs/ethics.py and labs/feedback_loop.py, what they show figures/views/ethics.py."""
 
-from components import page
+import streamlit as st
+
+import chapters
+from chapters import run_key
+from components import controls, live, page
 from figures.views import ethics as views
 from labs import ethics as lab
+from labs import feedback_loop
 
-KEY = "ethics"
-cfg = page.chapter(KEY, lab, views.VIEWS)
+PAGE = "ethics"
+BIAS, FEEDBACK = run_key(PAGE, "bias"), run_key(PAGE, "feedback")
+page.intro(PAGE, chapters.by_slug(PAGE).label)
+bias_tab, feedback_tab = st.tabs(["A gap in the record, and three remedies", "A recommender's feedback loop"])
 
+with bias_tab:
+    b_cfg = controls.config_controls(lab.Config, BIAS, st.container())
+    controls.link_notices(BIAS)
+    live.run_buttons(BIAS, lab.EXPERIMENT, b_cfg, views.BIAS)
+    page.downloads(live.show(BIAS, views.BIAS), BIAS)
 
-page.results(KEY, lab, views.VIEWS)
-page.show_code(lab.deliveries, lab.train_one, lab.reweighing, lab.b_threshold, lab.measure, lab.group_signal)
+with feedback_tab:
+    st.markdown(
+        "Chapter 11's recommender, retrained each round on the clicks its own picks got: an "
+        "item never shown counts as an item not wanted. Beside it, the same loop giving a share "
+        "of each user's slots to items drawn at random."
+    )
+    f_cfg = controls.config_controls(feedback_loop.FeedbackConfig, FEEDBACK, st.container())
+    controls.link_notices(FEEDBACK)
+    live.run_buttons(FEEDBACK, lab.FEEDBACK, f_cfg, views.FEEDBACK)
+    page.downloads(live.show(FEEDBACK, views.FEEDBACK), FEEDBACK)
+
+controls.share_link((b_cfg, BIAS), (f_cfg, FEEDBACK))
+page.questions(lab.QUESTIONS, BIAS, lab.EXPERIMENT, views.BIAS)
+page.show_code(lab.deliveries, lab.train_one, lab.reweighing, lab.b_threshold, feedback_loop.train_loop)

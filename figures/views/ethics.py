@@ -1,6 +1,8 @@
-"""Chapter 22 live: each way of training side by side — accuracy, the two gaps between the
-groups as they form, each group's error, false positive and false negative rates, calibration
-by group; after training, which features carry the difference between the groups."""
+"""Chapter 22 live. The bias experiment: each way of training side by side — accuracy, the two
+gaps between the groups as they form, each group's error, false positive and false negative
+rates, calibration by group; after training, which features carry the difference between the
+groups. The feedback loop: round by round, how concentrated the clicks are, how much of the
+catalogue is shown, the click rate and the long tail, for the loop alone and with exploration."""
 
 from __future__ import annotations
 
@@ -123,4 +125,63 @@ def draw(run) -> dict:
     return parts
 
 
-VIEWS = Views(draw, (("parity", "opportunity"), ("accuracy", "rates"), ("calibration", "signal")))
+BIAS = Views(draw, (("parity", "opportunity"), ("accuracy", "rates"), ("calibration", "signal")))
+
+
+# -- the feedback loop -------------------------------------------------------------------------
+
+
+def by_round_figure(run, names: list[str], name: str, title: str, share: bool = False) -> dict:
+    """One of the loops' round numbers against the round, one line per loop."""
+    data = []
+    for i, loop in enumerate(names):
+        rows = [r for r in run.history if metric(loop, name) in r and metric(loop, "round") in r]
+        xs, ys = [r[metric(loop, "round")] for r in rows], [r[metric(loop, name)] for r in rows]
+        data.append(plot.line(xs, ys, loop, color=plot.colour(i), mode="lines+markers"))
+    yaxis = {"tickformat": ".0%", "rangemode": "tozero"} if share else {}
+    return plot.figure(data, title, 300, xaxis={"title": "round", "dtick": 1}, yaxis=yaxis)
+
+
+def tail_figure(infos: dict[str, dict]) -> dict:
+    """Clicks per item, most clicked first, for each loop: the long tail as it stands."""
+    data = []
+    for i, (loop, info) in enumerate(infos.items()):
+        counts = info.get("clicks_per_item")
+        if counts is not None:
+            data.append(plot.line(list(range(1, len(counts) + 1)), counts, loop, color=plot.colour(i)))
+    return plot.figure(
+        data,
+        "clicks per item, most clicked first",
+        300,
+        xaxis={"title": "item rank"},
+        yaxis={"title": "clicks"},
+    )
+
+
+def draw_feedback(run) -> dict:
+    infos = compare.variants(run)
+    names = [n for n in infos if run.last(metric(n, "round")) is not None]
+    if not names:
+        return {}
+    gini, shown = "click concentration (Gini)", "catalogue shown"
+    numbers = [[f"{n}: {gini}", f"{run.last(metric(n, gini)):.2f}"] for n in names]
+    numbers += [[f"{n}: {shown}", f"{run.last(metric(n, shown)):.0%}"] for n in names]
+    return {
+        NUMBERS: numbers,
+        "concentration": by_round_figure(
+            run, names, gini, "clicks per item: Gini coefficient (1: a few get all)"
+        ),
+        "catalogue": by_round_figure(
+            run, names, shown, "share of the catalogue shown in the round", share=True
+        ),
+        "click rate": by_round_figure(
+            run, names, "click rate", "share of the items shown that were clicked", share=True
+        ),
+        "tail": tail_figure({n: infos[n] for n in names}),
+        "loss": compare.compare_curves_figure(
+            run, names, ["train_mse"], "training loss (squared error on clicks)"
+        ),
+    }
+
+
+FEEDBACK = Views(draw_feedback, (("concentration", "catalogue"), ("click rate", "tail"), ("loss",)))

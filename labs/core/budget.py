@@ -295,7 +295,7 @@ def _refusal(cfg, over, memory, secs, limits, fitted, changes) -> str:
     return text + " Lower the model's size, the batch size or the number of steps."
 
 
-LENGTHS = ("steps", "epochs", "episodes")  # how long a run trains: what to shorten when time is short
+LENGTHS = ("steps", "epochs", "episodes", "rounds")  # how long a run trains: shortened when time is short
 
 
 FIT_MARGIN = 0.8  # suggested settings aim below the budget: estimates are estimates
