@@ -87,7 +87,11 @@ def schedule_figure(lrs: np.ndarray, used: tuple[list, list] | None = None) -> d
     data = [plot.line(np.arange(1, len(lrs) + 1), lrs, "planned", color="#bbbbbb", width=3)]
     if used and used[0]:
         data.append(plot.line(used[0], used[1], "used", color="#4c78a8"))
-    return plot.figure(data, "learning rate", 300, xaxis={"title": "step"})
+    # from 0 to just above the highest rate: a constant rate reads as its value, not as a line
+    # lost in plotly's default range around it (0.01 drawn on −0.5 … 1 looked like 0)
+    highest = max([float(np.max(lrs)), *(used[1] if used else [])])
+    top = 1.15 * highest if highest > 0 else 1.0
+    return plot.figure(data, "learning rate", 300, xaxis={"title": "step"}, yaxis={"range": [0, top]})
 
 
 def example() -> dict:

@@ -56,6 +56,15 @@ def test_log_axes_tick_every_decade_when_the_values_span_decades():
     assert plot.log_axis([1e-8, 1.0])["dtick"] == 1 and plot.log_axis([1e-9, 1.0])["dtick"] == 2
 
 
+def test_a_learning_rate_chart_spans_zero_to_just_above_the_highest_rate():
+    """A constant 0.01 reads as 0.01 near the top of its chart, not as a line on −0.5 … 1."""
+    from figures.landscape import schedule_figure
+
+    assert schedule_figure(np.full(60, 0.01))["layout"]["yaxis"]["range"] == pytest.approx([0, 0.0115])
+    one_cycle = schedule_figure(np.linspace(0.0, 0.1, 60), ([1, 2], [0.0, 0.2]))
+    assert one_cycle["layout"]["yaxis"]["range"] == pytest.approx([0, 0.23])
+
+
 def test_mosaic_separates_tiles_with_gaps_and_scales_each_tile():
     tiles = np.stack([np.full((3, 3), 5.0), np.full((3, 3), -2.0)])
     out = mosaic(tiles, cols=2)
