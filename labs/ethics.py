@@ -24,7 +24,8 @@ opportunity (B's true positive rate minus A's). After training, Integrated Gradi
 features carry the difference between the groups: the group column, or the district when the
 column is gone.
 
-The second experiment (labs/feedback_loop.py): a recommender retrained on its own
+The deliveries are labs/deliveries.py, the measures labs/group_measures.py. The second
+experiment (labs/feedback_loop.py): a recommender retrained on its own
 recommendations concentrates the clicks on fewer items round after round; exploration slows it.
 """
 
@@ -32,9 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -49,7 +48,17 @@ from labs.core.device import seed_everything
 from labs.core.divergence import LossWatch
 from labs.core.questions import Question
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
-from labs.tables import split
+from labs.deliveries import (
+    DISTRICTS,
+    NUMERIC,
+    Deliveries,
+    deliveries,
+    inputs_of,
+    prepare,
+    reweighing,
+    uses_group,
+)
+from labs.group_measures import group_signal, measure
 
 PREFERS_GPU = False  # an MLP on a few thousand rows: overhead-bound, as fast on a CPU
 REMEDIES = {
@@ -58,10 +67,6 @@ REMEDIES = {
     "reweigh": "reweighed",
     "thresholds": "per-group thresholds",
 }
-DISTRICTS, OWN_DISTRICTS_B = 10, (7, 8, 9)  # B lives mostly in the last three districts
-NUMERIC = ("distance_km", "parcel_kg", "hour", "rain")
-FEATURES = (*NUMERIC, "district", "group")  # as the attributions name them (district: 10 columns)
-CALIBRATION_BINS = 5
 
 
 @dataclass(frozen=True)
@@ -109,90 +114,11 @@ class Config:
     seed: int = knob(0, "Seed", "Same seed, same deliveries, same split, same start.", lo=0, hi=9999, step=1)
 
 
-# ---------------------------------------------------------------- the generated deliveries
-
-
-@dataclass(frozen=True)
-class Deliveries:
-    x: np.ndarray  # (rows, 4 numeric + 10 district + 1 group), float32, numeric standardized later
-    late: np.ndarray  # (rows,) 0/1 as recorded
-    group: np.ndarray  # (rows,) 0 = A, 1 = B
-
-
-@lru_cache(maxsize=8)
-def deliveries(
-    rows: int, group_share: float, proxy: float, label_gap: float, noise_a: float, noise_b: float, seed: int
-) -> Deliveries:
-    """The recorded deliveries. Lateness: distance, rain, weight and the hour, with B's roads
-    weighing distance less and the hour more, plus the recorded gap for B; then each group's
-    share of labels flipped."""
-    rng = np.random.default_rng((seed, 22))
-    group = (rng.random(rows) < group_share).astype(np.int64)
-    distance = rng.uniform(1, 30, rows)
-    parcel = rng.lognormal(1.0, 0.6, rows)
-    hour = rng.uniform(8, 20, rows)
-    rain = (rng.random(rows) < 0.3).astype(np.float64)
-    own = np.where(group == 1, rng.choice(OWN_DISTRICTS_B, rows), rng.integers(0, OWN_DISTRICTS_B[0], rows))
-    district = np.where(rng.random(rows) < proxy, own, rng.integers(0, DISTRICTS, rows))
-    b = group == 1
-    log_odds = (
-        -0.6
-        + np.where(b, 0.03, 0.14) * (distance - 15)
-        + 0.9 * rain
-        + 0.08 * (parcel - 3)
-        + np.where(b, 0.3, 0.02) * (hour - 14)
-        + label_gap * group
-    )
-    late = rng.random(rows) < 1 / (1 + np.exp(-log_odds))
-    late ^= rng.random(rows) < np.where(b, noise_b, noise_a)
-    x = np.concatenate(
-        [np.stack([distance, parcel, hour, rain], 1), np.eye(DISTRICTS)[district], group[:, None]], 1
-    ).astype(np.float32)
-    return Deliveries(x, late.astype(np.int64), group)
+# ---------------------------------------------------------------- the deliveries and the net
 
 
 def data_for(cfg: Config) -> Deliveries:
     return deliveries(cfg.rows, cfg.group_share, cfg.proxy, cfg.label_gap, cfg.noise_a, cfg.noise_b, cfg.seed)
-
-
-@dataclass
-class Prepared:
-    """The deliveries as tensors: numbers standardized with the training rows' statistics."""
-
-    x: torch.Tensor
-    late: torch.Tensor
-    group: torch.Tensor
-    train: torch.Tensor
-    val: torch.Tensor
-
-
-def prepare(d: Deliveries, seed: int, device: torch.device) -> Prepared:
-    train, val = split(len(d.late), seed, share=0.25)
-    x = d.x.copy()
-    mu, sd = x[train, :3].mean(0), x[train, :3].std(0) + 1e-6
-    x[:, :3] = (x[:, :3] - mu) / sd
-    as_tensor = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
-    return Prepared(as_tensor(x), as_tensor(d.late), as_tensor(d.group), as_tensor(train), as_tensor(val))
-
-
-def reweighing(late: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-    """Kamiran & Calders' weights: P(group) P(label) / P(group, label) for each row's cell, so
-    that in the weighted rows lateness no longer depends on the group."""
-    weights = torch.empty(len(late), dtype=torch.float32, device=late.device)
-    for g in (0, 1):
-        for y in (0, 1):
-            cell = (group == g) & (late == y)
-            if cell.any():
-                expected = (group == g).float().mean() * (late == y).float().mean()
-                weights[cell] = expected / cell.float().mean()
-    return weights
-
-
-# ---------------------------------------------------------------- the net
-
-
-def uses_group(remedy: str) -> bool:
-    return remedy != "drop"
 
 
 class LateNet(nn.Module):
@@ -209,106 +135,8 @@ class LateNet(nn.Module):
         return self.net(x)[:, 0]
 
 
-def inputs_of(x: torch.Tensor, remedy: str) -> torch.Tensor:
-    return x if uses_group(remedy) else x[:, :-1]
-
-
 def build(remedy: str, width: int) -> LateNet:
     return LateNet(len(NUMERIC) + DISTRICTS + int(uses_group(remedy)), width)
-
-
-# ---------------------------------------------------------------- measuring
-
-
-def rates(flagged: torch.Tensor, late: torch.Tensor) -> dict[str, float]:
-    """One group's numbers: its error, false positive and false negative rates, the share it
-    has flagged late and its true positive rate (NaN where a group has no such rows)."""
-    flagged, late = flagged.bool(), late.bool()
-    mean = lambda t: float(t.float().mean()) if len(t) else math.nan  # noqa: E731
-    return {
-        "error": mean(flagged != late),
-        "FPR": mean(flagged[~late]),
-        "FNR": mean(~flagged[late]),
-        "flagged": mean(flagged),
-        "TPR": mean(flagged[late]),
-    }
-
-
-def b_threshold(p: torch.Tensor, late: torch.Tensor, group: torch.Tensor) -> float:
-    """The threshold that gives B the true positive rate A has at 0.5, on these rows."""
-    a_tpr = float((p[(group == 0) & (late == 1)] > 0.5).float().mean())
-    b_late = p[(group == 1) & (late == 1)]
-    if len(b_late) == 0 or math.isnan(a_tpr):
-        return 0.5
-    # flag the top a_tpr share of B's late deliveries: the (1 - a_tpr) quantile of their scores
-    return float(torch.quantile(b_late.double(), min(max(1 - a_tpr, 0.0), 1.0)))
-
-
-def calibration(p: torch.Tensor, late: torch.Tensor, group: torch.Tensor) -> dict[str, list]:
-    """By group: the mean predicted probability and the observed late share in each of
-    CALIBRATION_BINS equal-width bins (None for an empty bin)."""
-    bins = (p * CALIBRATION_BINS).long().clamp(max=CALIBRATION_BINS - 1)
-    out = {}
-    for g, name in enumerate(("A", "B")):
-        mine = group == g
-        predicted, observed = [], []
-        for k in range(CALIBRATION_BINS):
-            rows = mine & (bins == k)
-            n = int(rows.sum())
-            predicted.append(float(p[rows].mean()) if n else None)
-            observed.append(float(late[rows].float().mean()) if n else None)
-        out[name] = {"predicted": predicted, "observed": observed}
-    return out
-
-
-@torch.no_grad()
-def measure(model: LateNet, data: Prepared, remedy: str) -> tuple[dict, dict]:
-    """Accuracy, each group's rates and the two gaps on the held-out rows (with B's own
-    threshold, chosen on the training rows, for the thresholds remedy); and the calibration."""
-    model.eval()
-    p = torch.sigmoid(model(inputs_of(data.x, remedy)))
-    model.train()
-    threshold_b = 0.5
-    if remedy == "thresholds":
-        t = data.train
-        threshold_b = b_threshold(p[t], data.late[t], data.group[t])
-    v = data.val
-    pv, late, group = p[v], data.late[v], data.group[v]
-    flagged = pv > torch.where(group == 1, threshold_b, 0.5)
-    each = {name: rates(flagged[group == g], late[group == g]) for g, name in enumerate(("A", "B"))}
-    metrics = {"accuracy": float((flagged == late.bool()).float().mean())}
-    for name, numbers in each.items():
-        metrics |= {f"{k} {name}": v for k, v in numbers.items()}
-    metrics["parity gap"] = each["B"]["flagged"] - each["A"]["flagged"]
-    metrics["opportunity gap"] = each["B"]["TPR"] - each["A"]["TPR"]
-    return metrics, {"calibration": calibration(pv, late, group), "threshold_b": threshold_b}
-
-
-def group_signal(model: LateNet, data: Prepared, remedy: str) -> dict[str, float]:
-    """Which features carry the difference between the groups: per feature, the mean Integrated
-    Gradients attribution of the log-odds on B's held-out rows minus that on A's (from the
-    training rows' average delivery; a district's ten columns summed)."""
-    from captum.attr import IntegratedGradients
-
-    x = inputs_of(data.x, remedy)
-    v = data.val
-    baseline = x[data.train].mean(0, keepdim=True)
-    model.eval()
-    # of the rows' summed log-odds: rows do not meet in this net, so each row's gradient of the
-    # sum is its own, in one backward pass (Captum differentiates each output apart otherwise:
-    # 11 s for 2,000 rows here, against 0.04 s)
-    summed = lambda rows: model(rows).sum().reshape(1)  # noqa: E731
-    attr = IntegratedGradients(summed).attribute(x[v], baselines=baseline, n_steps=32)
-    model.train()
-    per_feature = {name: attr[:, i] for i, name in enumerate(NUMERIC)}
-    per_feature["district"] = attr[:, len(NUMERIC) : len(NUMERIC) + DISTRICTS].sum(1)
-    if uses_group(remedy):
-        per_feature["group"] = attr[:, -1]
-    group = data.group[v]
-    return {
-        name: float(a[group == 1].mean() - a[group == 0].mean()) if (group == 1).any() else 0.0
-        for name, a in per_feature.items()
-    }
 
 
 # ---------------------------------------------------------------- training

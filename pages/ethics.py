@@ -1,5 +1,6 @@
 """Chapter 22 — Data ethics: bias a model learns, and what fixing it costs. UI only: the
-experiments are labs/ethics.py and labs/feedback_loop.py, what they show figures/views/ethics.py."""
+experiments are labs/ethics.py (its data labs/deliveries.py, its measures
+labs/group_measures.py) and labs/feedback_loop.py, what they show figures/views/ethics.py."""
 
 import streamlit as st
 
@@ -7,8 +8,8 @@ import chapters
 from chapters import run_key
 from components import controls, live, page
 from figures.views import ethics as views
+from labs import deliveries, feedback_loop, group_measures
 from labs import ethics as lab
-from labs import feedback_loop
 
 PAGE = "ethics"
 BIAS, FEEDBACK = run_key(PAGE, "bias"), run_key(PAGE, "feedback")
@@ -34,4 +35,10 @@ with feedback_tab:
 
 controls.share_link((b_cfg, BIAS), (f_cfg, FEEDBACK))
 page.questions(lab.QUESTIONS, BIAS, lab.EXPERIMENT, views.BIAS)
-page.show_code(lab.deliveries, lab.train_one, lab.reweighing, lab.b_threshold, feedback_loop.train_loop)
+page.show_code(
+    deliveries.deliveries,
+    lab.train_one,
+    deliveries.reweighing,
+    group_measures.b_threshold,
+    feedback_loop.train_loop,
+)

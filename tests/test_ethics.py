@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from labs import deliveries, feedback_loop, group_measures
 from labs import ethics as lab
-from labs import feedback_loop
 from tests.runs import run_view
 
 GAP, OPPORTUNITY = "parity gap", "opportunity gap"
@@ -143,10 +143,10 @@ def test_picks_skip_what_a_user_clicked_and_exploration_never_shows_an_item_twic
 
 
 def test_reweighed_rows_make_lateness_independent_of_the_group():
-    d = lab.deliveries(4000, 0.2, 0.9, 1.5, 0.0, 0.0, 0)
+    d = deliveries.deliveries(4000, 0.2, 0.9, 1.5, 0.0, 0.0, 0)
     late, group = torch.from_numpy(d.late), torch.from_numpy(d.group)
     assert late[group == 1].float().mean() > late[group == 0].float().mean() + 0.15  # the record's gap
-    w = lab.reweighing(late, group)
+    w = deliveries.reweighing(late, group)
     share = [float(w[(group == g) & (late == 1)].sum() / w[group == g].sum()) for g in (0, 1)]
     assert (
         share[0] == pytest.approx(share[1], abs=1e-5) == pytest.approx(float(late.float().mean()), abs=1e-5)
@@ -159,14 +159,14 @@ def test_b_s_threshold_gives_b_the_true_positive_rate_a_has():
     group = (torch.rand(5000, generator=g) < 0.3).long()
     late = (torch.rand(5000, generator=g) < 0.4).long()
     p = torch.rand(5000, generator=g) * 0.5 + 0.4 * late - 0.2 * group  # B scored lower
-    threshold = lab.b_threshold(p.clamp(0, 1), late, group)
+    threshold = group_measures.b_threshold(p.clamp(0, 1), late, group)
     tpr = lambda rows, t: float((p[rows & (late == 1)] > t).float().mean())  # noqa: E731
     assert threshold < 0.5 and tpr(group == 1, threshold) == pytest.approx(tpr(group == 0, 0.5), abs=0.01)
 
 
 def test_the_district_gives_the_group_away_as_often_as_the_proxy_says():
     for proxy in (0.0, 0.5, 0.9):
-        d = lab.deliveries(20000, 0.3, proxy, 1.0, 0.0, 0.0, 1)
+        d = deliveries.deliveries(20000, 0.3, proxy, 1.0, 0.0, 0.0, 1)
         in_b_districts = d.x[:, 4 + 7 : 4 + 10].sum(1) > 0
         b = d.group == 1
         # own district with probability proxy, else uniform over ten (three of them B's)
@@ -175,7 +175,7 @@ def test_the_district_gives_the_group_away_as_often_as_the_proxy_says():
 
 
 def test_a_group_without_late_deliveries_reads_as_unknown_not_as_a_crash():
-    numbers = lab.rates(torch.tensor([1, 0, 0]), torch.tensor([0, 0, 0]))
+    numbers = group_measures.rates(torch.tensor([1, 0, 0]), torch.tensor([0, 0, 0]))
     assert (
         numbers["FPR"] == pytest.approx(1 / 3) and math.isnan(numbers["FNR"]) and math.isnan(numbers["TPR"])
     )
