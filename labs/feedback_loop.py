@@ -60,16 +60,16 @@ class FeedbackConfig:
 
 
 @lru_cache(maxsize=4)
-def world(users: int, items: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(each user's click probability for each item, each item's genre): a base rate, the
-    item's appeal, and the user's taste for the item's genres."""
+def world(users: int, items: int, seed: int) -> np.ndarray:
+    """Each user's click probability for each item: a base rate, the item's appeal, and the
+    user's taste for the item's genres."""
     rng = np.random.default_rng((seed, 23))
     genre = rng.integers(0, len(GENRES), items)
     profile = np.eye(len(GENRES))[genre] + rng.normal(0, 0.15, (items, len(GENRES)))
     taste = rng.normal(0, 0.8, (users, len(GENRES)))
     appeal = rng.normal(0, 0.45, items)
     click = 1 / (1 + np.exp(-(-1.5 + appeal[None, :] + taste @ profile.T)))
-    return click.astype(np.float32), np.array(GENRES)[genre]
+    return click.astype(np.float32)
 
 
 def gini(counts: np.ndarray) -> float:
@@ -133,7 +133,7 @@ def train_loop(cfg: FeedbackConfig, explore: float, device: torch.device):
     """Round 0 at random, then `rounds` retrainings on every pair so far, each followed by a
     round of picks and the clicks they get; a snapshot after every round."""
     g = seed_everything(cfg.seed)
-    click_p, genre = world(cfg.users, cfg.items, cfg.seed)
+    click_p = world(cfg.users, cfg.items, cfg.seed)
     rng = np.random.default_rng((cfg.seed, 24))  # both loops: the same first round, the same dice
     clicked = np.zeros((cfg.users, cfg.items), dtype=bool)
     users = torch.arange(cfg.users, device=device).repeat_interleave(cfg.items)
@@ -146,7 +146,6 @@ def train_loop(cfg: FeedbackConfig, explore: float, device: torch.device):
     watch = LossWatch()
     picks = np.stack([rng.choice(cfg.items, cfg.shown, replace=False) for _ in range(cfg.users)])
     numbers = _clicks(picks, click_p, clicked, rng, cfg.items)
-    view = {"genre": genre.tolist()}
     notes = [
         f"{cfg.users} users, {cfg.items} items; round 0 shows each user {cfg.shown} items at random: "
         f"{numbers['click rate']:.0%} of them clicked."
@@ -165,7 +164,7 @@ def train_loop(cfg: FeedbackConfig, explore: float, device: torch.device):
         opt.step()
         log(step, train_mse=loss)
         if step == 1:  # round 0's numbers at once: the first chart comes before any retraining
-            yield Snapshot(step, total, numbers | {"round": 0}, view=view | _tail(clicked), notes=notes)
+            yield Snapshot(step, total, numbers | {"round": 0}, view=_tail(clicked), notes=notes)
             notes = []
         if at == per_round - 1:  # retrained: this round's picks, and what they get
             watch.check(step, loss=loss)

@@ -56,6 +56,7 @@ class Stack(stack_members.MemberStack):
     def __init__(self, device: torch.device):
         super().__init__(device)
         self.inputs = self.targets = self.order = None  # (M, N, features), (M, N), (M, N)
+        self.penalties: tuple[list, list] = ([], [])  # each member's L1 and L2 rate
 
     def key_of(self, cfg: Config) -> tuple | None:
         return stacking_key(cfg)
@@ -75,7 +76,7 @@ class Stack(stack_members.MemberStack):
         x, t = m.probe.train
         if len(self.members) == 1:  # the stack's first member (or the first after it emptied)
             self.inputs = self.targets = self.order = None
-            self.penalties: tuple[list, list] = ([], [])  # each member's L1 and L2 rate
+            self.penalties = ([], [])
             self._epoch_batches(x.shape[0], m.cfg.batch_size)
         for rates, kind in zip(self.penalties, ("L1", "L2")):
             rates.append(m.cfg.reg_rate if m.cfg.regularization == kind else 0.0)
