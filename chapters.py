@@ -280,6 +280,16 @@ CHAPTERS = (
         long_run={"steps": "4000"},
     ),
     Chapter(
+        21,
+        "seq2seq",
+        "Sequence to sequence with attention",
+        "Sequences",
+        "Numbers into words: a GRU encoder–decoder with and without attention; beam search; alignment, IG.",
+        "🔤",
+        {"steps": "20", "max_digits": "4", "example": "4071"},
+        long_run={"steps": "20000"},
+    ),
+    Chapter(
         18,
         "interpretability",
         "Interpretability",

@@ -43,6 +43,7 @@ from labs import (
     saliency,
     segmentation,
     sentiment,
+    seq2seq,
     tabular,
     transfer,
 )
@@ -74,6 +75,7 @@ EXPERIMENTS = [
         True,
     ),
     ("attention (reverse)", attention.train, attention.Config(), "greedy_sequence_acc", False),
+    ("seq2seq (plain + attention)", seq2seq.train, seq2seq.Config(), "with attention: longest right", False),
     ("transfer (3 ways)", transfer.train, transfer.Config(), "fine-tuned: test_acc", True),
     ("transfer sweep", transfer.sweep, transfer.SweepConfig(), "fine-tuned: test_acc", True),
     ("transfer blocks", blocks.train_blocks, blocks.BlocksConfig(), "residual: test_acc", True),

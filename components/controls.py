@@ -37,6 +37,9 @@ def config_controls(cls, key: str, container=None, exclude: tuple = ()):
     return cfg
 
 
+SLIDER_POSITIONS = 10_000  # more than a slider's width can point at: a number box instead
+
+
 def _control(container, k: Knob, default, wkey: str):
     label = k.labels or {}
     if isinstance(default, bool):
@@ -56,6 +59,10 @@ def _control(container, k: Knob, default, wkey: str):
             k.label, log_ladder(k.lo, k.hi), help=k.help, key=wkey, format_func=lambda v: f"{v:g}"
         )
     kind = int if isinstance(default, int) else float
+    if kind is int and (k.hi - k.lo) / (k.step or 1) > SLIDER_POSITIONS:  # a number typed, not picked
+        return container.number_input(
+            k.label, int(k.lo), int(k.hi), step=int(k.step or 1), help=k.help, key=wkey
+        )
     return container.slider(k.label, kind(k.lo), kind(k.hi), step=kind(k.step), help=k.help, key=wkey)
 
 
