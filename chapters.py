@@ -145,6 +145,23 @@ CHAPTERS = (
         long_run={"epochs": "200", "train_size": "2000"},
     ),
     Chapter(
+        23,
+        "pipeline",
+        "The training pipeline: where the time goes",
+        "Training technique",
+        "A CNN through a real DataLoader: workers, batch size, precision, profiler; checkpoint and resume.",
+        "⏱️",
+        {
+            "train.epochs": "2",
+            "train.checkpoint_epoch": "1",
+            "train.augmentation": "crop",
+            "sweep.seconds": "0.2",
+            "sweep.largest_batch": "32",
+        },
+        ("train", "sweep"),
+        long_run={"train.epochs": "50"},
+    ),
+    Chapter(
         7,
         "convnets",
         "Convolutional networks",

@@ -55,6 +55,18 @@ def run_buttons(key: str, experiment: Experiment, cfg, views: Views) -> None:
     _buttons(key, experiment, cfg, views)
 
 
+def start_button(key: str, label: str, experiment: Experiment, cfg, views: Views, help: str = "") -> None:
+    """One more way to start a run under `key`: `experiment` (e.g. its loop handed a checkpoint
+    to resume from) with the settings `cfg`, replacing the page's run as Train would."""
+    st.button(
+        label,
+        key=widget_key(key, "start-" + label[:24]),
+        help=help or None,
+        on_click=start_run,
+        args=(key, experiment, cfg, views),
+    )
+
+
 @st.fragment
 def _buttons(key: str, experiment: Experiment, cfg, views: Views) -> None:
     left, right = st.columns(2)

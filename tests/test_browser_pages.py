@@ -1,7 +1,8 @@
 """Pages a learner acts on beyond Train and Stop, in a real browser: an uploaded text is checked
 before it trains, a clicked pixel is the one explained, a drawn digit is preprocessed and
 answered by every deployed variant, the Bellman tab sweeps and settles its question, a held-out
-digit is scored as an anomaly, a softmax colours five classes and shows a point's gradient, a
+digit is scored as an anomaly, a run resumed from its checkpoint ends as the run that never
+stopped, a softmax colours five classes and shows a point's gradient, a
 served model answers curl and goes away with its page. Every wait is on a state."""
 
 import json
@@ -110,6 +111,23 @@ def test_the_bellman_tab_sweeps_and_its_question_is_settled_by_a_run(browser, se
     run_it.click()
     page.get_by_text("Right: the small exit, near").wait_for(timeout=120_000)
     assert_no_exception(page)
+    page.close()
+
+
+def test_a_run_resumed_from_its_checkpoint_continues_the_curve_with_equal_weights(browser, server):
+    params = {"train.epochs": "2", "train.checkpoint_epoch": "1", "train.augmentation": "crop"}
+    page = open_page(browser, server, "pipeline", params, height=2400)
+    train_button(page, "pipeline--train").click()
+    alert(page, "Done in").wait_for(timeout=120_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    page.get_by_text("torch.profiler: the operators that took the most time").first.wait_for(timeout=30_000)
+    page.get_by_role("button", name="Resume from the checkpoint saved after epoch 1").click()
+    alert(page, "Done in").wait_for(timeout=120_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    assert_no_exception(page)
+    page.get_by_text("Resumed from the checkpoint saved after epoch 1").first.wait_for(timeout=30_000)
+    page.get_by_text("0.0e+00 apart").first.wait_for(timeout=30_000)  # the uninterrupted run's very weights
+    page.get_by_text("the run it continues").first.wait_for(timeout=30_000)
     page.close()
 
 
