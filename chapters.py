@@ -201,6 +201,16 @@ CHAPTERS = (
         long_run={"steps": "3000"},
     ),
     Chapter(
+        20,
+        "detection",
+        "Object detection",
+        "Convolutions",
+        "A one-stage grid detector finds and boxes shapes; NMS, mAP and precision–recall; GIoU vs L1; IG.",
+        "📦",
+        {"steps": "20", "train_scenes": "100"},
+        long_run={"steps": "10000"},
+    ),
+    Chapter(
         10,
         "tabular",
         "Tabular data & embeddings",
