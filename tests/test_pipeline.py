@@ -7,11 +7,13 @@ and raise the images per second; images per second rise with the batch size, the
 
 import functools
 import math
+import sys
 
 import pytest
 import torch
 
 from labs import pipeline as lab
+from labs import pipeline_data
 from labs import pipeline_sweeps as sweeps
 from labs.core.device import configure_threads
 from labs.core.runner import RunState, TrainingRun
@@ -53,6 +55,12 @@ def test_a_checkpoint_without_the_loaders_random_state_drifts_away():
 
 
 def test_dataloader_workers_start_inside_the_labs_daemonic_worker_processes():
+    # forked, as a training script's are on Linux: the lab's workers are spawned, and their
+    # children would be spawned too (each importing torch afresh, ~5 s, at every epoch)
+    data = pipeline_data.Digits(torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long))
+    made = pipeline_data.loader(data, 2, 2, False, torch.Generator())
+    if sys.platform.startswith("linux"):
+        assert made.multiprocessing_context.get_start_method() == "fork"
     pool = WorkerPool()
     try:
         run = TrainingRun(
