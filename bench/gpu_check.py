@@ -3,7 +3,8 @@
     make gpu-check        # or: DLLAB_DEVICE=cuda .venv/bin/python -m bench.gpu_check
 
 1. Every experiment of every chapter trains its smoke config on CUDA through the worker pool,
-   as the app runs it, and ends DONE with its weights back on the CPU.
+   as the app runs it, and ends DONE with its weights back on the CPU; chapter 23 once more
+   with its GPU switches on (fp16 with a gradient scaler, pinned memory, channels_last).
 2. A real CUDA out-of-memory error, raised inside a worker, reaches the learner in words
    ("Out of GPU memory…"), and the worker trains the next run.
 3. Each run's memory is its own: a 2 GB run before does not count against the next run's
@@ -56,6 +57,27 @@ def smoke_runs() -> bool:
             mark = "ok " if good else "BAD"
             print(f"  {mark} {chapter.slug}.{name:10} {view.state:8} {took:6.2f} s  {view.message}")
     return ok
+
+
+def pipeline_switches() -> bool:
+    """Chapter 23 with every GPU switch on: fp16 autocast with its gradient scaler, pinned
+    batches copied without blocking, channels_last, two DataLoader workers in the CUDA worker;
+    the page's GPU memory and each operator's CUDA time."""
+    from labs import pipeline
+
+    cfg = pipeline.Config(epochs=1, precision="fp16", pin_memory=True, channels_last=True, workers=2)
+    run = TrainingRun(pipeline.train, cfg, CUDA, executor=POOL, cost=pipeline.cost).start()
+    run.wait(300)
+    view = run.view()
+    refused = [n for n in view.notes if "needs a GPU" in n or "only speeds copies" in n]
+    cuda_times = any("CUDA ms per step" in row for row in view.view.get("operators", []))
+    good = view.state == RunState.DONE and not refused and view.last("GPU MB") is not None and cuda_times
+    print(
+        f"  {'ok ' if good else 'BAD'} pipeline fp16 + pin_memory + channels_last + 2 workers: "
+        f"{view.state}, {view.last('images/s') or 0:,.0f} images/s, peak {view.last('GPU MB') or 0:.0f} MB, "
+        f"accuracy {view.last('test_acc') or 0:.1%} {refused or ''} {view.message}"
+    )
+    return good
 
 
 def _all_on_cpu(state_dict) -> bool:
@@ -122,6 +144,7 @@ def main(steps: list[str] | None = None) -> int:
     if "1" in steps:
         print("1. every chapter's smoke config on CUDA, through a worker:")
         passed &= smoke_runs()
+        passed &= pipeline_switches()
     if "2" in steps:
         print("2. a real CUDA out-of-memory error:")
         passed &= out_of_memory()

@@ -119,6 +119,19 @@ def heatmap(z, colorscale: str = "Viridis", showscale: bool = True, **kw) -> dic
     }
 
 
+def table(rows: list[dict], columns, title: str, first_width: float = 2.2, row_height: int = 26) -> dict:
+    """A table figure: `columns` are (key, header, format) and each row a dict holding the keys;
+    the first column (names) is `first_width` times as wide as the others."""
+    cells = [[fmt.format(r[key]) for r in rows] for key, _, fmt in columns]
+    trace = {
+        "type": "table",
+        "columnwidth": [first_width] + [1] * (len(columns) - 1),
+        "header": {"values": [head for _, head, _ in columns], "fill": {"color": "#eef1f5"}, "align": "left"},
+        "cells": {"values": cells, "align": "left", "height": row_height},
+    }
+    return figure([trace], title, 90 + (row_height + 2) * len(rows), legend=False)
+
+
 def bar(x, y, color=None, **kw) -> dict:
     trace = {"type": "bar", "x": list(x), "y": y}
     if color is not None:

@@ -49,7 +49,7 @@ def _one_model(view, name: str, model, number: int, beam: int) -> None:
     )
     if "attention" in explained:
         st.plotly_chart(
-            views.attention_figure(
+            figures.attention_figure(
                 explained["attention"], inputs, outputs, "where each word looked (attention)"
             ),
             key=f"{KEY}-att-{name}",

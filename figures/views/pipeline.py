@@ -57,21 +57,9 @@ def throughput_figure(rows: list[dict]) -> dict:
 
 
 def operators_figure(rows: list[dict]) -> dict:
-    columns = [c for c in COLUMNS if any(c[0] in r for r in rows)]
-    cells = [[fmt.format(r[key]) for r in rows] for key, _, fmt in columns]
-    trace = {
-        "type": "table",
-        "columnwidth": [3.2] + [1] * (len(columns) - 1),
-        "header": {
-            "values": [title for _, title, _ in columns],
-            "fill": {"color": "#eef1f5"},
-            "align": "left",
-        },
-        "cells": {"values": cells, "align": "left", "height": 24},
-    }
-    return plot.figure(
-        [trace], "torch.profiler: the operators that took the most time", 90 + 26 * len(rows), legend=False
-    )
+    columns = [c for c in COLUMNS if any(c[0] in r for r in rows)]  # CUDA times on a GPU only
+    title = "torch.profiler: the operators that took the most time"
+    return plot.table(rows, columns, title, first_width=3.2, row_height=24)
 
 
 def loss_figure(run) -> dict:

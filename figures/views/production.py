@@ -58,20 +58,7 @@ def draw(run) -> dict:
 
 
 def table_figure(rows: list[dict]) -> dict:
-    cells = [[fmt.format(r[key]) for r in rows] for key, _, fmt in COLUMNS]
-    trace = {
-        "type": "table",
-        "columnwidth": [2.2] + [1] * (len(COLUMNS) - 1),
-        "header": {
-            "values": [title for _, title, _ in COLUMNS],
-            "fill": {"color": "#eef1f5"},
-            "align": "left",
-        },
-        "cells": {"values": cells, "align": "left", "height": 26},
-    }
-    return plot.figure(
-        [trace], "each variant: size, accuracy, latency (CPU, this server)", 90 + 28 * len(rows), legend=False
-    )
+    return plot.table(rows, COLUMNS, "each variant: size, accuracy, latency (CPU, this server)")
 
 
 def latency_figure(rows: list[dict]) -> dict:

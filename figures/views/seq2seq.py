@@ -4,9 +4,8 @@ forming as it trains."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from figures import compare, plot
+from figures import seq2seq as figures
 from figures.variants import metric
 from figures.views import NUMBERS, Views
 
@@ -52,30 +51,6 @@ def by_length_figure(infos: dict[str, dict]) -> dict:
     )
 
 
-def attention_figure(weights, inputs: list[str], outputs: list[str], title: str) -> dict:
-    """Rows: the words written; columns: the digits; each row sums to 1."""
-    weights = np.asarray(weights, dtype=np.float32)
-    xs, ys = list(range(len(inputs))), list(range(len(outputs)))
-    trace = plot.heatmap(
-        weights,
-        x=xs,
-        y=ys,
-        zmin=0,
-        zmax=1,
-        colorbar={"thickness": 10, "title": {"text": "weight"}},
-        hovertemplate="%{z:.2f}<extra></extra>",
-    )
-    return plot.figure(
-        [trace],
-        title,
-        max(260, 90 + 26 * len(outputs)),
-        legend=False,
-        xaxis={"tickvals": xs, "ticktext": inputs, "side": "top", "showgrid": False},
-        yaxis={"tickvals": ys, "ticktext": outputs, "autorange": "reversed", "showgrid": False},
-        margin={"l": 90, "r": 10, "t": 70, "b": 10},
-    )
-
-
 def written_text(infos: dict[str, dict]) -> dict:
     """The example as each model writes it now, marked right or wrong (plain text: a <pre>)."""
     lines = []
@@ -111,7 +86,7 @@ def draw(run) -> dict:
         if "attention" in info:
             example = info["example"]
             outputs = [*example["written"], "■"][: len(info["attention"])]
-            parts["attention"] = attention_figure(
+            parts["attention"] = figures.attention_figure(
                 info["attention"], example["input"], outputs, f"{n}: where each word looked"
             )
     return parts
