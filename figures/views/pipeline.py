@@ -132,6 +132,8 @@ def sweep_figure(rows: list[dict], sweep: str) -> dict:
             "side": "right",
             "range": [0, 1],
             "tickformat": ".0%",
+            "dtick": 0.25,
+            "showgrid": False,  # the images/s axis keeps the grid: one set of lines, not two
         }
         title = "the whole data path: images per second, and time spent waiting for data"
     return plot.figure(data, title, 360, **layout)
