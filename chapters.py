@@ -91,7 +91,7 @@ CHAPTERS = (
         "Fit a curve by gradient descent three ways; the loss surface, each gradient, the graph.",
         "📉",
         {"steps": "50"},
-        long_run={"steps": "100000", "learning_rate": "0.01"},
+        long_run={"steps": "100000", "learning_rate": "0.01", "speed": "full"},
     ),
     Chapter(
         2,

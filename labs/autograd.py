@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from labs.autograd_graph import autograd_graph
-from labs.core import budget
+from labs.core import budget, pacing
 from labs.core.config import check, knob
 from labs.core.contract import Experiment
 from labs.core.control import log, steps
@@ -64,6 +64,7 @@ class Config:
         step=1,
     )
     steps: int = knob(300, "Steps", "Gradient steps.", lo=10, hi=100_000, step=10)
+    speed: str = pacing.speed_knob()
     seed: int = knob(0, "Seed", "Same seed, same points, same run.", lo=0, hi=9999, step=1)
 
 
@@ -92,14 +93,17 @@ def hand_gradient(phi: torch.Tensor, y: torch.Tensor, c: torch.Tensor) -> torch.
 def cost(cfg: Config) -> budget.Cost:
     """A handful of numbers; the run keeps every step's coefficients, gradient and loss."""
     k = cfg.degree + 1
-    return budget.Cost(
-        params=k,
-        activations=2 * min(cfg.batch_size, cfg.points) * k,
-        steps=cfg.steps,
-        step_flops=4 * cfg.points * k,
-        step_ops=22,
-        optimizer_states=0,
-        data=(2 * cfg.steps + 1) * k + cfg.steps + cfg.points * k,
+    return pacing.paced(
+        budget.Cost(
+            params=k,
+            activations=2 * min(cfg.batch_size, cfg.points) * k,
+            steps=cfg.steps,
+            step_flops=4 * cfg.points * k,
+            step_ops=22,
+            optimizer_states=0,
+            data=(2 * cfg.steps + 1) * k + cfg.steps + cfg.points * k,
+        ),
+        cfg.speed,
     )
 
 
@@ -120,7 +124,7 @@ def train(cfg: Config, device: torch.device):
     cadence = Cadence(cfg.steps, max_snaps=60, min_seconds=0.05)
     step = 0
     watch = LossWatch(limit=1e8)
-    for step in steps(cfg.steps):  # ends early on Stop
+    for step in steps(cfg.steps, pacing.per_second(cfg.speed)):  # ends early on Stop
         idx = torch.randperm(cfg.points, generator=g)[:batch]
         phi_b, y_b = phi[idx], y[idx]
         if cfg.method == "by_hand":

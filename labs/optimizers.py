@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from labs import surfaces
-from labs.core import budget, data
+from labs.core import budget, data, pacing
 from labs.core.config import check, knob
 from labs.core.contract import Experiment
 from labs.core.control import log, steps
@@ -61,12 +61,13 @@ class SurfaceConfig:
     tolerance: float = knob(
         0.05, "Finish radius", "Distance to a minimum that counts as there.", lo=0.001, hi=0.5, step=0.001
     )
+    speed: str = pacing.speed_knob()
 
 
 def race_cost(cfg: SurfaceConfig) -> budget.Cost:
     """Two numbers per racer; every point of every path is kept for the drawing."""
     racers = len(cfg.optimizers)
-    return budget.Cost(
+    cost = budget.Cost(
         params=2 * racers,
         activations=8 * racers,
         steps=cfg.steps,
@@ -74,6 +75,7 @@ def race_cost(cfg: SurfaceConfig) -> budget.Cost:
         step_ops=30 * racers,
         data=30 * cfg.steps * racers,  # each path point is a Python tuple (~120 bytes)
     )
+    return pacing.paced(cost, cfg.speed)
 
 
 def race_on_surface(cfg: SurfaceConfig, device: torch.device):
@@ -92,7 +94,7 @@ def race_on_surface(cfg: SurfaceConfig, device: torch.device):
     cadence = Cadence(cfg.steps, max_snaps=60, min_seconds=0.03)
     contours = surfaces.grid(surface)
     step = 0
-    for step in steps(cfg.steps):  # ends early on Stop
+    for step in steps(cfg.steps, pacing.per_second(cfg.speed)):  # ends early on Stop
         for name in cfg.optimizers:
             if name not in diverged:
                 loss = _race_step(

@@ -299,6 +299,7 @@ LENGTHS = ("steps", "epochs", "episodes", "rounds")  # how long a run trains: sh
 
 
 FIT_MARGIN = 0.8  # suggested settings aim below the budget: estimates are estimates
+PACE_GIVEN_UP = "full"  # a paced run's `speed` at full speed (labs/core/pacing.py)
 
 
 def fitting(cfg, cost_of, limits: Limits, speed: Speed):
@@ -308,9 +309,16 @@ def fitting(cfg, cost_of, limits: Limits, speed: Speed):
     2. pace: sizes again, until the chapter's default number of steps would fit in the time;
     3. length: the steps (or epochs), until the whole run fits.
     So a link for a huge model trained for hours becomes a smaller model trained for a
-    meaningful while, not the same model for ten steps."""
+    meaningful while, not the same model for ten steps. A run played at a watchable pace
+    (labs/core/pacing.py) that takes too long first gives up the pace: full speed computes the
+    same."""
     limits = Limits(limits.memory_mb * FIT_MARGIN, limits.seconds * FIT_MARGIN)
     usual = cost_of(type(cfg)()).steps  # the steps of the chapter's default run
+    if (
+        getattr(cfg, "speed", PACE_GIVEN_UP) != PACE_GIVEN_UP
+        and _time_excess(cost_of(cfg), limits, speed) > 0
+    ):
+        cfg = dataclasses.replace(cfg, speed=PACE_GIVEN_UP)
 
     def pace(cost: Cost) -> float:
         return _time_excess(dataclasses.replace(cost, steps=min(cost.steps, usual)), limits, speed)

@@ -26,6 +26,7 @@ from enum import StrEnum
 MEMORY_CHECK_SECONDS = 0.05  # reading our own resident size costs ~20 µs: not at every step
 POINT_STEPS = 10  # a curve point is the mean of at most this many steps' values
 FLUSH_SECONDS = 0.1  # curve points leave the loop at most this often (~10 Hz)
+PAUSE_SLICE = 0.05  # a paced loop waits in slices this long, so Stop is heard within them
 
 
 class Ending(StrEnum):
@@ -106,6 +107,13 @@ class Control:
         if points and self.sink is not None:
             self.sink(points)
 
+    sleep = staticmethod(time.sleep)  # a test may give an instance one that only counts
+
+    def pause_until(self, at: float) -> None:
+        """Wait until the run's clock reads `at` (a paced loop); Stop ends the wait at once."""
+        while not self.should_end() and (left := at - self.clock()) > 0:
+            self.sleep(min(left, PAUSE_SLICE))
+
     def should_end(self) -> Ending | None:
         """Whether the loop must end now, and why (remembered in `ending`)."""
         if self.ending is None:
@@ -143,6 +151,9 @@ class Control:
 class _Unlimited(Control):
     """What a loop sees when nobody installed a Control (a plain `for snap in train(...)`)."""
 
+    def pause_until(self, at: float) -> None:
+        pass  # nobody is watching: nothing to pace for
+
     def should_end(self) -> Ending | None:
         return None
 
@@ -172,13 +183,18 @@ def installed(control: Control) -> Iterator[Control]:
         _current.control = previous
 
 
-def steps(total: int) -> Iterator[int]:
-    """1, 2, …, total; ends early when the run must end (see `Control.should_end`)."""
+def steps(total: int, per_second: float | None = None) -> Iterator[int]:
+    """1, 2, …, total; ends early when the run must end (see `Control.should_end`).
+    `per_second`: at most that many steps a second, for a run too fast to watch otherwise
+    (labs/core/pacing.py); the steps compute the same, only later."""
     control = current()
     done = 0
+    begun = control.clock()
     try:
         for step in range(1, total + 1):
             control.report(step - 1, total)
+            if per_second:
+                control.pause_until(begun + (step - 1) / per_second)
             if control.should_end():
                 return
             yield step

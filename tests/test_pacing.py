@@ -1,0 +1,86 @@
+"""A run too fast to watch plays at a watchable pace: the loop waits between steps (on the run's
+own clock), Stop ends a wait at once, the numbers are the very ones of a full-speed run, and the
+budget counts the waiting."""
+
+import torch
+
+from labs import autograd, optimizers
+from labs.core import pacing
+from labs.core.control import Control, installed, steps
+
+CPU = torch.device("cpu")
+
+
+class FakeTime:
+    """A clock that moves only when the loop sleeps: pacing decisions without waiting."""
+
+    def __init__(self):
+        self.now = self.slept = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+
+
+def paced_control(time_: FakeTime, stop=None) -> Control:
+    control = Control(stop=stop, clock=time_.clock)
+    control.sleep = time_.sleep
+    return control
+
+
+def test_a_paced_loop_waits_until_each_step_is_due():
+    time_ = FakeTime()
+    with installed(paced_control(time_)):
+        seen = list(steps(30, per_second=10.0))
+    assert seen == list(range(1, 31))
+    assert abs(time_.now - 2.9) < 1e-9  # step k begins (k - 1) / 10 s after the first
+
+
+def test_stop_ends_a_paced_wait_at_once():
+    import threading
+
+    time_, stop = FakeTime(), threading.Event()
+    control = paced_control(time_, stop)
+    naps = []
+
+    def sleep(seconds):
+        naps.append(seconds)
+        stop.set()  # Stop pressed during the first nap
+        time_.sleep(seconds)
+
+    control.sleep = sleep
+    with installed(control):
+        seen = list(steps(100, per_second=1.0))
+    assert seen == [1] and len(naps) == 1 and naps[0] <= 0.05
+
+
+def test_a_watchable_run_computes_what_a_full_speed_run_does():
+    def final(train, cfg):
+        time_ = FakeTime()
+        with installed(paced_control(time_)):
+            snaps = list(train(cfg, CPU))
+        return snaps, time_.slept
+
+    fit, slept = final(autograd.train, autograd.Config(speed="watchable"))
+    fast, no_wait = final(autograd.train, autograd.Config(speed="full"))
+    assert torch.equal(fit[-1].state_dict["coefficients"], fast[-1].state_dict["coefficients"])
+    assert slept > 299 / pacing.WATCHABLE_STEPS_PER_SECOND * 0.9 and no_wait == 0.0
+    race, slept = final(optimizers.race_on_surface, optimizers.SurfaceConfig())
+    rushed, _ = final(optimizers.race_on_surface, optimizers.SurfaceConfig(speed="full"))
+    assert race[-1].view == rushed[-1].view and slept > 4.0  # who reached the minimum, when
+
+
+def test_the_budget_counts_the_waiting():
+    watchable, full = autograd.cost(autograd.Config()), autograd.cost(autograd.Config(speed="full"))
+    assert watchable.wait == 1 / pacing.WATCHABLE_STEPS_PER_SECOND and full.wait == 0
+
+
+def test_a_paced_run_too_long_for_the_budget_gives_up_the_pace_first():
+    from labs.core.budget import Limits, Speed, fitting
+
+    cfg = autograd.Config(steps=100_000)  # ~28 minutes at a watchable pace, well under a second flat out
+    fit = fitting(cfg, autograd.cost, Limits(2048, 60), Speed(1e10, 12.6e-6))
+    assert fit is not None and fit.speed == "full" and fit.steps == 100_000
