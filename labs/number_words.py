@@ -72,6 +72,12 @@ def make_batch(n: int, digits: int, g: torch.Generator) -> tuple[torch.Tensor, t
     return encode(random_numbers(n, digits, g), digits)
 
 
+def written_length(tokens: torch.Tensor) -> int:
+    """Tokens written up to and including the end token (all of them if it never came)."""
+    ends = (tokens == EOS).nonzero()
+    return int(ends[0]) + 1 if len(ends) else len(tokens)
+
+
 def text_of(tokens) -> list[str]:
     """Output tokens as words, up to (not including) the end token."""
     words = []

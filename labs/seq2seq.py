@@ -225,7 +225,7 @@ def _snapshot(cfg: Config, model: Seq2Seq, step: int, probe: list, final: bool, 
         },
     }
     if maps is not None:
-        view["attention"] = to_numpy(maps[0, : _written_length(tokens[0])])
+        view["attention"] = to_numpy(maps[0, : nw.written_length(tokens[0])])
     if final:
         beams = [beam_search(model, s, t.shape[1] + 2, cfg.beam) for s, t in probe]
         view["beam_by_length"] = [exact(b, t).float().mean().item() for b, (_, t) in zip(beams, probe)]
@@ -237,12 +237,6 @@ def _snapshot(cfg: Config, model: Seq2Seq, step: int, probe: list, final: bool, 
     return Snapshot(step, cfg.steps, metrics, view=view, notes=list(notes))
 
 
-def _written_length(tokens: torch.Tensor) -> int:
-    """Words written, and the end token if there is one."""
-    ends = (tokens == nw.EOS).nonzero()
-    return int(ends[0]) + 1 if len(ends) else len(tokens)
-
-
 def in_order(maps: torch.Tensor, written: torch.Tensor) -> float:
     """Share of consecutive written words whose most-attended digit does not move left: 1 for an
     alignment that reads the number from left to right, about 1/2 for one that jumps at random.
@@ -251,7 +245,7 @@ def in_order(maps: torch.Tensor, written: torch.Tensor) -> float:
     steps_ok = focus[:, 1:] >= focus[:, :-1]
     live = torch.ones_like(written, dtype=torch.bool)
     for row, tokens in enumerate(written):
-        live[row, _written_length(tokens) :] = False
+        live[row, nw.written_length(tokens) :] = False
     counted = live[:, 1:]
     return float(steps_ok[counted].float().mean()) if counted.any() else math.nan
 

@@ -40,7 +40,7 @@ def explain(model: Seq2Seq, number: int) -> dict:
     src = number_tokens(number)
     with evaluating(model):
         written, maps = greedy(model, src, nw.longest_output(src.shape[1]) + 2)
-        written = written[:, : _through_end(written[0])]
+        written = written[:, : nw.written_length(written[0])]
         embedded = model.encoder.embed(src).detach()
         rows, deltas = [], []
         for j in range(written.shape[1]):
@@ -68,11 +68,6 @@ def explain(model: Seq2Seq, number: int) -> dict:
         result["attention"] = attention
         result["agreement"] = agreement(attention, attribution)
     return result
-
-
-def _through_end(tokens: torch.Tensor) -> int:
-    ends = (tokens == nw.EOS).nonzero()
-    return int(ends[0]) + 1 if len(ends) else len(tokens)
 
 
 def agreement(attention: np.ndarray, attribution: np.ndarray) -> float:
