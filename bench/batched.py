@@ -10,11 +10,18 @@ from the first Train to the last Done), each learner's time to Done (p50, p95) a
 run's, each learner's live frames per second while training (p50), and the largest relative
 difference of a member's final weights from its run alone's (a batch of one; separate runs
 train in float32 as nn.Modules, so theirs is float32's drift, for scale).
+
+"press bound" is the most any server could reach with these presses: no run can end before
+its press plus a lone run's time, so the wall is at least the last press plus that. When the
+batches finish every run soon after its press, the presses, not the server, set the aggregate;
+`--longer N` makes every learner's run N times its default length (its epochs or steps), to
+show what the server itself holds.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import statistics
 import time
@@ -95,10 +102,10 @@ class Watched:
         return self.run.view().elapsed_s
 
 
-def press_together(k: int, batched: bool, pool: WorkerPool, slots: int, device) -> dict:
+def press_together(k: int, batched: bool, pool: WorkerPool, slots: int, device, lone: float) -> dict:
     seats = Slots(slots, per_learner=1)
     rng = random.Random(k)
-    watched = [Watched(CONFIG(seed=s), seats, pool, batched, f"learner{s}", device) for s in range(k)]
+    watched = [Watched(config(s), seats, pool, batched, f"learner{s}", device) for s in range(k)]
     offsets = sorted(rng.uniform(0, 2) for _ in watched)
     begin = time.perf_counter()
     for w, at in zip(watched, offsets):
@@ -107,14 +114,17 @@ def press_together(k: int, batched: bool, pool: WorkerPool, slots: int, device) 
     for w in watched:
         assert w.run.wait(1800)
     wall = time.perf_counter() - begin
+    last_press = max(w.pressed for w in watched) - begin
     views = [w.run.view() for w in watched]
     assert all(v.state == RunState.DONE for v in views), [
         v.message for v in views if v.state != RunState.DONE
     ]
     done = sorted(w.done_s() for w in watched)
     fps = sorted(w.fps() for w in watched)
+    steps = sum(v.step for v in views)
     return {
-        "steps_per_s": sum(v.step for v in views) / wall,
+        "steps_per_s": steps / wall,
+        "press_bound": steps / (last_press + lone),
         "done_p50": statistics.median(done),
         "done_p95": done[min(len(done) - 1, round(0.95 * (len(done) - 1)))],
         "fps_p50": statistics.median(fps),
@@ -123,10 +133,20 @@ def press_together(k: int, batched: bool, pool: WorkerPool, slots: int, device) 
 
 
 def lone_done_s(pool: WorkerPool, batched: bool, device) -> float:
-    w = Watched(CONFIG(seed=0), Slots(1), pool, batched, "alone", device)
+    w = Watched(config(0), Slots(1), pool, batched, "alone", device)
     w.start()
     assert w.run.wait(600)
     return w.done_s()
+
+
+LONGER = 1  # --longer: every learner's run this many times its default length
+
+
+def config(seed: int):
+    """A learner's default config (of its seed), its length times --longer."""
+    cfg = CONFIG(seed=seed)
+    length = "epochs" if hasattr(cfg, "epochs") else "steps"
+    return dataclasses.replace(cfg, **{length: getattr(cfg, length) * LONGER})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -135,10 +155,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda: where every run trains")
     parser.add_argument("--chapter", default="playground", choices=tuple(CHAPTERS))
+    parser.add_argument("--longer", type=int, default=1, help="every run this many times its default length")
     parser.add_argument("--no-views", action="store_true", help="no live frames: what drawing costs")
     args = parser.parse_args(argv)
-    global EXPERIMENT, VIEWS, CONFIG
+    global EXPERIMENT, VIEWS, CONFIG, LONGER
     EXPERIMENT, VIEWS, CONFIG = CHAPTERS[args.chapter]
+    LONGER = args.longer
     VIEWS = None if args.no_views else VIEWS
     device = torch.device(args.device)
     pool = WorkerPool()
@@ -151,20 +173,20 @@ def main(argv: list[str] | None = None) -> None:
             f"batch of one {lone[True]:.2f} s"
         )
         torch.set_num_threads(1)  # as a worker trains: a sum's order can depend on the threads
-        alone = {s: alone_weights(CONFIG(seed=s), device) for s in range(4)}
+        alone = {s: alone_weights(config(s), device) for s in range(4)}
         print(
             "\n| K | way | steps/s | Done p50 (s) | Done p95 (s) | p95 / lone run | frames/s p50 "
-            "| max rel. diff of final weights |"
+            "| max rel. diff of final weights | press bound (steps/s) |"
         )
-        print("|---" * 8 + "|")
+        print("|---" * 9 + "|")
         for k in [int(k) for k in args.learners.split(",")]:
             for batched in (False, True):
-                r = press_together(k, batched, pool, args.slots, device)
+                r = press_together(k, batched, pool, args.slots, device, lone[batched])
                 diff = max(weights_apart(r["weights"][s], alone[s]) for s in alone if s < k)
                 print(
                     f"| {k} | {'batched' if batched else 'separate'} | {r['steps_per_s']:.0f} | "
                     f"{r['done_p50']:.1f} | {r['done_p95']:.1f} | {r['done_p95'] / lone[batched]:.1f} | "
-                    f"{r['fps_p50']:.1f} | {diff:.1e} |",
+                    f"{r['fps_p50']:.1f} | {diff:.1e} | {r['press_bound']:.0f} |",
                     flush=True,
                 )
     finally:
