@@ -2,15 +2,22 @@
 
     make bench-live        # or: .venv/bin/python -m bench.live
 
-A real `streamlit run app.py` and headless Chromium. For the playground with a long run
-(?epochs=1000) and the CNN chapter, K = 1, 4 and 8 learners in separate browser contexts press
-Train together. Per learner: click → first number, click → first chart, and the distinct
-training states the browser drew per second (frames whose step count moved). For the server
-process (not its workers): CPU seconds per frame delivered, read from /proc while they train.
+A real `streamlit run app.py` and headless Chromium.
+
+First every chapter, one learner, default settings (its page's first experiment): click →
+first number, click → first chart, the distinct training states the browser showed per second
+while the run trained (status lines whose step count moved, from the first to the last), and
+how long that was. Then, for the playground with a long run (?epochs=1000) and the CNN chapter,
+K = 1, 4 and 8 learners in separate browser contexts press Train together: the same per
+learner, and the server process's (not its workers') CPU seconds per frame delivered, read
+from /proc while they train.
+
+    .venv/bin/python -m bench.live [--chapters playground,gans] [--no-class]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -18,22 +25,30 @@ import sys
 import time
 import urllib.request
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
+from chapters import CHAPTERS
 from tests.browser import ARGS, CHROMIUM, IDLE, lab_server
 
 WINDOW_SECONDS = 8.0  # frames are counted over this long, once every learner is streaming
 PAGES = [("playground", "epochs=1000"), ("convnets", "epochs=30")]
 LEARNERS = (1, 4, 8)
 
-# Counts, in the page, the frames that carried a new step (a distinct training state), and
-# notes when the first number and the first chart appeared.
+# Counts, in the page, the frames that carried a new step (a distinct training state), when the
+# first and the last came, and notes when the first number and the first chart appeared.
 PROBE_JS = """() => {
-  window.__bench = {states: 0, lastStatus: '', firstNumber: null, firstChart: null};
+  window.__bench = {states: 0, lastStatus: '', firstNumber: null, firstChart: null,
+                    firstState: null, lastState: null, ended: false};
   const b = window.__bench;
   new MutationObserver(() => {
     const status = document.querySelector('.dl-panel.dl-live .dl-status span')?.textContent || '';
-    if (status !== b.lastStatus && /step [0-9]/.test(status)) { b.states += 1; b.lastStatus = status; }
+    if (status !== b.lastStatus && /step [0-9]/.test(status)) {
+      b.states += 1; b.lastStatus = status; b.lastState = performance.now();
+      if (b.firstState === null) b.firstState = b.lastState;
+    }
+    const state = document.querySelector('.dl-panel.dl-live .dl-status')?.dataset.state;
+    if (['done', 'stopped', 'failed'].includes(state)) b.ended = true;
     if (b.firstNumber === null && document.querySelector('.dl-live .dl-number b')?.textContent)
       b.firstNumber = performance.now();
     if (b.firstChart === null && document.querySelector('.dl-panel .js-plotly-plot'))
@@ -134,7 +149,62 @@ def measure(browser, url: str, slug: str, query: str, k: int) -> dict:
     }
 
 
-def main() -> None:
+RUN_CAP_SECONDS = 30.0  # a chapter's default run is watched this long at most, then stopped
+
+
+def measure_chapter(browser, url: str, chapter) -> dict:
+    """One learner presses Train on the chapter's first experiment at its default settings and
+    watches until the run ends (or RUN_CAP_SECONDS)."""
+    key = chapter.run_keys[0]
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    page.goto(f"{url}/{chapter.slug}")
+    page.wait_for_selector(IDLE, timeout=120_000)
+    page.wait_for_selector(f".st-key-{key}-live .dl-panel[data-connected='1']", state="attached")
+    page.evaluate(PROBE_JS)
+    clicked = page.evaluate("() => performance.now()")
+    page.locator(f".st-key-{key}-train button").click()
+    ended = True
+    try:
+        page.wait_for_function("() => window.__bench.ended", timeout=RUN_CAP_SECONDS * 1000)
+    except PlaywrightTimeout:
+        ended = False
+        page.locator(f".st-key-{key}-stop button").click()
+    b = page.evaluate("() => window.__bench")
+    ctx.close()
+    trained = (b["lastState"] - b["firstState"]) / 1000 if b["firstState"] is not None else 0.0
+    since = lambda mark: (mark - clicked) / 1000 if mark is not None else float("nan")  # noqa: E731
+    return {
+        "states": (b["states"] - 1) / trained if trained > 0 else float("nan"),
+        "shown": b["states"],
+        "seconds": trained,
+        "first_number": since(b["firstNumber"]),
+        "first_chart": since(b["firstChart"]),
+        "ended": ended,
+    }
+
+
+def chapters_table(browser, url: str, slugs: list[str] | None) -> None:
+    print("\n| chapter | states/s | states shown | training (s) | first number (s) | first chart (s) |")
+    print("|---|---|---|---|---|---|")
+    for chapter in CHAPTERS:
+        if slugs and chapter.slug not in slugs:
+            continue
+        r = measure_chapter(browser, url, chapter)
+        cut = "" if r["ended"] else f" (stopped at {RUN_CAP_SECONDS:.0f} s)"
+        print(
+            f"| {chapter.code} {chapter.slug} | {r['states']:.1f} | {r['shown']} | {r['seconds']:.1f}{cut} | "
+            f"{r['first_number']:.2f} | {r['first_chart']:.2f} |",
+            flush=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chapters", help="only these chapters' slugs, comma-separated")
+    parser.add_argument("--no-class", action="store_true", help="without the K = 1, 4, 8 table")
+    parser.add_argument("--no-chapters", action="store_true", help="without the every-chapter table")
+    args = parser.parse_args(argv)
     cpus = os.cpu_count()
     print(f"{cpus} cores; server with DLLAB_CPU_RUNS=8 so that every learner trains at once")
     with lab_server(DLLAB_CPU_RUNS="8") as url, sync_playwright() as p:
@@ -144,7 +214,12 @@ def main() -> None:
         warm.wait_for_selector(IDLE, timeout=120_000)
         warm.close()
         wait_for_workers(url)
-        head = "page        K  states/s p50  p5   click→number  click→chart p50  p95   server ms/frame"
+        if not args.no_chapters:
+            chapters_table(browser, url, args.chapters.split(",") if args.chapters else None)
+        if args.no_class:
+            browser.close()
+            return
+        head = "\npage        K  states/s p50  p5   click→number  click→chart p50  p95   server ms/frame"
         print(head)
         for slug, query in PAGES:
             for k in LEARNERS:
