@@ -30,7 +30,8 @@ from labs.core.runner import ENDED
 
 EXPIRE_SECONDS = 30.0  # after its run ends, a token still serves the final frame this long
 IDLE_EXPIRE_SECONDS = 6 * 3600.0  # a page left open this long without a run: its token lapses
-STATUS_SECONDS = 0.25  # with no new figure, a viewer still gets a fresh progress line this often
+STATUS_SECONDS = 0.25  # with no new figure and no new step, a viewer still gets a fresh line this often
+STEP_SECONDS = 1 / 30  # a new step count leaves this often at most: the line moves at a browser's pace
 IDLE = "idle"  # what a channel's status says before the page's first run
 IDLE_STATUS = to_json({"state": IDLE, "run": None})
 
@@ -105,13 +106,14 @@ class Channel:
         with self._lock:
             return len(self._viewers)
 
-    def parts(self) -> tuple[object, dict[str, bytes]]:
-        """(the run shown, the newest part of each kind): the worker's figures (already bytes)
-        and the status; only an idle status before the first run."""
+    def parts(self) -> tuple[object, dict[str, bytes], int]:
+        """(the run shown, the newest part of each kind, its steps done): the worker's figures
+        (already bytes) and the status; only an idle status before the first run."""
         run = self.run
         if run is None:
-            return None, {"status": IDLE_STATUS}
-        return run, {**run.frames, "status": to_json(run.status())}
+            return None, {"status": IDLE_STATUS}, 0
+        status = run.status()
+        return run, {**run.frames, "status": to_json(status)}, status["step"]
 
 
 class Viewer:
@@ -122,6 +124,7 @@ class Viewer:
         self.run = None  # the run whose parts `sent` holds
         self.sent: dict[str, bytes] = {}
         self.last_sent = -1e9
+        self.step_sent = -1  # the step count of the last progress line sent
         self._event = asyncio.Event()
 
     def wake(self) -> None:
@@ -132,29 +135,41 @@ class Viewer:
             pass
 
     async def next_frame(self) -> bytes | None:
-        """The parts that changed since this viewer's last frame, as soon as a figure changed,
-        or STATUS_SECONDS after the last frame when only the progress line moved. A new run
-        on the channel starts afresh: every part of it is new. None once the channel closed."""
+        """The parts that changed since this viewer's last frame, as soon as a figure changed;
+        STEP_SECONDS after the last frame when only the step count moved (the progress line
+        follows the run at a browser's pace), STATUS_SECONDS when only its clock did. A new
+        run on the channel starts afresh: every part of it is new. None once the channel closed."""
         while not self.channel.closed:
             self._event.clear()
-            run, parts = self.channel.parts()
+            run, parts, step = self.channel.parts()
             if run is not self.run:
-                self.run, self.sent = run, {}
+                self.run, self.sent, self.step_sent = run, {}, -1
             changed = {name: data for name, data in parts.items() if self.sent.get(name) != data}
             waited = self.loop.time() - self.last_sent
             figures_changed = any(name != "status" for name in changed)
-            if changed and (figures_changed or waited >= STATUS_SECONDS or run is None or self.channel.ended):
+            due = STEP_SECONDS if step != self.step_sent else STATUS_SECONDS
+            if changed and (figures_changed or waited >= due or run is None or self.channel.ended):
                 self.sent.update(changed)
-                self.last_sent = self.loop.time()
+                self.last_sent, self.step_sent = self.loop.time(), step
                 return frame(changed)
             if run is None:  # nothing will move until a run is attached: wait for it
                 await self._event.wait()
                 continue
+            await self._until_due(run, due)
+        return None
+
+    async def _until_due(self, run, due: float) -> None:
+        """Until something arrived, the progress line is due, or the step count moved (a
+        worker's moves in shared memory, with no event: looked at STEP_SECONDS apart, cheaply)."""
+        while True:
+            waited = self.loop.time() - self.last_sent
             try:
-                await asyncio.wait_for(self._event.wait(), max(0.01, STATUS_SECONDS - waited))
+                await asyncio.wait_for(self._event.wait(), max(0.01, min(STEP_SECONDS, due - waited)))
+                return
             except TimeoutError:
                 pass
-        return None
+            if self.loop.time() - self.last_sent >= due or run.steps_done() != self.step_sent:
+                return
 
 
 def frame(parts: dict[str, bytes]) -> bytes:

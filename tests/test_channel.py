@@ -30,6 +30,9 @@ class FakeRun:
     def status(self) -> dict:
         return {"state": self.state, "step": self.step}
 
+    def steps_done(self) -> int:
+        return self.step
+
     def publish(self, **parts) -> None:
         self.frames = {**self.frames, **{k: to_json(v) for k, v in parts.items()}}
         for listener in self.listeners:
@@ -108,6 +111,34 @@ def test_with_nothing_new_a_viewer_still_gets_the_progress_line_a_few_times_a_se
         parts = decode(await asyncio.wait_for(viewer.next_frame(), 2))
         assert parts == {"status": {"state": "running", "step": 5}}
         assert time.monotonic() - start < 1.0
+
+    asyncio.run(scenario())
+
+
+def test_a_moving_step_count_goes_out_at_a_browsers_pace_without_waiting_for_the_clock(monkeypatch):
+    monkeypatch.setattr(live, "STATUS_SECONDS", 30.0)  # the clock's own refresh would take 30 s
+    run = FakeRun()
+    ch = Hub().open(run, owner=None)
+
+    async def scenario():
+        viewer = ch.join(asyncio.get_running_loop())
+        await viewer.next_frame()
+        run.step = 1  # moved in "shared memory": no event, as a worker's step count
+        parts = decode(await asyncio.wait_for(viewer.next_frame(), 5))
+        assert parts["status"]["step"] == 1
+
+        async def train():  # a step every millisecond, for half a second
+            for _ in range(500):
+                run.step += 1
+                await asyncio.sleep(0.001)
+
+        trainer = asyncio.ensure_future(train())
+        sent = []
+        while not trainer.done():
+            sent.append(decode(await asyncio.wait_for(viewer.next_frame(), 5))["status"]["step"])
+        elapsed = 0.5 + 0.5  # generous: the loop's sleeps may take longer than asked, never shorter
+        assert len(sent) <= elapsed / live.STEP_SECONDS + 2  # a browser's pace, not every step
+        assert sent == sorted(set(sent))  # each frame a newer state
 
     asyncio.run(scenario())
 
@@ -220,3 +251,4 @@ def test_light_parts_travel_ahead_of_heavy_ones():
 def test_frames_concatenate_parts_into_valid_json(size):
     parts = {f"p{i}": to_json({"data": [i]}) for i in range(size)}
     assert decode(live.frame(parts)) == {f"p{i}": {"data": [i]} for i in range(size)}
+

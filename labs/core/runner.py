@@ -387,6 +387,10 @@ class TrainingRun:
             done, total = latest.step, latest.total_steps
         return done, total
 
+    def steps_done(self) -> int:
+        """The run's step count alone (the live channel looks at it many times a second)."""
+        return self._progress()[0]
+
     def status(self) -> dict:
         """The run's state for the live panel's progress line: cheap, no history copied."""
         done, total = self._progress()
