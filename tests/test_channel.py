@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from labs import playground
+from labs.core import frames as live_frames
 from labs.core.frames import HEAVY_BYTES, FrameMaker, light_first, to_json
 from labs.core.runner import TrainingRun
 from server import channel as live
@@ -252,3 +253,26 @@ def test_frames_concatenate_parts_into_valid_json(size):
     parts = {f"p{i}": to_json({"data": [i]}) for i in range(size)}
     assert decode(live.frame(parts)) == {f"p{i}": {"data": [i]} for i in range(size)}
 
+
+def test_a_runs_first_loss_leaves_at_its_first_step_before_its_first_evaluation():
+    """The first number a learner sees is the first step's loss: it leaves with the step, as a
+    frame of headline numbers, while the first snapshot is still being measured."""
+    from figures.views import playground as views
+    from labs.core.budget import Limits
+    from labs.core.control import Control
+    from labs.core.driver import Job, drive
+
+    got = []
+    job = Job(playground.train, playground.Config(epochs=5), CPU, Limits(), views.VIEWS.draw)
+    drive(job, Control(), lambda kind, payload: got.append((kind, payload)))
+    kinds = [kind for kind, _ in got]
+    first_snap = kinds.index("snap")
+    assert kinds[0] == "points" and got[0][1][0]["step"] == 1
+    early = [json.loads(p["numbers"]) for kind, p in got[:first_snap] if kind == "frame" and "numbers" in p]
+    assert early and early[0][0][0] == "train loss" and float(early[0][0][1]) > 0
+
+
+def test_curve_numbers_are_each_curves_latest_value():
+    curve = [{"step": 1, "a_loss": 1.0}, {"step": 1, "b": 5.0}, {"step": 10, "a_loss": 0.25}]
+    assert live_frames.curve_numbers(curve) == [["a loss", "0.25"], ["b", "5"]]
+    assert live_frames.curve_numbers([]) == []

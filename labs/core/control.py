@@ -25,7 +25,7 @@ from enum import StrEnum
 
 MEMORY_CHECK_SECONDS = 0.05  # reading our own resident size costs ~20 µs: not at every step
 POINT_STEPS = 10  # a curve point is the mean of at most this many steps' values
-FLUSH_SECONDS = 0.1  # curve points leave the loop at most this often (~10 Hz)
+FLUSH_SECONDS = 1 / 30  # curve points leave the loop at most this often: a browser's pace
 PAUSE_SLICE = 0.05  # a paced loop waits in slices this long, so Stop is heard within them
 
 
@@ -63,6 +63,7 @@ class Control:
         self.clock = clock
         self._pending: dict[str, list] = {}
         self._points: list[dict] = []
+        self._curves: set[str] = set()  # curves that have a point: the first is one step's value
         self._flushed_at = -math.inf  # the first points leave at once
         self.stop = stop if stop is not None else threading.Event()
         self.progress = progress if progress is not None else [0, 0]
@@ -80,11 +81,17 @@ class Control:
 
     # -- dense curves: every step's value, as means of at most POINT_STEPS steps -------------
     def log(self, step: int, values: dict) -> None:
+        first = False
         for name, value in values.items():
-            pending = self._pending.setdefault(self.prefix + name, [])
+            name = self.prefix + name
+            pending = self._pending.setdefault(name, [])
             pending.append(value.detach() if hasattr(value, "detach") else float(value))
-            if len(pending) >= POINT_STEPS:
-                self._point(step, self.prefix + name)
+            if len(pending) >= POINT_STEPS or name not in self._curves:
+                first |= name not in self._curves
+                self._curves.add(name)
+                self._point(step, name)
+        if first:  # a run's first loss leaves now, before its first evaluation: the first number
+            self.flush()
 
     def _point(self, step: int, name: str) -> None:
         pending = self._pending.pop(name)

@@ -7,8 +7,8 @@ something new arrived, encodes each figure to JSON bytes, and keeps only those t
 the server relays bytes and never builds a figure while a run trains.
 
 Drawing takes the worker's time, not the learner's: a frame waits at least MIN_FRAME_SECONDS
-after the previous one, and at least 9 times what that one cost, so live views stay under
-about a tenth of a run.
+after the previous one (a browser's pace), and at least 9 times what that one cost, so live
+views stay under about a tenth of a run.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from figures.views import NUMBERS
 from labs.core.history import History
 
-MIN_FRAME_SECONDS = 0.1  # ≤10 frames a second: more than a browser shows of a training run
+MIN_FRAME_SECONDS = 1 / 30  # ≤30 frames a second: as smooth as a browser shows a training run
 FRAME_SHARE = 9  # wait 9× a frame's cost before the next: drawing stays ≤ ~10% of the run
 HEAVY_BYTES = 16_384  # a part this large (a mosaic of every unit, attention maps) …
 HEAVY_SECONDS = 0.5  # … is resent at most twice a second: the curves move at the full rate
@@ -92,9 +93,12 @@ class FrameMaker:
         if not force and now < self._next_at:
             return {}
         start = self.clock()
+        drawn = self.views(self.history)
+        if NUMBERS not in drawn and (latest := curve_numbers(self.history.curve)):
+            drawn[NUMBERS] = latest
         parts = {
             name: to_json(part)
-            for name, part in self.views(self.history).items()
+            for name, part in drawn.items()
             if force or not self._too_soon(name, now)  # a heavy part not due is not even encoded
         }
         self._heavy = {name for name in self._heavy if name not in parts}
@@ -113,6 +117,15 @@ class FrameMaker:
 
     def _too_soon(self, name: str, now: float) -> bool:
         return name in self._heavy and now - self._sent_at.get(name, -1e9) < HEAVY_SECONDS
+
+
+def curve_numbers(curve: list[dict], most: int = 6) -> list[list[str]]:
+    """The latest value of each dense curve, as headline numbers: what a run shows from its
+    first step on, before its first evaluation (and all along where its views have none)."""
+    latest: dict[str, float] = {}
+    for point in curve[-4 * most :]:
+        latest.update((name, value) for name, value in point.items() if name != "step")
+    return [[name.replace("_", " "), format(value, ".4g")] for name, value in list(latest.items())[:most]]
 
 
 def light_first(frame: dict[str, bytes]) -> list[dict[str, bytes]]:
