@@ -25,6 +25,7 @@ import dataclasses
 import random
 import statistics
 import time
+from functools import partial
 
 import torch
 
@@ -38,7 +39,12 @@ from labs.core.slots import Slots
 from labs.core.workers import WorkerPool
 
 CHAPTERS = {  # name -> (its experiment, its live views, a learner's default config of a seed)
-    "playground": (playground.EXPERIMENT, playground_views.VIEWS.draw, playground.Config),
+    # at full speed: the throughput of a class is measured, not the watchable pace
+    "playground": (
+        playground.EXPERIMENT,
+        playground_views.VIEWS.draw,
+        partial(playground.Config, speed="full"),
+    ),
     "initialization": (initialization.EXPERIMENT, initialization_views.VIEWS.draw, initialization.Config),
     "normalization": (normalization.EXPERIMENT, normalization_views.VIEWS.draw, normalization.Config),
     "optimizers": (optimizers.NET, optimizers_views.draw_net, optimizers.Config),

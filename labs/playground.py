@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from labs.core import attribution, budget, data
+from labs.core import attribution, budget, data, pacing
 from labs.core.config import check, knob
 from labs.core.contract import Experiment
 from labs.core.control import log, steps
@@ -93,6 +93,9 @@ class Config:
         0.0, "Dropout", "Share of units silenced at each training step.", lo=0.0, hi=0.5, step=0.05
     )
     epochs: int = knob(150, "Epochs", "Passes over the training points.", lo=5, hi=1000, step=5)
+    speed: str = pacing.speed_knob(
+        watchable=f"watchable ({pacing.WATCHABLE_EPOCHS_PER_SECOND:.0f} epochs a second)"
+    )
     seed: int = knob(0, "Seed", "Same seed, same data, same start, same run.", lo=0, hi=9999, step=1)
 
 
@@ -158,6 +161,17 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
     return logits.softmax(1)
 
 
+def steps_per_epoch(cfg: Config) -> int:
+    n_train = max(1, min(cfg.points - 1, round(cfg.points * cfg.train_fraction)))
+    return math.ceil(n_train / min(cfg.batch_size, n_train))
+
+
+def steps_per_second(cfg: Config) -> float | None:
+    """The watchable pace: WATCHABLE_EPOCHS_PER_SECOND epochs a second, as TensorFlow Playground
+    draws an epoch a frame (a default run ~6 s instead of half a second); None: full speed."""
+    return pacing.per_second(cfg.speed, pacing.WATCHABLE_EPOCHS_PER_SECOND * steps_per_epoch(cfg))
+
+
 def cost(cfg: Config) -> budget.Cost:
     """Tiny weights, many small steps: the time is all per-operation overhead."""
     n_train = max(1, min(cfg.points - 1, round(cfg.points * cfg.train_fraction)))
@@ -166,7 +180,7 @@ def cost(cfg: Config) -> budget.Cost:
     widths = [len(cfg.features)] + [cfg.units] * cfg.hidden_layers + [outputs(cfg)]
     params, flops, saved = budget.mlp(widths, batch, saved_per_unit=2 + 2 * extras)
     layers = cfg.hidden_layers + 1
-    return budget.Cost(
+    unpaced = budget.Cost(
         params=params,
         activations=saved,
         steps=cfg.epochs * math.ceil(n_train / batch),
@@ -175,6 +189,8 @@ def cost(cfg: Config) -> budget.Cost:
         data=cfg.points * (2 + len(cfg.features)) + GRID * GRID * (len(cfg.features) + outputs(cfg)),
         evaluation=(GRID * GRID + cfg.points) * cfg.units * layers * 2,
     )
+    rate = steps_per_second(cfg)
+    return pacing.paced(unpaced, cfg.speed, rate) if rate else unpaced
 
 
 def build_model(cfg: Config) -> PlaygroundNet:
@@ -253,7 +269,7 @@ def train(cfg: Config, device: torch.device):
     with record_activations(run.probe.acts) as latest:
         probe = replace(run.probe, latest=latest)
         watch = LossWatch()
-        for step in steps(total):  # ends early on Stop
+        for step in steps(total, steps_per_second(cfg)):  # ends early on Stop
             if (step - 1) % per_epoch == 0:
                 order = torch.randperm(n, generator=g).to(device)  # a fresh shuffle each epoch
             batch = order[((step - 1) % per_epoch) * cfg.batch_size :][: cfg.batch_size]

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from labs import stack_members, stacked
 from labs.core.control import Control
 from labs.core.snapshot import Cadence, Snapshot
-from labs.playground import GRID, HIST_RANGE, Config, _prepare, _Run, outputs
+from labs.playground import GRID, HIST_RANGE, Config, _prepare, _Run, outputs, steps_per_second
 
 
 def stacking_key(cfg: Config) -> tuple | None:
@@ -26,7 +26,7 @@ def stacking_key(cfg: Config) -> tuple | None:
         return None
     return (
         cfg.features, cfg.hidden_layers, cfg.units, cfg.activation, cfg.optimizer,
-        cfg.batch_size, cfg.epochs, cfg.points, cfg.train_fraction,
+        cfg.batch_size, cfg.epochs, cfg.points, cfg.train_fraction, cfg.speed,
     )  # fmt: skip
 
 
@@ -71,6 +71,9 @@ class Stack(stack_members.MemberStack):
 
     def _optimizer(self, cfg: Config) -> tuple[str, float]:
         return cfg.optimizer, cfg.learning_rate
+
+    def per_second(self) -> float | None:
+        return steps_per_second(self.members[0].cfg)  # one key, one pace
 
     def _data_rows(self, m: _Member) -> None:
         x, t = m.probe.train

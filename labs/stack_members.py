@@ -92,6 +92,12 @@ class MemberStack:
     def _total(self, m: StackMember) -> int:
         raise NotImplementedError
 
+    def per_second(self) -> float | None:
+        """Steps a second the members watch their runs at (the same for one key), as
+        `steps(total, per_second)` paces a run alone; None: full speed. The batch's driver
+        waits between steps (labs/core/stackdrive.py), a stack driven directly never does."""
+        return None
+
     # -- the same for every stack ---------------------------------------------------------------
     def add(self, key, cfg, control: Control | None = None) -> None:
         """A run joins: it trains from the next step, under `control` (this thread's if none)."""

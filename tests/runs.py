@@ -1,6 +1,8 @@
 """Running a lab the way the app does (the shared runner and driver, on the CPU, on the runner's
 own thread) and waiting for the end; and a seeded run's every message, to compare executors."""
 
+from dataclasses import replace
+
 import torch
 
 from figures.views import normalization as normalization_views
@@ -14,8 +16,11 @@ CPU = torch.device("cpu")
 
 
 def run_view(train, cfg, must_finish: bool = True, timeout: float = 300):
-    """The ended run's view. Unless told a run may end otherwise (some questions are about a
+    """The ended run's view, at full speed (a watchable pace computes the same, later:
+    tests/test_pacing.py). Unless told a run may end otherwise (some questions are about a
     run that diverges), fails with the run's own message when it did not end DONE."""
+    if getattr(cfg, "speed", None) == "watchable":
+        cfg = replace(cfg, speed="full")
     run = TrainingRun(train, cfg, CPU, executor=IN_THREAD).start()
     assert run.wait(timeout)
     view = run.view()

@@ -2,9 +2,11 @@
 own clock), Stop ends a wait at once, the numbers are the very ones of a full-speed run, and the
 budget counts the waiting."""
 
+from dataclasses import replace
+
 import torch
 
-from labs import autograd, optimizers
+from labs import autograd, optimizers, playground
 from labs.core import pacing
 from labs.core.control import Control, installed, steps
 
@@ -84,3 +86,49 @@ def test_a_paced_run_too_long_for_the_budget_gives_up_the_pace_first():
     cfg = autograd.Config(steps=100_000)  # ~28 minutes at a watchable pace, well under a second flat out
     fit = fitting(cfg, autograd.cost, Limits(2048, 60), Speed(1e10, 12.6e-6))
     assert fit is not None and fit.speed == "full" and fit.steps == 100_000
+
+
+def test_the_playground_plays_an_epoch_a_frame_and_computes_what_full_speed_does():
+    cfg = playground.Config(epochs=10)  # 13 steps an epoch: 100 training points, 16 a batch
+    assert playground.steps_per_second(cfg) == pacing.WATCHABLE_EPOCHS_PER_SECOND * 13
+    assert playground.steps_per_second(replace(cfg, speed="full")) is None
+    time_ = FakeTime()
+    with installed(paced_control(time_)):
+        watched = list(playground.train(cfg, CPU))
+    fast = list(playground.train(replace(cfg, speed="full"), CPU))
+    assert abs(time_.slept - 129 / playground.steps_per_second(cfg)) < 1e-6
+    for name, weight in fast[-1].state_dict.items():
+        assert torch.equal(watched[-1].state_dict[name], weight)
+    assert playground.cost(cfg).wait == 1 / playground.steps_per_second(cfg)
+
+
+def test_a_watchable_batch_waits_between_its_steps_and_ends_as_at_full_speed():
+    """The server's batches (labs/core/stackdrive.py) pace a watchable stack as `steps()` paces
+    a run alone; a stack's step never waits by itself (the class bench drives it flat out)."""
+    import queue
+    import time
+
+    from labs.core.budget import Limits
+    from labs.core.stackdrive import Member, StackJob, drive_stack, taking_from
+
+    def driven(cfg) -> tuple[dict, float]:
+        inbox, finals = queue.SimpleQueue(), []
+
+        def emit(kind, payload):
+            _, what, body = payload
+            if what == "snap" and body.final:
+                finals.append(body.state_dict)
+            if what in ("end", "error"):
+                inbox.put(("close",))
+
+        job = StackJob(playground.EXPERIMENT.stack, CPU, Member(1, cfg, Limits()))
+        began = time.monotonic()
+        drive_stack(job, taking_from(inbox), emit)
+        return finals[-1], time.monotonic() - began
+
+    cfg = playground.Config(epochs=10, seed=3)
+    watched, took = driven(cfg)
+    fast, _ = driven(replace(cfg, speed="full"))
+    assert took >= 0.75 * 129 / playground.steps_per_second(cfg)  # never much faster than asked
+    for name, weight in fast.items():
+        assert torch.equal(watched[name], weight)

@@ -87,7 +87,7 @@ def drive_stack(job: StackJob, commands: Commands, emit: Emit) -> None:
                 if command[0] == "close":
                     return
                 batch.obey(command)
-        if batch.stack.members:
+        if batch.stack.members and batch.paced():
             batch.step()
 
 
@@ -98,6 +98,23 @@ class _Driven:
         self.job, self.emit = job, emit
         self.stack = job.stack(job.device)
         self.members: dict[int, tuple[Control, Outlet]] = {}
+        self.next_step_at = -float("inf")  # a watchable stack's next step, on the batch's clock
+
+    def paced(self) -> bool:
+        """Whether the next step is due: at once at full speed; at a watchable pace, after a
+        short wait (at most COMMAND_SECONDS, so joins and Stops are still heard), or not yet."""
+        rate = getattr(self.stack, "per_second", lambda: None)()
+        if not rate:
+            return True
+        now = self.job.clock()
+        if now < self.next_step_at:
+            time.sleep(min(self.next_step_at - now, COMMAND_SECONDS))
+            return False
+        # on time: the next step one period after this one's due time, so that a sleep's
+        # overshoot does not add up; behind (the first step, a snapshot, a join): one period
+        # from now, so a late step is never followed by a burst of catching up
+        self.next_step_at = max(self.next_step_at, now - 0.25 / rate) + 1 / rate
+        return True
 
     def obey(self, command: tuple) -> None:
         if command[0] == "join":
