@@ -32,7 +32,7 @@ from labs.core.device import seed_everything
 from labs.core.divergence import LossWatch
 from labs.core.questions import Question
 from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict, to_numpy
-from labs.detection_scenes import CLASSES, SIDE, TEST, TRAIN, scenes
+from labs.detection_scenes import CLASSES, SIDE, TEST, TRAIN, DrawnScenes, scenes
 
 PREFERS_GPU = True
 VARIANTS = {"giou": "GIoU loss, 8×8 grid", "l1": "L1 loss, 8×8 grid", "coarse": "GIoU loss, 4×4 grid"}
@@ -77,14 +77,12 @@ class Config:
 
 @lru_cache(maxsize=2)
 def dataset(train_scenes: int, clutter: int, touching: float, seed: int) -> dict:
-    """Training and held-out scenes, made once per setting (~0.5 ms a scene) and shared by the
-    detectors of a run; which held-out objects touch another."""
-    X, B, L = scenes(train_scenes, seed, TRAIN, clutter, touching)
+    """Training scenes (each made as a batch first draws it) and held-out scenes, made once per
+    setting (~0.5 ms a scene) and shared by the detectors of a run; which held-out objects
+    touch another."""
     Xt, Bt, Lt = scenes(TEST_SCENES, seed, TEST, clutter, touching)
     return {
-        "X": X,
-        "B": B,
-        "L": L,
+        "train": DrawnScenes(train_scenes, seed, TRAIN, clutter, touching),
         "X_test": Xt,
         "B_test": Bt,
         "L_test": Lt,
@@ -155,9 +153,10 @@ def train_one(variant: str, cfg: Config, device: torch.device):
     cadence = Cadence(cfg.steps, max_snaps=30, min_seconds=0.5)
     step, watch = 0, LossWatch()
     for step in steps(cfg.steps):
-        index = torch.randint(0, len(data["X"]), (cfg.batch_size,), generator=g)
-        out = model(data["X"][index].to(device))
-        target = detector.targets([data["B"][i] for i in index], [data["L"][i] for i in index], grid, device)
+        index = torch.randint(0, len(data["train"]), (cfg.batch_size,), generator=g)
+        images, boxes, labels = data["train"].batch(index)
+        out = model(images.to(device))
+        target = detector.targets(boxes, labels, grid, device)
         parts = detector.loss_parts(out, target, box_loss)
         loss = sum(parts.values())
         opt.zero_grad(set_to_none=True)

@@ -130,3 +130,16 @@ def test_a_detections_class_rests_on_its_own_object(trained, lesson):
     lesson.expect(
         "attribution in and around the box, times its share of the image", float(np.median(inside)), ">", 2.0
     )
+
+
+def test_training_scenes_made_as_batches_draw_them_are_those_made_up_front():
+    """A run's first step waits for its batch's scenes only: each scene is seeded by its index."""
+    from labs.detection_scenes import TRAIN, DrawnScenes, scenes
+
+    X, B, L = scenes(40, 3, TRAIN, 3, 0.5)
+    drawn = DrawnScenes(40, 3, TRAIN, 3, 0.5)
+    index = torch.tensor([7, 39, 0, 7])
+    images, boxes, labels = drawn.batch(index)
+    assert torch.equal(images, X[index]) and len(drawn) == 40
+    for i, b, lb in zip(index.tolist(), boxes, labels, strict=True):
+        assert torch.equal(b, B[i]) and torch.equal(lb, L[i])
