@@ -111,12 +111,21 @@ const nextPaint = () => new Promise((resolve) => afterPaint(resolve));
 // Curves draw in milliseconds, maps and contours in hundreds: on a first frame, curves go first.
 const isCurve = (part) => part && part.data && part.data.every((t) => !t.type || t.type === "scatter");
 // The progress line and the numbers change with every frame and cost nothing to draw. Charts
-// cost tens to hundreds of milliseconds each on a slow machine, so they take turns: curves
-// at most CURVE_SHARE of the browser's time, maps and contours (a mosaic of every unit, a
-// decision boundary) at most SLOW_SHARE. A chart whose turn has not come keeps only its newest
-// part, drawn at its turn: the page stays responsive and always shows the latest state.
-const CURVE_SHARE = 0.4;
-const SLOW_SHARE = 0.3;
+// cost tens to hundreds of milliseconds each on a slow machine, so they take turns, each kind
+// at most its share of the browser's time: the curves; the chapter's main picture (the first
+// chart of its layout: the playground's boundary, the GAN's field, the optimizers' paths), which
+// a learner watches move; and the other maps (a mosaic of every unit, histograms), which may
+// lag. A chart whose turn has not come keeps only its newest part, drawn at its turn: the page
+// stays responsive and always shows the latest state.
+const SHARES = { curve: 0.3, main: 0.3, slow: 0.15 };
+
+// The layout's first part name: the chapter's main picture.
+function mainPart(layout) {
+  const cell = layout.length && layout[0].length ? layout[0][0] : null;
+  if (cell === null) return null;
+  const parts = typeof cell === "string" ? cell : cell[0];
+  return typeof parts === "string" ? parts : parts[0];
+}
 
 class Panel {
   constructor(parent) {
@@ -201,8 +210,7 @@ class Panel {
     this.boxes.clear();
     this.placed = "";
     this.pending = {}; // parts received, not drawn yet (a slow one waits for its turn)
-    this.curveUntil = 0; // no curve is redrawn before this time
-    this.slowUntil = 0; // no map is redrawn before this time
+    this.until = { curve: 0, main: 0, slow: 0 }; // no chart of a kind is redrawn before its time
     this.revision = 0; // every drawing of a part is a new datarevision
     this.root.dataset.run = run || "";
     this.root.dataset.frames = "0";
@@ -287,10 +295,12 @@ class Panel {
     const fresh = names.filter((n) => !this.boxes.get(n)?.dataset.drawn);
     fresh.sort((a, b) => isCurve(this.pending[b]) - isCurve(this.pending[a]));
     const now = performance.now();
-    const curveTurn = now >= this.curveUntil || this.ended;
-    const slowTurn = now >= this.slowUntil || this.ended;
-    const due = names.filter((n) => !fresh.includes(n) && (isCurve(this.pending[n]) ? curveTurn : slowTurn));
-    const spent = { curve: 0, slow: 0 };
+    const main = mainPart(this.data.layout);
+    const kind = (name, part) => (isCurve(part) ? "curve" : name === main ? "main" : "slow");
+    const due = names.filter(
+      (n) => !fresh.includes(n) && (this.ended || now >= this.until[kind(n, this.pending[n])]),
+    );
+    const spent = { curve: 0, main: 0, slow: 0 };
     for (const name of [...fresh, ...due]) {
       const part = this.pending[name];
       const box = this.boxes.get(name);
@@ -304,15 +314,16 @@ class Panel {
         const layout = { ...part.layout, datarevision: ++this.revision };
         await window.Plotly.react(box, part.data, layout, CONFIG);
       } else if (part && part.text !== undefined) this.drawText(box, part);
-      spent[isCurve(part) ? "curve" : "slow"] += performance.now() - start;
+      spent[kind(name, part)] += performance.now() - start;
       if (!box.dataset.drawn) {
         box.dataset.drawn = "1";
         await nextPaint();
       }
     }
     const end = performance.now();
-    if (spent.curve) this.curveUntil = end + (spent.curve * (1 - CURVE_SHARE)) / CURVE_SHARE;
-    if (spent.slow) this.slowUntil = end + (spent.slow * (1 - SLOW_SHARE)) / SLOW_SHARE;
+    for (const [k, share] of Object.entries(SHARES)) {
+      if (spent[k]) this.until[k] = end + (spent[k] * (1 - share)) / share;
+    }
     return fresh.length + due.length > 0;
   }
 

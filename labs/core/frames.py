@@ -26,7 +26,10 @@ from labs.core.history import History
 
 MIN_FRAME_SECONDS = 1 / 30  # ≤30 frames a second: as smooth as a browser shows a training run
 FRAME_SHARE = 9  # wait 9× a frame's cost before the next: drawing stays ≤ ~10% of the run
-HEAVY_BYTES = 16_384  # a part this large (a mosaic of every unit, attention maps) …
+# A part this large (a mosaic of every unit, attention maps: 100 KB and more) … A chapter's main
+# picture (a 40×40 boundary with its points 26 KB, the GAN's plane 40 KB, the optimizers' paths
+# over their surface 53 KB) stays under it, so it moves with every snapshot.
+HEAVY_BYTES = 64_000
 HEAVY_SECONDS = 0.5  # … is resent at most twice a second: the curves move at the full rate
 
 DTYPES = {"float32": "f4", "float64": "f8", "int8": "i1", "int16": "i2", "int32": "i4", "uint8": "u1"}
