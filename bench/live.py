@@ -45,7 +45,8 @@ PROBE_JS = """() => {
     const status = document.querySelector('.dl-panel.dl-live .dl-status span')?.textContent || '';
     if (status !== b.lastStatus && /step [0-9]/.test(status)) {
       b.states += 1; b.lastStatus = status; b.lastState = performance.now();
-      if (b.firstState === null) b.firstState = b.lastState;
+      b.lastStep = Number(status.match(/step ([0-9,]+)/)[1].replace(/,/g, ''));
+      if (b.firstState === null) { b.firstState = b.lastState; b.firstStep = b.lastStep; }
     }
     const state = document.querySelector('.dl-panel.dl-live .dl-status')?.dataset.state;
     if (['done', 'stopped', 'failed'].includes(state)) b.ended = true;
@@ -176,6 +177,7 @@ def measure_chapter(browser, url: str, chapter) -> dict:
     since = lambda mark: (mark - clicked) / 1000 if mark is not None else float("nan")  # noqa: E731
     return {
         "states": (b["states"] - 1) / trained if trained > 0 else float("nan"),
+        "steps": (b["lastStep"] - b["firstStep"]) / trained if trained > 0 else float("nan"),
         "shown": b["states"],
         "seconds": trained,
         "first_number": since(b["firstNumber"]),
@@ -185,16 +187,19 @@ def measure_chapter(browser, url: str, chapter) -> dict:
 
 
 def chapters_table(browser, url: str, slugs: list[str] | None) -> None:
-    print("\n| chapter | states/s | states shown | training (s) | first number (s) | first chart (s) |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "\n| chapter | states/s | steps/s | states shown | training (s) | first number (s) "
+        "| first chart (s) |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for chapter in CHAPTERS:
         if slugs and chapter.slug not in slugs:
             continue
         r = measure_chapter(browser, url, chapter)
         cut = "" if r["ended"] else f" (stopped at {RUN_CAP_SECONDS:.0f} s)"
         print(
-            f"| {chapter.code} {chapter.slug} | {r['states']:.1f} | {r['shown']} | {r['seconds']:.1f}{cut} | "
-            f"{r['first_number']:.2f} | {r['first_chart']:.2f} |",
+            f"| {chapter.code} {chapter.slug} | {r['states']:.1f} | {r['steps']:.0f} | {r['shown']} | "
+            f"{r['seconds']:.1f}{cut} | {r['first_number']:.2f} | {r['first_chart']:.2f} |",
             flush=True,
         )
 
