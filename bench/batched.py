@@ -15,7 +15,8 @@ train in float32 as nn.Modules, so theirs is float32's drift, for scale).
 its press plus a lone run's time, so the wall is at least the last press plus that. When the
 batches finish every run soon after its press, the presses, not the server, set the aggregate;
 `--longer N` makes every learner's run N times its default length (its epochs or steps), to
-show what the server itself holds.
+show what the server itself holds. The playground trains at full speed unless `--watchable`
+(its default pace, which a lone run holds a slot through).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from labs.core.slots import Slots
 from labs.core.workers import WorkerPool
 
 CHAPTERS = {  # name -> (its experiment, its live views, a learner's default config of a seed)
-    # at full speed: the throughput of a class is measured, not the watchable pace
+    # at full speed unless --watchable: the throughput of a class, not the pace it is watched at
     "playground": (
         playground.EXPERIMENT,
         playground_views.VIEWS.draw,
@@ -162,10 +163,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda: where every run trains")
     parser.add_argument("--chapter", default="playground", choices=tuple(CHAPTERS))
     parser.add_argument("--longer", type=int, default=1, help="every run this many times its default length")
+    parser.add_argument(
+        "--watchable", action="store_true", help="the playground at its default, watchable pace (24 epochs/s)"
+    )
     parser.add_argument("--no-views", action="store_true", help="no live frames: what drawing costs")
     args = parser.parse_args(argv)
     global EXPERIMENT, VIEWS, CONFIG, LONGER
     EXPERIMENT, VIEWS, CONFIG = CHAPTERS[args.chapter]
+    if args.watchable and args.chapter == "playground":
+        CONFIG = playground.Config
     LONGER = args.longer
     VIEWS = None if args.no_views else VIEWS
     device = torch.device(args.device)

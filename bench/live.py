@@ -35,7 +35,8 @@ WINDOW_SECONDS = 8.0  # frames are counted over this long, once every learner is
 PAGES = [("playground", "epochs=1000"), ("convnets", "epochs=30")]
 LEARNERS = (1, 4, 8)
 
-# Counts, in the page, the frames that carried a new step (a distinct training state), when the
+# Counts, in the page, the frames that showed a new step count (a distinct training state: the
+# status line's text alone also moves with its ETA), when the
 # first and the last came, and notes when the first number and the first chart appeared.
 PROBE_JS = """() => {
   window.__bench = {states: 0, lastStatus: '', firstNumber: null, firstChart: null,
@@ -43,9 +44,10 @@ PROBE_JS = """() => {
   const b = window.__bench;
   new MutationObserver(() => {
     const status = document.querySelector('.dl-panel.dl-live .dl-status span')?.textContent || '';
-    if (status !== b.lastStatus && /step [0-9]/.test(status)) {
-      b.states += 1; b.lastStatus = status; b.lastState = performance.now();
-      b.lastStep = Number(status.match(/step ([0-9,]+)/)[1].replace(/,/g, ''));
+    const step = status.match(/step ([0-9,]+)/)?.[1];  // a state is a step count (the ETA moves alone)
+    if (step !== undefined && step !== b.lastStatus) {
+      b.states += 1; b.lastStatus = step; b.lastState = performance.now();
+      b.lastStep = Number(step.replace(/,/g, ''));
       if (b.firstState === null) { b.firstState = b.lastState; b.firstStep = b.lastStep; }
     }
     const state = document.querySelector('.dl-panel.dl-live .dl-status')?.dataset.state;
