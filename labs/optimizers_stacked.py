@@ -83,6 +83,9 @@ class Stack:
         self.members.append(_Race(key, cfg, control or current(), cadence, g, data, racers, planned))
         self.key = stacking_key(cfg)
 
+    def per_second(self) -> float | None:
+        return None  # the race on a real net takes seconds: watched at full speed
+
     def _digits(self, seed: int) -> int:
         if seed not in self.seeds:
             self.seeds.append(seed)

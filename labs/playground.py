@@ -161,21 +161,31 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
     return logits.softmax(1)
 
 
-def steps_per_epoch(cfg: Config) -> int:
+def _train_and_batch(cfg: Config) -> tuple[int, int]:
+    """Training points (as data.split cuts them) and points a step."""
     n_train = max(1, min(cfg.points - 1, round(cfg.points * cfg.train_fraction)))
-    return math.ceil(n_train / min(cfg.batch_size, n_train))
+    return n_train, min(cfg.batch_size, n_train)
+
+
+def steps_per_epoch(cfg: Config) -> int:
+    n_train, batch = _train_and_batch(cfg)
+    return math.ceil(n_train / batch)
+
+
+def watchable_rate(cfg: Config) -> float:
+    """WATCHABLE_EPOCHS_PER_SECOND epochs a second, in steps, as TensorFlow Playground draws an
+    epoch a frame (a default run ~6 s instead of half a second)."""
+    return pacing.WATCHABLE_EPOCHS_PER_SECOND * steps_per_epoch(cfg)
 
 
 def steps_per_second(cfg: Config) -> float | None:
-    """The watchable pace: WATCHABLE_EPOCHS_PER_SECOND epochs a second, as TensorFlow Playground
-    draws an epoch a frame (a default run ~6 s instead of half a second); None: full speed."""
-    return pacing.per_second(cfg.speed, pacing.WATCHABLE_EPOCHS_PER_SECOND * steps_per_epoch(cfg))
+    """The run's pace: `watchable_rate`, or None at full speed."""
+    return pacing.per_second(cfg.speed, watchable_rate(cfg))
 
 
 def cost(cfg: Config) -> budget.Cost:
     """Tiny weights, many small steps: the time is all per-operation overhead."""
-    n_train = max(1, min(cfg.points - 1, round(cfg.points * cfg.train_fraction)))
-    batch = min(cfg.batch_size, n_train)
+    _, batch = _train_and_batch(cfg)
     extras = int(cfg.batchnorm) + int(cfg.dropout > 0)
     widths = [len(cfg.features)] + [cfg.units] * cfg.hidden_layers + [outputs(cfg)]
     params, flops, saved = budget.mlp(widths, batch, saved_per_unit=2 + 2 * extras)
@@ -183,14 +193,13 @@ def cost(cfg: Config) -> budget.Cost:
     unpaced = budget.Cost(
         params=params,
         activations=saved,
-        steps=cfg.epochs * math.ceil(n_train / batch),
+        steps=cfg.epochs * steps_per_epoch(cfg),
         step_flops=flops,
         step_ops=14 + layers * (16 + 8 * extras) + (layers * 4 if cfg.regularization != "none" else 0),
         data=cfg.points * (2 + len(cfg.features)) + GRID * GRID * (len(cfg.features) + outputs(cfg)),
         evaluation=(GRID * GRID + cfg.points) * cfg.units * layers * 2,
     )
-    rate = steps_per_second(cfg)
-    return pacing.paced(unpaced, cfg.speed, rate) if rate else unpaced
+    return pacing.paced(unpaced, cfg.speed, watchable_rate(cfg))
 
 
 def build_model(cfg: Config) -> PlaygroundNet:

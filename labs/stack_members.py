@@ -229,6 +229,9 @@ class SideBySide:
     def members(self) -> list:
         return list(self.runs)
 
+    def per_second(self) -> float | None:
+        return None  # a comparison is watched as its variants' curves, at full speed
+
     def add(self, key, cfg, control: Control | None = None) -> None:
         """A run joins: each of its variants joins its variant's stack at the next step."""
         control = control or current()

@@ -225,6 +225,9 @@ class _Diverging:
     def add(self, key, cfg, control):
         self.members.append(key)
 
+    def per_second(self):
+        return None  # full speed, as the contract's stacks say
+
     def step(self):
         from labs.core.snapshot import Snapshot
 

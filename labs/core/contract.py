@@ -23,7 +23,9 @@ Each `Experiment` names:
 - optionally `stacking_key(cfg)` and `stack(device)`: runs whose configs give one key train
   together as one batch (labs/core/batches.py), in a stack the chapter provides: `add(key,
   cfg, control)` a member at the next step, `step()` every member once, returning (key,
-  snapshot or the exception that ended it) for what they made, `members` while any trains.
+  snapshot or the exception that ended it) for what they made, `members` while any trains,
+  and `per_second()`: the steps a second its members are watched at (None: full speed; the
+  batch's driver waits between steps, labs/core/stackdrive.py).
   A key of None: that run trains alone. Chapters without them always train alone.
 
 Optional, by convention: one-experiment chapters name their pieces `Config`, `train`, `cost`

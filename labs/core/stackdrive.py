@@ -103,7 +103,7 @@ class _Driven:
     def paced(self) -> bool:
         """Whether the next step is due: at once at full speed; at a watchable pace, after a
         short wait (at most COMMAND_SECONDS, so joins and Stops are still heard), or not yet."""
-        rate = getattr(self.stack, "per_second", lambda: None)()
+        rate = self.stack.per_second()
         if not rate:
             return True
         now = self.job.clock()
