@@ -1,7 +1,8 @@
 // The live panel: one per experiment of a page. It opens the run's WebSocket, draws every frame into
 // stable divs with Plotly.react (a chart is never remounted while the run trains), and asks
-// for the next frame only once the last one is drawn: the server keeps only the newest, so a
-// slow browser skips frames instead of falling behind.
+// for the next frame once it has read the last: the progress line moves with every frame, while
+// each chart is drawn at its turn from the newest part received (the server sends only the
+// newest too), so a slow browser skips pictures instead of falling behind.
 //
 // Streamlit calls this function again when `data` changes, without the previous cleanup:
 // everything here is idempotent, keyed on the run's token.
@@ -108,16 +109,42 @@ const afterPaint = (then) => {
   setTimeout(once, PAINT_WAIT_MS);
 };
 const nextPaint = () => new Promise((resolve) => afterPaint(resolve));
+// Lets the browser handle everything waiting (a frame's message, a paint) before going on: a
+// background task runs after every task of a higher priority; a timer is the fallback.
+const yieldToBrowser = () =>
+  window.scheduler?.postTask
+    ? window.scheduler.postTask(() => {}, { priority: "background" })
+    : new Promise((resolve) => setTimeout(resolve, 0));
 // Curves draw in milliseconds, maps and contours in hundreds: on a first frame, curves go first.
 const isCurve = (part) => part && part.data && part.data.every((t) => !t.type || t.type === "scatter");
 // The progress line and the numbers change with every frame and cost nothing to draw. Charts
-// cost tens to hundreds of milliseconds each on a slow machine, so they take turns, each kind
-// at most its share of the browser's time: the curves; the chapter's main picture (the first
-// chart of its layout: the playground's boundary, the GAN's field, the optimizers' paths), which
-// a learner watches move; and the other maps (a mosaic of every unit, histograms), which may
+// cost tens of milliseconds each on a slow machine, so they take turns, each kind at most its
+// share of the browser's time, in this order: the chapter's main picture (the first chart of its
+// layout: the playground's boundary, the GAN's field, the optimizers' paths), which a learner
+// watches move; the curves; and the other maps (a mosaic of every unit, histograms), which may
 // lag. A chart whose turn has not come keeps only its newest part, drawn at its turn: the page
-// stays responsive and always shows the latest state.
-const SHARES = { curve: 0.3, main: 0.3, slow: 0.15 };
+// stays responsive, the line moves between two drawings, and the latest state is always shown.
+const SHARES = { main: 0.4, curve: 0.3, slow: 0.1 };
+
+// The main picture redraws many times a second, and its clouds of points (the playground's
+// training and test sets, the GAN's samples) cost two thirds of a redraw as SVG and a fraction of
+// that with WebGL. Live only, where the browser has WebGL: the page's final chart keeps SVG
+// points, which a learner can pick.
+let webgl = null; // whether this browser draws WebGL, asked once (the context asked is let go)
+const hasWebgl = () => {
+  if (webgl === null) {
+    try {
+      const gl = document.createElement("canvas").getContext("webgl");
+      webgl = !!gl;
+      gl?.getExtension("WEBGL_lose_context")?.loseContext();
+    } catch {
+      webgl = false;
+    }
+  }
+  return webgl;
+};
+const isCloud = (t) => (!t.type || t.type === "scatter") && t.mode === "markers";
+const withGlClouds = (data) => (hasWebgl() ? data.map((t) => (isCloud(t) ? { ...t, type: "scattergl" } : t)) : data);
 
 // The layout's first part name: the chapter's main picture.
 function mainPart(layout) {
@@ -211,6 +238,8 @@ class Panel {
     this.placed = "";
     this.pending = {}; // parts received, not drawn yet (a slow one waits for its turn)
     this.until = { curve: 0, main: 0, slow: 0 }; // no chart of a kind is redrawn before its time
+    this.rounds = { main: null, curve: null, slow: null }; // each kind's parts being drawn, and their cost
+    clearTimeout(this.timer); // a kind's next turn, for the last run
     this.revision = 0; // every drawing of a part is a new datarevision
     this.root.dataset.run = run || "";
     this.root.dataset.frames = "0";
@@ -228,6 +257,7 @@ class Panel {
       opened = true;
       socket.send(token); // which run: the server checks it before it sends anything
       socket.send("ready");
+      socket.send("ready"); // one frame asked ahead: the next is on its way while one is read
     };
     socket.onmessage = (event) => this.receive(socket, event.data);
     socket.onclose = () => {
@@ -268,63 +298,122 @@ class Panel {
     }
     if (parts.numbers) this.drawNumbers(parts.numbers);
     if (status) this.say(status);
-    const firstCharts = ![...this.boxes.values()].some((box) => box.dataset.drawn);
-    if (parts.numbers && firstCharts) await nextPaint(); // a run's first numbers show before its charts
     for (const name of Object.keys(parts)) if (name !== "status" && name !== "numbers") this.pending[name] = parts[name];
-    const drew = await this.drawDue(socket);
-    if (drew && this.unannounced) {
-      this.trigger("started", this.unannounced); // after its first charts are on the screen
-      this.unannounced = null;
-    }
     this.frames += 1;
     this.root.dataset.frames = String(this.frames);
+    this.drawSoon();
     if (this.ended) {
-      socket.close();
+      socket.close(); // the drawing goes on: every pending part is drawn, turn or not
       return;
     }
-    const ready = () => socket.readyState === WebSocket.OPEN && socket.send("ready");
-    if (drew) afterPaint(ready); // let the browser paint what it drew first
-    else ready(); // only the progress line moved: ask at once
+    // The next frame at once: the server sends it no sooner than its pace allows (STEP_SECONDS),
+    // and it is handled between two charts' drawings, so the line moves at the browser's pace
+    // while the charts take their turns.
+    if (socket.readyState === WebSocket.OPEN) socket.send("ready");
   }
 
-  // Draw the pending parts whose turn it is: every part never drawn yet (curves first, the
-  // screen updated after each), curves at their turn, maps at theirs, all once the run ended.
-  async drawDue(socket) {
-    const names = Object.keys(this.pending);
-    this.layOut(names);
-    const fresh = names.filter((n) => !this.boxes.get(n)?.dataset.drawn);
-    fresh.sort((a, b) => isCurve(this.pending[b]) - isCurve(this.pending[a]));
-    const now = performance.now();
-    const main = mainPart(this.data.layout);
-    const kind = (name, part) => (isCurve(part) ? "curve" : name === main ? "main" : "slow");
-    const due = names.filter(
-      (n) => !fresh.includes(n) && (this.ended || now >= this.until[kind(n, this.pending[n])]),
-    );
-    const spent = { curve: 0, main: 0, slow: 0 };
-    for (const name of [...fresh, ...due]) {
+  // One drawing loop per panel, started by a frame and ended when nothing is due.
+  drawSoon() {
+    if (this.drawing || this.removed) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.drawing = this.drawLoop().finally(() => {
+      this.drawing = null;
+    });
+  }
+
+  // Charts are drawn one at a time; between two, the browser handles the frames that came (the
+  // progress line and the numbers move at once) and paints. Parts never drawn go first (curves
+  // first, the screen updated after each); then each kind at its turn, all of a kind's pending
+  // parts in one round; everything at once when the run has ended.
+  async drawLoop() {
+    const firstCharts = ![...this.boxes.values()].some((box) => box.dataset.drawn);
+    if (firstCharts) await nextPaint(); // a run's first numbers show before its charts
+    while (!this.removed) {
+      const name = this.nextPart();
+      if (name === null) {
+        const wait = this.nextTurn();
+        if (wait !== null) this.timer = setTimeout(() => this.drawSoon(), wait);
+        return;
+      }
       const part = this.pending[name];
       const box = this.boxes.get(name);
-      if (!box || socket !== this.socket) continue;
       delete this.pending[name];
+      const fresh = !box.dataset.drawn;
       const start = performance.now();
       if (part && part.data) {
         // Only parts that changed are drawn, so each drawing is a new datarevision: Plotly.react
         // then redraws every trace instead of diffing the typed arrays ({dtype, bdata}), and a
         // live heatmap was seen keeping its first picture on the screen without it.
         const layout = { ...part.layout, datarevision: ++this.revision };
-        await window.Plotly.react(box, part.data, layout, CONFIG);
+        const main = name === mainPart(this.data.layout) && !isCurve(part);
+        await window.Plotly.react(box, main ? withGlClouds(part.data) : part.data, layout, CONFIG);
       } else if (part && part.text !== undefined) this.drawText(box, part);
-      spent[kind(name, part)] += performance.now() - start;
-      if (!box.dataset.drawn) {
+      this.spent(name, part, performance.now() - start);
+      box.dataset.drawings = String(Number(box.dataset.drawings || 0) + 1); // benches count them
+      if (fresh) {
         box.dataset.drawn = "1";
-        await nextPaint();
+        await nextPaint(); // a run's first charts show one by one
+        if (this.unannounced) {
+          this.trigger("started", this.unannounced); // after its first charts are on the screen
+          this.unannounced = null;
+        }
       }
+      await yieldToBrowser(); // frames that came meanwhile are handled, the screen painted
     }
-    const end = performance.now();
-    for (const [k, share] of Object.entries(SHARES)) {
-      if (spent[k]) this.until[k] = end + (spent[k] * (1 - share)) / share;
+  }
+
+  kind(name, part) {
+    return isCurve(part) ? "curve" : name === mainPart(this.data.layout) ? "main" : "slow";
+  }
+
+  // The next part to draw, or null when none is due: a part never drawn; else, kind by kind in
+  // the order of SHARES (the main picture first), the next part of that kind's round, or the
+  // first of a new round if its turn has come. A round draws each of its kind's pending parts
+  // once (a newer frame of a part just drawn waits for the next round), and a kind earlier in
+  // the order may cut in between two of another's parts.
+  nextPart() {
+    const names = Object.keys(this.pending);
+    this.layOut(names);
+    const drawable = names.filter((n) => this.boxes.has(n));
+    const fresh = drawable.filter((n) => !this.boxes.get(n).dataset.drawn);
+    if (fresh.length) return fresh.find((n) => isCurve(this.pending[n])) || fresh[0];
+    const now = performance.now();
+    for (const kind of Object.keys(SHARES)) {
+      let round = this.rounds[kind];
+      if (round) {
+        round.left = round.left.filter((n) => n in this.pending);
+        if (!round.left.length) {
+          this.charge(kind, round.spent);
+          round = this.rounds[kind] = null;
+        }
+      }
+      if (!round && (this.ended || now >= this.until[kind])) {
+        const left = drawable.filter((n) => this.kind(n, this.pending[n]) === kind);
+        if (left.length) round = this.rounds[kind] = { spent: 0, left };
+      }
+      if (round) return round.left.shift();
     }
-    return fresh.length + due.length > 0;
+    return null;
+  }
+
+  spent(name, part, ms) {
+    const round = this.rounds[this.kind(name, part)];
+    if (round) round.spent += ms;
+    else this.charge(this.kind(name, part), ms); // a part's first drawing
+  }
+
+  // A kind has drawn for `ms`: it waits so that its drawing takes its share of the browser's time.
+  charge(kind, ms) {
+    this.until[kind] = performance.now() + (ms * (1 - SHARES[kind])) / SHARES[kind];
+  }
+
+  // Milliseconds until a kind with pending parts has its turn (null: nothing pending).
+  nextTurn() {
+    const kinds = new Set(Object.keys(this.pending).map((n) => this.kind(n, this.pending[n])));
+    if (!kinds.size) return null;
+    const at = Math.min(...[...kinds].map((k) => this.until[k]));
+    return Math.max(0, at - performance.now()) + 1;
   }
 
   layOut(names) {
@@ -396,6 +485,8 @@ class Panel {
   }
 
   remove() {
+    this.removed = true; // the drawing loop ends
+    clearTimeout(this.timer);
     this.close();
     this.resizer.disconnect();
     this.root.remove();

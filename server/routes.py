@@ -31,7 +31,8 @@ log = logging.getLogger("dllab.live")
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 XSRF_COOKIE = "_streamlit_xsrf"
 FIRST_MESSAGE_SECONDS = 10.0  # an opened live socket must name its run's token this soon
-READY = "ready"  # the only thing a browser says after the token: it has drawn the last frame
+READY = "ready"  # the only thing a browser says after the token: it has read the last frame
+AHEAD = 2  # frames a browser may ask for ahead of the one it reads
 
 
 def base_path() -> str:
@@ -119,30 +120,36 @@ async def _close(ws: WebSocket, code: int) -> None:
 
 
 async def _serve(ws: WebSocket, viewer) -> None:
-    """Send a frame each time the browser says "ready" (it has drawn the last one). While a
-    frame is awaited (an idle page can wait for hours), a closed tab is still heard at once;
+    """Send a frame for each "ready" the browser said (it has read the last one), up to AHEAD
+    asked ahead: the panel asks twice at first, so that the next frame is already on its way
+    while it reads one, and a slow browser still skips frames instead of piling them up. While
+    a frame is awaited (an idle page can wait for hours), a closed tab is still heard at once;
     anything else a client sends ends the connection."""
     incoming = asyncio.ensure_future(ws.receive())
+    pending = None
+    asked = 0
     try:
         while True:
-            if not await _still_ready(ws, await incoming):
-                return
-            incoming = asyncio.ensure_future(ws.receive())
-            pending = asyncio.ensure_future(viewer.next_frame())
-            while not pending.done():
-                await asyncio.wait({incoming, pending}, return_when=asyncio.FIRST_COMPLETED)
-                if incoming.done() and not pending.done():
-                    if not await _still_ready(ws, incoming.result()):
-                        pending.cancel()
-                        return
-                    incoming = asyncio.ensure_future(ws.receive())  # a repeated "ready"
-            frame = pending.result()
-            if frame is None:  # the browser session that owned the channel has gone
-                await ws.close(code=1000)
-                return
-            await ws.send_bytes(frame)
+            if pending is None and asked:
+                pending = asyncio.ensure_future(viewer.next_frame())
+            waiting = {incoming} if pending is None else {incoming, pending}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if incoming.done():
+                if not await _still_ready(ws, incoming.result()):
+                    return
+                asked = min(asked + 1, AHEAD)  # more "ready"s than that are one
+                incoming = asyncio.ensure_future(ws.receive())
+            if pending is not None and pending.done():
+                frame, pending = pending.result(), None
+                if frame is None:  # the browser session that owned the channel has gone
+                    await ws.close(code=1000)
+                    return
+                await ws.send_bytes(frame)
+                asked -= 1
     finally:
         incoming.cancel()
+        if pending is not None:
+            pending.cancel()
 
 
 async def _still_ready(ws: WebSocket, message: dict) -> bool:
