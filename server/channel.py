@@ -31,7 +31,7 @@ from labs.core.runner import ENDED
 EXPIRE_SECONDS = 30.0  # after its run ends, a token still serves the final frame this long
 IDLE_EXPIRE_SECONDS = 6 * 3600.0  # a page left open this long without a run: its token lapses
 STATUS_SECONDS = 0.25  # with no new figure and no new step, a viewer still gets a fresh line this often
-STEP_SECONDS = 1 / 40  # a new step count leaves this often at most: the line moves at a browser's pace
+STEP_SECONDS = 1 / 60  # a new step count leaves this often at most: the line moves at a browser's pace
 IDLE = "idle"  # what a channel's status says before the page's first run
 IDLE_STATUS = to_json({"state": IDLE, "run": None})
 
