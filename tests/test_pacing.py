@@ -132,3 +132,28 @@ def test_a_watchable_batch_waits_between_its_steps_and_ends_as_at_full_speed():
     assert took >= 0.75 * 129 / playground.steps_per_second(cfg)  # never much faster than asked
     for name, weight in fast.items():
         assert torch.equal(watched[name], weight)
+
+
+def test_a_batch_members_step_count_goes_home_at_a_browsers_pace():
+    """A batch member's progress line reads the step counts the batch sends home: with its
+    points alone (one per POINT_STEPS steps) a watchable run's line would jump ten steps at a
+    time, 6 times a second; the batch tells them every 1/30 s."""
+    import queue
+
+    from labs import initialization
+    from labs.core.budget import Limits
+    from labs.core.stackdrive import Member, StackJob, drive_stack, taking_from
+
+    inbox, told = queue.SimpleQueue(), []
+
+    def emit(kind, payload):
+        _, what, body = payload
+        if what == "progress":
+            told.append(body[0])
+        if what in ("end", "error"):
+            inbox.put(("close",))
+
+    cfg = initialization.Config(depth=4, steps=60, speed="watchable")  # a second, paced
+    job = StackJob(initialization.EXPERIMENT.stack, CPU, Member(1, cfg, Limits()))
+    drive_stack(job, taking_from(inbox), emit)
+    assert told[-1] == 60 and len(set(told)) >= 60 / 3, sorted(set(told))

@@ -8,7 +8,7 @@ gets (labs/core/driver.py): its own Control (Stop, its time budget, its curve po
 snapshots and live frames, at its own pace, as messages tagged with its id:
 
     ("member", (member id, kind, payload))   kind: points, snap, frame as for a run alone;
-                                             "progress" (steps done, in all), ~10 times a second;
+                                             "progress" (steps done, in all), ~30 times a second;
                                              "end" (its ending, or None) or "error" (in words)
 
 The batch hears the server through `commands`: ("join", Member), ("stop", member id) and
@@ -34,6 +34,11 @@ from labs.core.failures import EXPECTED, Diverged, explain_failure
 
 log = logging.getLogger("dllab.batches")
 COMMAND_SECONDS = 0.005  # a training stack looks for joins and Stops this often, not every step
+# Members' step counts go home at least this often (a run alone's is shared memory, read at will;
+# its points carry it too, but a point is made every few steps): the progress line moves at a
+# browser's pace. A batch of more than 4 sends them proportionally less often, so its messages
+# to the server stay ~120 a second however many learners it holds.
+PROGRESS_SECONDS = 1 / 30
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,7 @@ class _Driven:
         self.stack = job.stack(job.device)
         self.members: dict[int, tuple[Control, Outlet]] = {}
         self.next_step_at = -float("inf")  # a watchable stack's next step, on the batch's clock
+        self.progress_at = -float("inf")  # when the members' step counts go home next
 
     def paced(self) -> bool:
         """Whether the next step is due: at once at full speed; at a watchable pace, after a
@@ -162,6 +168,15 @@ class _Driven:
                 del self.members[member_id]
                 self._teller(member_id)("progress", tuple(control.progress))
                 self._teller(member_id)("end", control.ending)
+        self._tell_progress()
+
+    def _tell_progress(self) -> None:
+        now = self.job.clock()
+        if now < self.progress_at or not self.members:
+            return
+        self.progress_at = now + PROGRESS_SECONDS * max(1.0, len(self.members) / 4)
+        for member_id, (control, _) in self.members.items():
+            self._teller(member_id)("progress", tuple(control.progress))
 
     def _failed(self, member_id: int, err: BaseException) -> None:
         if isinstance(err, (*EXPECTED, Diverged)):  # a learner's setting, not a bug
