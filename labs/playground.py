@@ -273,7 +273,7 @@ def train(cfg: Config, device: torch.device):
     n = len(F_train)
     per_epoch = math.ceil(n / min(cfg.batch_size, n))
     total = cfg.epochs * per_epoch
-    cadence = Cadence(total, max_snaps=80, min_seconds=0.05)
+    cadence = Cadence(total, max_snaps=160, min_seconds=0.05)
     step = 0
     with record_activations(run.probe.acts) as latest:
         probe = replace(run.probe, latest=latest)

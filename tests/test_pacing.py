@@ -41,6 +41,24 @@ def test_a_paced_loop_waits_until_each_step_is_due():
     assert abs(time_.now - 2.9) < 1e-9  # step k begins (k - 1) / 10 s after the first
 
 
+def test_a_paced_loops_waits_are_not_a_snapshots_cost():
+    """A snapshot's cost is measured up to the next step; at a watchable pace that includes the
+    wait before it, which is spare time, not work: snapshots stay as frequent as they are cheap."""
+    from labs.core.snapshot import Cadence
+
+    time_ = FakeTime()
+    with installed(paced_control(time_)):
+        cadence = Cadence(total=100, max_snaps=100, min_seconds=0.0)
+        taken = [step for step in steps(100, per_second=10.0) if cadence.due(step)]
+    assert taken == list(range(1, 101))  # 0.1 s waited between steps, none of it counted
+    unpaced = Cadence(total=100, max_snaps=100, min_seconds=0.0)
+    now = [0.0]
+    unpaced._now = lambda: now[0]
+    assert unpaced.due(1)
+    now[0] = 0.1  # the same 0.1 s spent working after the snapshot …
+    assert not unpaced.due(2)  # … is its cost: the next one waits 3× that
+
+
 def test_stop_ends_a_paced_wait_at_once():
     import threading
 

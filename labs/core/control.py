@@ -73,6 +73,7 @@ class Control:
         self._next_memory_check = -math.inf
         self.ending: Ending | None = None
         self.peak_bytes = 0
+        self.slept = 0.0  # seconds a paced loop has waited on purpose (not work: labs/core/snapshot.py)
 
     def report(self, done: int, total: int) -> None:
         self.progress[0], self.progress[1] = done, total
@@ -119,7 +120,9 @@ class Control:
     def pause_until(self, at: float) -> None:
         """Wait until the run's clock reads `at` (a paced loop); Stop ends the wait at once."""
         while not self.should_end() and (left := at - self.clock()) > 0:
+            began = self.clock()
             self.sleep(min(left, PAUSE_SLICE))
+            self.slept += self.clock() - began
 
     def should_end(self) -> Ending | None:
         """Whether the loop must end now, and why (remembered in `ending`)."""

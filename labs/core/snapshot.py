@@ -96,11 +96,15 @@ class Cadence:
     Snapshots cost evaluation passes, so time decides too: the next one waits at least
     `min_seconds` and at least 3× what the previous snapshot cost, which keeps measuring
     under ~25% of the run on a slow laptop while a GPU still updates several times a second.
+    A watchable pace's waits between steps are not counted as the snapshot's cost: a paced run
+    has that time to spare.
     """
 
     def __init__(self, total: int, max_snaps: int = 60, min_seconds: float = 0.0):
         self.total, self.min_seconds = total, min_seconds
         self._now = clock()  # bound once: a run's own clock, even while another run is active
+        self._control = current()  # its waits on purpose (a watchable pace) are not a snapshot's cost
+        self._slept_at = 0.0
         self.every = max(1, total // max_snaps)
         self._last = -math.inf
         self._last_step = -math.inf
@@ -110,7 +114,8 @@ class Cadence:
     def due(self, step: int) -> bool:
         now = self._now()
         if self._measuring:  # the first call after a snapshot: now we know what it cost
-            self._cost, self._measuring = now - self._last, False
+            waited = self._control.slept - self._slept_at
+            self._cost, self._measuring = max(0.0, now - self._last - waited), False
         if step in (1, self.total):
             return self._mark(now, step)
         if step % self.every or now - self._last < max(self.min_seconds, 3 * self._cost):
@@ -131,6 +136,7 @@ class Cadence:
 
     def _mark(self, now: float, step: int) -> bool:
         self._last, self._last_step, self._measuring = now, step, True
+        self._slept_at = self._control.slept
         return True
 
 
