@@ -16,7 +16,7 @@ from functools import partial
 import torch
 
 from labs import mlp_stacked
-from labs.core import mlp
+from labs.core import mlp, pacing
 from labs.core.config import check, knob
 from labs.core.contract import Experiment
 from labs.core.questions import Question
@@ -52,6 +52,8 @@ class Config:
     batch_size: int = knob(64, "Batch size", "Images per step.", lo=8, hi=512, step=8)
     steps: int = knob(300, "Steps", "Gradient steps to train.", lo=10, hi=3000, step=10)
     seed: int = knob(0, "Seed", "Same seed, same data, same start, same run.", lo=0, hi=9999, step=1)
+    # 300 steps take about a second: watched at 60 a second, the gradients' story unfolds
+    speed: str = pacing.speed_knob()
 
 
 def recipe(cfg: Config) -> mlp.Recipe:
@@ -64,6 +66,7 @@ def recipe(cfg: Config) -> mlp.Recipe:
         batch_size=cfg.batch_size,
         steps=cfg.steps,
         seed=cfg.seed,
+        per_second=pacing.per_second(cfg.speed),
     )
 
 

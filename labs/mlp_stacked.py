@@ -40,8 +40,8 @@ BN_EPS, BN_MOMENTUM, LN_EPS = 1e-5, 0.1, 1e-5  # nn.BatchNorm1d's and nn.LayerNo
 
 
 def stacking_key(r: mlp.Recipe) -> tuple:
-    """What runs must share to train in one stack: the net's and the loop's shapes."""
-    return (r.depth, r.width, r.activation, r.norm, r.residual, r.batch_size, r.steps)
+    """What runs must share to train in one stack: the net's and the loop's shapes, and pace."""
+    return (r.depth, r.width, r.activation, r.norm, r.residual, r.batch_size, r.steps, r.per_second)
 
 
 @dataclass(eq=False, kw_only=True)
@@ -65,6 +65,9 @@ class Stack(stack_members.MemberStack):
 
     def key_of(self, cfg) -> tuple | None:
         return stacking_key(self.recipe_of(cfg))
+
+    def per_second(self) -> float | None:
+        return self.members[0].recipe.per_second  # one key, one pace
 
     def _member(self, key, cfg, control: Control) -> _Member:
         r = self.recipe_of(cfg)

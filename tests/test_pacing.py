@@ -152,6 +152,29 @@ def test_a_watchable_batch_waits_between_its_steps_and_ends_as_at_full_speed():
         assert torch.equal(watched[name], weight)
 
 
+def test_initialization_plays_60_steps_a_second_alone_and_batched_as_at_full_speed():
+    """Chapter 4's 300 steps take about a second flat out: watched, they take five; a batch of
+    watchable runs keeps the pace (its key), and the weights are the full-speed ones."""
+    from labs import initialization, mlp_stacked
+
+    cfg = initialization.Config(depth=4, steps=20)
+    assert initialization.recipe(cfg).per_second == pacing.WATCHABLE_STEPS_PER_SECOND
+    assert initialization.cost(cfg).wait == 1 / pacing.WATCHABLE_STEPS_PER_SECOND
+    full = replace(cfg, speed="full")
+    assert initialization.recipe(full).per_second is None and initialization.cost(full).wait == 0
+    assert initialization.stacking_key(cfg) != initialization.stacking_key(full)  # never batched together
+    time_ = FakeTime()
+    with installed(paced_control(time_)):
+        watched = list(initialization.train(cfg, CPU))
+    fast = list(initialization.train(full, CPU))
+    assert abs(time_.slept - 19 / pacing.WATCHABLE_STEPS_PER_SECOND) < 1e-6
+    for name, weight in fast[-1].state_dict.items():
+        assert torch.equal(watched[-1].state_dict[name], weight)
+    stack = mlp_stacked.Stack(CPU, initialization.recipe)
+    stack.add("a", cfg)
+    assert stack.per_second() == pacing.WATCHABLE_STEPS_PER_SECOND
+
+
 def test_a_batch_members_step_count_goes_home_at_a_browsers_pace():
     """A batch member's progress line reads the step counts the batch sends home: with its
     points alone (one per POINT_STEPS steps) a watchable run's line would jump ten steps at a

@@ -17,7 +17,7 @@ from tests.test_stacked import CPU, assert_same_run, drive, final_of
 def deep(seed: int, **knobs):
     from labs import initialization
 
-    return initialization.Config(seed=seed, **{"steps": 60, "depth": 6, **knobs})
+    return initialization.Config(seed=seed, **{"steps": 60, "depth": 6, "speed": "full", **knobs})
 
 
 def deep_stack():

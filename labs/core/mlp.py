@@ -162,6 +162,7 @@ class Recipe:
     batch_size: int = 64
     steps: int = 300
     seed: int = 0
+    per_second: float | None = None  # a watchable pace (labs/core/pacing.py); None: full speed
 
 
 PROBE = 256  # training images whose activations are measured at each snapshot
@@ -204,6 +205,7 @@ def recipe_cost(r: Recipe) -> budget.Cost:
         optimizer_states=1,  # momentum
         data=2 * DIGITS * 28 * 28,  # the shipped digits, and their standardized copy
         evaluation=1000 * r.width * 2 + PROBE * r.width * r.depth,  # test set; hooked probe
+        wait=1 / r.per_second if r.per_second else 0.0,  # a watchable pace's wait between steps
     )
 
 
@@ -225,7 +227,7 @@ def train_digits(r: Recipe, device: torch.device):
     cadence = Cadence(r.steps, max_snaps=60, min_seconds=0.05)
     batches = shuffled_batches(len(X_train), r.batch_size, g, device)
     step, watch = 0, LossWatch(explode=EXPLODES)
-    for step in steps(r.steps):  # ends early on Stop
+    for step in steps(r.steps, r.per_second):  # ends early on Stop
         batch = next(batches)
         loss = F.cross_entropy(model(X_train[batch]), y_train[batch])
         opt.zero_grad(set_to_none=True)
