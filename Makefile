@@ -47,6 +47,7 @@ test: $(STAMP) browser lint
 
 bench: $(STAMP)
 	$(PY) -m bench.speed
+	$(PY) -m bench.drawing
 
 bench-budget: $(STAMP)
 	$(PY) -m bench.budget

@@ -5,8 +5,10 @@
 Per experiment: time to the first snapshot (what a learner waits for after Train), time to
 finish, and the final metric, run in a thread and through a warm worker process (how the app
 runs it). For the CNN, the same model, data and epochs trained by a textbook DataLoader loop,
-as ratios: the lab's loop without live views (its data path) and with them. What the browser
-sees of a run, and what it costs the server, is measured by bench/live.py.
+as ratios: the lab's loop without live views (its data path) and with them. Every run is timed
+at full speed (a watchable pace waits on purpose). What live views cost every experiment is
+bench/drawing.py (`make bench` runs it next); what the browser sees of a run, and what it costs
+the server, bench/live.py.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from bench.drawing import full_speed
 from labs import (
     adversarial,
     attention,
@@ -134,6 +137,7 @@ EXPERIMENTS = [
 
 
 def timed_run(train, cfg, device, remote: bool = False) -> tuple[float, float, dict]:
+    cfg = full_speed(cfg)  # a watchable pace would time its waits
     start = time.perf_counter()
     run = TrainingRun(train, cfg, device, executor=POOL if remote else IN_THREAD).start()
     run.wait_for_first_snapshot(600)
@@ -292,6 +296,7 @@ def main(only: list[str] | None = None) -> None:
         f"with live views {ours:.2f} s (ratio {ours / textbook:.2f})"
     )
     print("\nHow the live views reach the browser (states per second, server CPU per frame): make bench-live")
+    print("What they cost each experiment's run: bench/drawing.py, next")
 
 
 if __name__ == "__main__":
