@@ -35,14 +35,16 @@ WINDOW_SECONDS = 8.0  # frames are counted over this long, once every learner is
 PAGES = [("playground", "epochs=1000"), ("convnets", "epochs=30")]
 LEARNERS = (1, 4, 8)
 
-# Counts, in the page, the frames that showed a new step count (a distinct training state: the
-# status line's text alone also moves with its ETA), when the
-# first and the last came, and notes when the first number and the first chart appeared.
+# Counts, in the page, the paints that showed a new step count (a distinct training state: the
+# status line's text alone also moves with its ETA; looked at as each frame is painted, so two
+# lines written between two paints count once), when the first and the last came, how often the
+# main picture (the layout's first chart) was redrawn, and when the first number and the first
+# chart appeared.
 PROBE_JS = """() => {
   window.__bench = {states: 0, lastStatus: '', firstNumber: null, firstChart: null,
-                    firstState: null, lastState: null, ended: false};
+                    firstState: null, lastState: null, ended: false, mainDraws: 0};
   const b = window.__bench;
-  new MutationObserver(() => {
+  const painted = () => {
     const status = document.querySelector('.dl-panel.dl-live .dl-status span')?.textContent || '';
     const step = status.match(/step ([0-9,]+)/)?.[1];  // a state is a step count (the ETA moves alone)
     if (step !== undefined && step !== b.lastStatus) {
@@ -50,6 +52,12 @@ PROBE_JS = """() => {
       b.lastStep = Number(step.replace(/,/g, ''));
       if (b.firstState === null) { b.firstState = b.lastState; b.firstStep = b.lastStep; }
     }
+    const main = document.querySelector('.dl-panel.dl-live .dl-row .dl-part');
+    b.mainDraws = Number(main?.dataset.drawings || 0);
+    if (!b.ended) requestAnimationFrame(painted);
+  };
+  requestAnimationFrame(painted);
+  new MutationObserver(() => {
     const state = document.querySelector('.dl-panel.dl-live .dl-status')?.dataset.state;
     if (['done', 'stopped', 'failed'].includes(state)) b.ended = true;
     if (b.firstNumber === null && document.querySelector('.dl-live .dl-number b')?.textContent)
@@ -119,7 +127,7 @@ def measure(browser, url: str, slug: str, query: str, k: int) -> dict:
     clicked = []
     for page in pages:  # "together": one after the other, as fast as the browser takes clicks
         clicked.append(page.evaluate("() => performance.now()"))
-        page.locator(f".st-key-{slug}-train button").click()
+        page.locator(f".st-key-{slug}-train button").click(timeout=120_000)  # 8 pages on 2 cores: slow
     for page in pages:
         page.wait_for_function("() => window.__bench.firstChart !== null", timeout=120_000)
     for page in pages:  # the page's one rerun into its live state is done: steady state from here
@@ -133,8 +141,10 @@ def measure(browser, url: str, slug: str, query: str, k: int) -> dict:
     delivered = sum(frames(p) for p in pages) - before_frames
     cpu = server_cpu_seconds(port) - before_cpu
     marks = [p.evaluate("() => window.__bench") for p in pages]
-    for page in pages:
-        page.locator(f".st-key-{slug}-stop button").click()
+    for page in pages:  # a run that ended already has nothing to stop
+        stop = page.locator(f".st-key-{slug}-stop button")
+        if stop.is_enabled():
+            stop.click()
     for ctx in contexts:
         ctx.close()
     rates = sorted((a - b) / WINDOW_SECONDS for a, b in zip(after_states, before_states))
@@ -181,6 +191,7 @@ def measure_chapter(browser, url: str, chapter) -> dict:
         "states": (b["states"] - 1) / trained if trained > 0 else float("nan"),
         "steps": (b["lastStep"] - b["firstStep"]) / trained if trained > 0 else float("nan"),
         "shown": b["states"],
+        "main": b["mainDraws"] / trained if trained > 0 else float("nan"),
         "seconds": trained,
         "first_number": since(b["firstNumber"]),
         "first_chart": since(b["firstChart"]),
@@ -190,17 +201,18 @@ def measure_chapter(browser, url: str, chapter) -> dict:
 
 def chapters_table(browser, url: str, slugs: list[str] | None) -> None:
     print(
-        "\n| chapter | states/s | steps/s | states shown | training (s) | first number (s) "
-        "| first chart (s) |"
+        "\n| chapter | states/s | main chart/s | steps/s | states shown | training (s) "
+        "| first number (s) | first chart (s) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for chapter in CHAPTERS:
         if slugs and chapter.slug not in slugs:
             continue
         r = measure_chapter(browser, url, chapter)
         cut = "" if r["ended"] else f" (stopped at {RUN_CAP_SECONDS:.0f} s)"
         print(
-            f"| {chapter.code} {chapter.slug} | {r['states']:.1f} | {r['steps']:.0f} | {r['shown']} | "
+            f"| {chapter.code} {chapter.slug} | {r['states']:.1f} | {r['main']:.1f} | {r['steps']:.0f} "
+            f"| {r['shown']} | "
             f"{r['seconds']:.1f}{cut} | {r['first_number']:.2f} | {r['first_chart']:.2f} |",
             flush=True,
         )
