@@ -56,7 +56,7 @@ def test_a_paced_loops_waits_are_not_a_snapshots_cost():
     unpaced._now = lambda: now[0]
     assert unpaced.due(1)
     now[0] = 0.1  # the same 0.1 s spent working after the snapshot …
-    assert not unpaced.due(2)  # … is its cost: the next one waits 3× that
+    assert not unpaced.due(2)  # … is its cost: the next one waits until it is a small share
 
 
 def test_stop_ends_a_paced_wait_at_once():

@@ -89,15 +89,21 @@ def timed_by(watch: Stopwatch) -> Iterator[None]:
             _clocks.now = previous
 
 
+# A run's snapshots take at most this share of its time (their frames, ~1-3% more, are drawn as
+# they are made and counted in): watching a run costs it at most ~10% of its time.
+SNAPSHOT_SHARE = 0.07
+
+
 class Cadence:
     """When a loop should take a snapshot: at the first step (a quick first live update), at
     most `max_snaps` times spread over the run, and at the last step.
 
-    Snapshots cost evaluation passes, so time decides too: the next one waits at least
-    `min_seconds` and at least 3× what the previous snapshot cost, which keeps measuring
-    under ~25% of the run on a slow laptop while a GPU still updates several times a second.
-    A watchable pace's waits between steps are not counted as the snapshot's cost: a paced run
-    has that time to spare.
+    Snapshots cost evaluation passes, and their frames are drawn as they are made, so time
+    decides too: the next one waits at least `min_seconds` after the last began, and long
+    enough that the last one's cost is at most SNAPSHOT_SHARE of that time, which keeps watching
+    a run (snapshots and frames) within ~10% of it on a slow laptop while a GPU still updates
+    several times a second (bench/drawing.py measures it). A watchable pace's waits between steps
+    are not counted as the snapshot's cost: a paced run has that time to spare.
     """
 
     def __init__(self, total: int, max_snaps: int = 60, min_seconds: float = 0.0):
@@ -118,9 +124,13 @@ class Cadence:
             self._cost, self._measuring = max(0.0, now - self._last - waited), False
         if step in (1, self.total):
             return self._mark(now, step)
-        if step % self.every or now - self._last < max(self.min_seconds, 3 * self._cost):
+        if step % self.every or now - self._last < self._wait():
             return False
         return self._mark(now, step)
+
+    def _wait(self) -> float:
+        """Seconds from one snapshot's start to the next's."""
+        return max(self.min_seconds, self._cost / SNAPSHOT_SHARE)
 
     def along(self, step: int) -> bool:
         """Whether a snapshot taken now for others (a batch measures its members together)
@@ -129,7 +139,7 @@ class Cadence:
         now = self._now()
         if self._measuring:
             return False  # its own snapshot was taken at this very step
-        waited = now - self._last >= 0.5 * max(self.min_seconds, 3 * self._cost)
+        waited = now - self._last >= 0.5 * self._wait()
         if not waited or step - self._last_step < self.every / 2:
             return False
         return self._mark(now, step)
