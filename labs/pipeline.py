@@ -31,11 +31,14 @@ from labs.core.control import log, steps
 from labs.core.device import seed_everything
 from labs.core.divergence import LossWatch
 from labs.core.questions import Question
-from labs.core.snapshot import Cadence, Snapshot, cpu_state_dict
+from labs.core.snapshot import Cadence, Snapshot, clock, cpu_state_dict
 
 PREFERS_GPU = True  # the page is also about what a GPU changes: CUDA time, memory, pinned copies
 PHASES = ("data", "forward", "backward", "optimizer")
 PROFILED_STEPS = 4  # steps per profiler window; their times stay out of the live split
+# The profiler slows the steps it watches, and reading its table costs more than they do: a
+# window opens (after a snapshot) only once the last one is at most this share of the time since.
+PROFILE_SHARE = 0.05
 COMPILE_SECONDS = 25.0  # torch.compile's first step on 2 cores (Inductor writes and builds C++)
 PRECISIONS = {"fp32": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast (GPU)"}
 
@@ -170,7 +173,8 @@ def train(cfg: Config, device: torch.device, resume: dict | None = None, referen
     total = per_epoch * cfg.epochs
     X_test, y_test = images.X_test.to(device), images.y_test.to(device)
     cadence, watch, timer = Cadence(total, max_snaps=60, min_seconds=0.3), LossWatch(), Timer(device)
-    profiling, profiles, checkpoint, batches, step = None, 0, None, None, 0
+    profiling, checkpoint, batches, step = None, None, None, 0
+    now, profile_at = clock(), -float("inf")  # when the next profiler window may open
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
     for step in steps(total):
         if step <= start_epoch * per_epoch:
@@ -203,6 +207,8 @@ def train(cfg: Config, device: torch.device, resume: dict | None = None, referen
         if profiling is not None and step >= profiling[1]:
             profiling[0].__exit__(None, None, None)
             operators = top_operators(profiling[0], PROFILED_STEPS, device)
+            began, ended = profiling[2], now()
+            profile_at = ended + (ended - began) * (1 - PROFILE_SHARE) / PROFILE_SHARE
             profiling = None
             timer.skip()
             yield Snapshot(step, total, view={"operators": operators})
@@ -220,10 +226,9 @@ def train(cfg: Config, device: torch.device, resume: dict | None = None, referen
                 metrics["GPU MB"] = torch.cuda.max_memory_allocated(device) / 2**20
             yield Snapshot(step, total, metrics, notes=notes)
             notes = []
-            if profiling is None and step < total - PROFILED_STEPS and profiles % 4 == 0:
-                profiling = (_profiler(device), step + PROFILED_STEPS)
+            if profiling is None and step < total - PROFILED_STEPS and now() >= profile_at:
+                profiling = (_profiler(device), step + PROFILED_STEPS, now())
                 profiling[0].__enter__()
-            profiles += 1
             timer.skip()
     if profiling is not None:
         profiling[0].__exit__(None, None, None)
