@@ -124,3 +124,18 @@ def test_a_cadence_keeps_snapshots_to_their_share_of_the_run():
     now[0] = 0.1 / SNAPSHOT_SHARE + 0.01
     assert cadence.due(4)
     assert 0.1 / (now[0] - 0.0) <= SNAPSHOT_SHARE
+
+
+def test_a_snapshots_cost_leaves_out_the_step_made_after_it():
+    """A snapshot's cost is read at the next step's call, one step later: a cheap snapshot in
+    a loop of slow steps is not charged for the step (it would be held back for nothing)."""
+    now = [0.0]
+    cadence = Cadence(total=10_000, max_snaps=10_000)
+    cadence._now = lambda: now[0]
+    for step in range(1, 40):  # steps of 50 ms; the first snapshot at step 1 (its cost: unknown)
+        cadence.due(step)
+        now[0] += 0.05
+    assert cadence.due(40)  # long enough since step 1
+    now[0] += 0.05 + 0.002  # the next step, and the snapshot's own 2 ms
+    cadence.due(41)
+    assert abs(cadence._cost - 0.002) < 0.005  # not the 52 ms since it began

@@ -92,6 +92,7 @@ def timed_by(watch: Stopwatch) -> Iterator[None]:
 # A run's snapshots take at most this share of its time (their frames, ~1-3% more, are drawn as
 # they are made and counted in): watching a run costs it at most ~10% of its time.
 SNAPSHOT_SHARE = 0.07
+STEP_WEIGHT = 0.2  # how much each step's time moves the running mean a snapshot's cost is net of
 
 
 class Cadence:
@@ -116,12 +117,19 @@ class Cadence:
         self._last_step = -math.inf
         self._cost = 0.0
         self._measuring = False
+        self._step_seconds = 0.0  # a step's own time: a running mean of calls without a snapshot
+        self._previous: tuple[float, float] | None = None  # (time, slept) at the last call
 
     def due(self, step: int) -> bool:
-        now = self._now()
-        if self._measuring:  # the first call after a snapshot: now we know what it cost
-            waited = self._control.slept - self._slept_at
-            self._cost, self._measuring = max(0.0, now - self._last - waited), False
+        now, slept = self._now(), self._control.slept
+        if self._measuring:  # the first call after a snapshot: now we know what it cost (less the
+            # step made since, and any wait on purpose)
+            spent = now - self._last - (slept - self._slept_at) - self._step_seconds
+            self._cost, self._measuring = max(0.0, spent), False
+        elif self._previous is not None:
+            gap = now - self._previous[0] - (slept - self._previous[1])
+            self._step_seconds += STEP_WEIGHT * (gap - self._step_seconds)
+        self._previous = (now, slept)
         if step in (1, self.total):
             return self._mark(now, step)
         if step % self.every or now - self._last < self._wait():
