@@ -125,6 +125,7 @@ const isCurve = (part) => part && part.data && part.data.every((t) => !t.type ||
 // lag. A chart whose turn has not come keeps only its newest part, drawn at its turn: the page
 // stays responsive, the line moves between two drawings, and the latest state is always shown.
 const SHARES = { main: 0.4, curve: 0.3, slow: 0.1 };
+const MAX_LAG_MS = 500; // the longest a chart waits past its turn for the main picture's sake
 
 // The main picture redraws many times a second, and its clouds of points (the playground's
 // training and test sets, the GAN's samples) cost two thirds of a redraw as SVG and a fraction of
@@ -239,6 +240,7 @@ class Panel {
     this.pending = {}; // parts received, not drawn yet (a slow one waits for its turn)
     this.until = { curve: 0, main: 0, slow: 0 }; // no chart of a kind is redrawn before its time
     this.rounds = { main: null, curve: null, slow: null }; // each kind's parts being drawn, and their cost
+    this.costs = {}; // each part's last drawing, in ms
     clearTimeout(this.timer); // a kind's next turn, for the last run
     this.revision = 0; // every drawing of a part is a new datarevision
     this.root.dataset.run = run || "";
@@ -392,12 +394,28 @@ class Panel {
         const left = drawable.filter((n) => this.kind(n, this.pending[n]) === kind);
         if (left.length) round = this.rounds[kind] = { spent: 0, left };
       }
-      if (round) return round.left.shift();
+      if (round && !this.holdsUpMain(kind, round.left[0], now)) return round.left.shift();
     }
     return null;
   }
 
+  // Whether drawing `name` (of `kind`) now would hold up the main picture's next turn: a part
+  // whose last drawing took longer than is left until then waits, unless it has waited MAX_LAG_MS
+  // past its own turn already. The main picture moves at its pace; a slow map may lag.
+  holdsUpMain(kind, name, now) {
+    if (kind === "main" || this.ended || !this.hasMainPicture()) return false;
+    const lagging = now - this.until[kind] >= MAX_LAG_MS;
+    return !lagging && this.until.main > now && (this.costs[name] || 0) > this.until.main - now;
+  }
+
+  hasMainPicture() {
+    const box = this.boxes.get(mainPart(this.data.layout));
+    return !!box?.dataset.drawn && box.dataset.kind === "main";
+  }
+
   spent(name, part, ms) {
+    this.costs[name] = ms;
+    this.boxes.get(name).dataset.kind = this.kind(name, part);
     const round = this.rounds[this.kind(name, part)];
     if (round) round.spent += ms;
     else this.charge(this.kind(name, part), ms); // a part's first drawing
@@ -408,12 +426,14 @@ class Panel {
     this.until[kind] = performance.now() + (ms * (1 - SHARES[kind])) / SHARES[kind];
   }
 
-  // Milliseconds until a kind with pending parts has its turn (null: nothing pending).
+  // Milliseconds until a kind with pending parts has its turn (null: nothing pending); a kind
+  // whose turn has come is held up by the main picture's (holdsUpMain) until that one.
   nextTurn() {
     const kinds = new Set(Object.keys(this.pending).map((n) => this.kind(n, this.pending[n])));
     if (!kinds.size) return null;
-    const at = Math.min(...[...kinds].map((k) => this.until[k]));
-    return Math.max(0, at - performance.now()) + 1;
+    const now = performance.now();
+    const at = Math.min(...[...kinds].map((k) => (this.until[k] > now ? this.until[k] : this.until.main)));
+    return Math.max(0, at - now) + 1;
   }
 
   layOut(names) {
