@@ -54,6 +54,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def quiet_free_ports(count: int = 1) -> int:
+    """The first of `count` free consecutive ports below the kernel's ephemeral range (32768 and
+    up) and above Ray's worker ports (10002-19999): a server that binds them late (nginx, after
+    a Ray head started) cannot find them taken meanwhile by a Ray process that asked the kernel
+    for any port (a gRPC server once answered the class host's health check)."""
+    import random
+
+    for _ in range(200):
+        first = random.randrange(20000, 32000 - count)
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+    raise RuntimeError("no free ports between 20000 and 32000")
+
+
 def ends_with_this_process():
     """A `preexec_fn` for a server a test starts: the kernel sends it SIGTERM when the test
     process dies, even killed with -9, so a killed pytest leaves no server, cluster or proxy

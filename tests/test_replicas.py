@@ -33,9 +33,9 @@ class ClassServer:
     """`deploy/serve_class.py` on free loopback ports, with one CPU slot for the whole class."""
 
     def __init__(self, folder: Path):
-        from tests.browser import free_port
+        from tests.browser import quiet_free_ports
 
-        self.folder, self.port = folder, free_port()
+        self.folder, self.port = folder, quiet_free_ports()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {
             **os.environ,
@@ -45,12 +45,12 @@ class ClassServer:
         }
         for name in ("DLLAB_EXECUTOR", "DLLAB_RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
             env.pop(name, None)  # the class host makes its own cluster and token
-        first = free_port()
+        first = quiet_free_ports(2)  # a replica each
         self.log = folder / "serve-class.log"
         command = [
             sys.executable, str(ROOT / "deploy" / "serve_class.py"), "--replicas", "2",
             "--listen", f"127.0.0.1:{self.port}", "--first-port", str(first),
-            "--ray-port", str(free_port()), "--ray-cpus", "2", "--dir", str(folder),
+            "--ray-port", str(quiet_free_ports()), "--ray-cpus", "2", "--dir", str(folder),
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             command,
