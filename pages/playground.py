@@ -7,6 +7,7 @@ from components import live, page
 from figures import images
 from figures.views import playground as views
 from labs import playground as lab
+from labs import playground_explain as explain_lab
 
 KEY = "playground"
 cfg = page.chapter(KEY, lab, views.VIEWS)
@@ -29,7 +30,7 @@ def explain(view):
     st.number_input("Test point #", 0, len(view.view["X_test"]) - 1, key=f"{KEY}-point")
     point = picked_point(view)
     model = page.memo(("model", view.id), lambda: lab.load_model(view.cfg, view.state_dict))
-    e = page.memo(("ig", view.id, point), lambda: lab.explain_point(model, view.cfg, point))
+    e = page.memo(("ig", view.id, point), lambda: explain_lab.explain_point(model, view.cfg, point))
     left, right = st.columns([2, 1])
     title = f"attribution of the {images.CLASS_NAMES[e['class']]} logit to each input feature"
     left.plotly_chart(
@@ -46,9 +47,11 @@ def explain(view):
 def outputs(view):
     """The point's logits, probabilities and the loss's gradient on each logit."""
     point = picked_point(view)
-    label = lab.label_near(view.view, point)
+    label = explain_lab.label_near(view.view, point)
     model = page.memo(("model", view.id), lambda: lab.load_model(view.cfg, view.state_dict))
-    o = page.memo(("outputs", view.id, point), lambda: lab.point_outputs(model, view.cfg, point, label))
+    o = page.memo(
+        ("outputs", view.id, point), lambda: explain_lab.point_outputs(model, view.cfg, point, label)
+    )
     st.subheader("Logits, probabilities, and what the loss sends back")
     st.caption(
         f"The point's label is {images.CLASS_NAMES[label]}. The gradient of its loss with respect to "

@@ -5,7 +5,7 @@ import pytest
 import torch
 from captum.attr._utils.visualization import _normalize_attr
 
-from labs import convnets, playground
+from labs import convnets, playground, playground_explain
 from labs.core import attribution
 from labs.core.hooks import hooks_left
 
@@ -21,7 +21,7 @@ def test_normalization_matches_captum(sign):
 def test_integrated_gradients_is_complete_on_the_playground_model():
     cfg = playground.Config(features=("x", "y", "x2", "xy"))
     model = playground.build_model(cfg)
-    e = playground.explain_point(model, cfg, (0.7, -0.4))
+    e = playground_explain.explain_point(model, cfg, (0.7, -0.4))
     assert e["attributions"].shape == (4,)
     assert abs(e["attributions"].sum() - (e["logit"] - e["baseline_logit"])) < 1e-3
     assert e["delta"] < 1e-3

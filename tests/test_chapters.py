@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from figures import images
-from labs import convnets, optimizers, playground, playground_stacked
+from labs import convnets, optimizers, playground, playground_explain, playground_stacked
 from labs.core import data
 from tests.runs import run_view
 
@@ -64,10 +64,10 @@ def test_a_softmax_colours_each_class_and_its_gradient_is_p_minus_y():
     )
     go.Figure(fig)  # plotly accepts the figure as it is sent, colour scale and all
     model = playground.load_model(cfg, final.state_dict)
-    out = playground.point_outputs(model, cfg, (0.3, -0.2), label=2)
+    out = playground_explain.point_outputs(model, cfg, (0.3, -0.2), label=2)
     p, one_hot = out["probabilities"], np.eye(5)[2]
     assert np.allclose(out["gradient"], p - one_hot, atol=1e-6)  # cross-entropy's gradient on the logits
-    assert playground.explain_point(model, cfg, (0.3, -0.2))["class"] == int(np.argmax(out["logits"]))
+    assert playground_explain.explain_point(model, cfg, (0.3, -0.2))["class"] == int(np.argmax(out["logits"]))
     assert playground_stacked.stacking_key(cfg) is None  # a softmax run trains alone
 
 
@@ -78,7 +78,10 @@ def test_a_clicked_point_is_labelled_by_the_nearest_drawn_point():
         "X_test": np.array([[1.0, 1.0]]),
         "y_test": np.array([1]),
     }
-    assert playground.label_near(points, (0.9, 0.8)) == 1 and playground.label_near(points, (0.1, 0)) == 3
+    assert (
+        playground_explain.label_near(points, (0.9, 0.8)) == 1
+        and playground_explain.label_near(points, (0.1, 0)) == 3
+    )
 
 
 @pytest.mark.lesson
@@ -103,7 +106,9 @@ def test_squared_error_barely_learns_from_confident_mistakes(seed, lesson):
         confident = playground.probabilities(model(inputs)).max(1).values > 0.99
         grads = [
             abs(
-                playground.point_outputs(model, judged, tuple(X[i].tolist()), int(moved[i]))["gradient"]
+                playground_explain.point_outputs(model, judged, tuple(X[i].tolist()), int(moved[i]))[
+                    "gradient"
+                ]
             ).sum()
             for i in torch.nonzero(confident)[:20, 0]
         ]
