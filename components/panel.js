@@ -144,7 +144,14 @@ const hasWebgl = () => {
   }
   return webgl;
 };
-const isCloud = (t) => (!t.type || t.type === "scatter") && t.mode === "markers";
+// A cloud is a markers-only trace of many points: a few markers (where each optimizer stands now)
+// cost nothing as SVG, and each WebGL trace costs a context of its own.
+const CLOUD_POINTS = 100;
+const ITEM_BYTES = { f4: 4, f8: 8, i1: 1, i2: 2, i4: 4, u1: 1 };
+const points = (xs) =>
+  Array.isArray(xs) ? xs.length : xs?.bdata ? Math.floor((xs.bdata.length * 3) / 4 / (ITEM_BYTES[xs.dtype] || 4)) : 0;
+const isCloud = (t) =>
+  (!t.type || t.type === "scatter") && t.mode === "markers" && points(t.x) >= CLOUD_POINTS;
 const withGlClouds = (data) => (hasWebgl() ? data.map((t) => (isCloud(t) ? { ...t, type: "scattergl" } : t)) : data);
 
 // The layout's first part name: the chapter's main picture.

@@ -8,6 +8,7 @@ import numpy as np
 from figures import plot
 
 MAX_PATH_POINTS = 500
+CONTOUR_STEPS = 30_000  # a surface's log heights, as int16
 COLORS = {
     "sgd": "#e45756",
     "momentum": "#4c78a8",
@@ -23,12 +24,16 @@ def trajectories_figure(
 ):
     """Each optimizer's path from the shared start, over log-spaced contours of the surface."""
     z = np.asarray(contours["z"])
+    heights = np.log1p(z - z.min())
+    # As 16-bit steps of its range: the main picture of a race is sent with every snapshot and
+    # must stay light (labs/core/frames.py HEAVY_BYTES); 30 contour lines need no finer heights.
+    levels = np.round(heights * (CONTOUR_STEPS / max(float(heights.max()), 1e-12))).astype(np.int16)
     data = [
         {
             "type": "contour",
             "x": np.asarray(contours["x"], dtype=np.float32),
             "y": np.asarray(contours["y"], dtype=np.float32),
-            "z": np.log1p(z - z.min()).astype(np.float32),
+            "z": levels,
             "colorscale": plot.scale("Greys"),
             "ncontours": 30,
             "showscale": False,
@@ -37,21 +42,31 @@ def trajectories_figure(
             "showlegend": False,
         }
     ]
+    heads, colours = [], []
     for i, (name, path) in enumerate(paths.items()):
         path = np.asarray(path)
         if len(path) > MAX_PATH_POINTS:  # long races stay light to draw; keep where it ended
             path = np.concatenate([path[:: len(path) // MAX_PATH_POINTS], path[-1:]])
         color = COLORS.get(name, plot.colour(i))
-        data.append(
-            plot.line(
-                path[:, 0],
-                path[:, 1],
-                name,
-                color=color,
-                mode="lines+markers",
-                marker={"size": 3, "color": color},
-            )
+        # A line per path, no marker per step: a marker at each of thousands of steps made a live
+        # redraw three times as slow (the race is watched moving, at up to 24 redraws a second).
+        path = path.astype(np.float32)
+        data.append(plot.line(path[:, 0], path[:, 1], name, color=color))
+        heads.append((name, path[-1]))
+        colours.append(color)
+    # Where each optimizer stands now: the head of its path.
+    data.append(
+        plot.markers(
+            [float(p[0]) for _, p in heads],
+            [float(p[1]) for _, p in heads],
+            "now",
+            size=10,
+            text=[n for n, _ in heads],
+            hovertemplate="%{text}<extra></extra>",
+            showlegend=False,
         )
+    )
+    data[-1]["marker"].update(color=colours, line={"width": 1.5, "color": "white"})
     mx, my = zip(*minima)
     star = {"symbol": "star", "size": 16, "color": "gold", "line": {"width": 1, "color": "black"}}
     data.append(plot.markers(list(mx), list(my), "minimum", marker=star))

@@ -91,7 +91,7 @@ def race_on_surface(cfg: SurfaceConfig, device: torch.device):
     paths = {n: [surface.start] for n in cfg.optimizers}
     reached: dict[str, int] = {}
     diverged: dict[str, int] = {}
-    cadence = Cadence(cfg.steps, max_snaps=60, min_seconds=0.03)
+    cadence = Cadence(cfg.steps, max_snaps=160, min_seconds=1 / 30)
     contours = surfaces.grid(surface)
     step = 0
     for step in steps(cfg.steps, pacing.per_second(cfg.speed)):  # ends early on Stop

@@ -183,6 +183,26 @@ def test_too_large_a_learning_rate_diverges_and_drops_out_of_the_race():
     assert "sgd" in final.view["diverged"] and "adam" not in final.view["diverged"]
 
 
+def test_the_race_is_light_enough_to_redraw_with_every_snapshot():
+    """The race is the optimizers chapter's main picture: a line per optimizer ending at a dot
+    where it stands now, under the HEAVY_BYTES a part may weigh to be sent with every snapshot,
+    even for the longest race."""
+    from figures import landscape
+    from labs.core.frames import HEAVY_BYTES, to_json
+
+    cfg = optimizers.SurfaceConfig(optimizers=optimizers.OPTIMIZERS, steps=3000, speed="full")
+    views = [s.view for s in optimizers.race_on_surface(cfg, CPU) if s.view and "paths" in s.view]
+    last = views[-1]
+    fig = landscape.trajectories_figure(last["contours"], last["paths"], last["minima"])
+    assert len(to_json(fig)) < HEAVY_BYTES
+    lines = [t for t in fig["data"] if t.get("mode") == "lines"]
+    assert [t["name"] for t in lines] == list(optimizers.OPTIMIZERS)
+    (now,) = [t for t in fig["data"] if t.get("name") == "now"]
+    for line, x, y in zip(lines, now["x"], now["y"], strict=True):  # each dot ends its line
+        assert (float(line["x"][-1]), float(line["y"][-1])) == pytest.approx((x, y))
+    go.Figure(fig)  # plotly accepts it
+
+
 @pytest.mark.lesson
 def test_every_optimizer_lowers_the_loss_of_the_same_net(seed, lesson):
     cfg = optimizers.Config(optimizers=optimizers.OPTIMIZERS, steps=300, learning_rate=0.03, seed=seed)
