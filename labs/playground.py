@@ -43,6 +43,9 @@ LOSSES = ("cross_entropy", "squared_error")
 HIST_RANGE = {"relu": (-0.5, 3.0), "gelu": (-0.5, 3.0), "tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}
 EXTENT = 1.5  # the plane drawn is [-EXTENT, EXTENT]²
 GRID = 40  # decision boundary and neuron maps are GRID x GRID
+# The boundary is the picture a learner watches move: up to 30 snapshots a second (their cost
+# keeps them fewer on a slow machine: labs/core/snapshot.py Cadence), alone or in a batch.
+MAX_SNAPS, MIN_SNAP_SECONDS = 240, 1 / 30
 
 
 @dataclass(frozen=True)
@@ -272,7 +275,7 @@ def train(cfg: Config, device: torch.device):
     n = len(F_train)
     per_epoch = math.ceil(n / min(cfg.batch_size, n))
     total = cfg.epochs * per_epoch
-    cadence = Cadence(total, max_snaps=160, min_seconds=0.05)
+    cadence = Cadence(total, max_snaps=MAX_SNAPS, min_seconds=MIN_SNAP_SECONDS)
     step = 0
     with record_activations(run.probe.acts) as latest:
         probe = replace(run.probe, latest=latest)

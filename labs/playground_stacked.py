@@ -14,7 +14,17 @@ from torch.nn import functional as F
 from labs import stack_members, stacked
 from labs.core.control import Control
 from labs.core.snapshot import Cadence, Snapshot
-from labs.playground import GRID, HIST_RANGE, Config, _prepare, _Run, outputs, steps_per_second
+from labs.playground import (
+    GRID,
+    HIST_RANGE,
+    MAX_SNAPS,
+    MIN_SNAP_SECONDS,
+    Config,
+    _prepare,
+    _Run,
+    outputs,
+    steps_per_second,
+)
 
 
 def stacking_key(cfg: Config) -> tuple | None:
@@ -51,6 +61,8 @@ class Stack(stack_members.MemberStack):
     """Chapter 2 runs of one shape (`stacking_key`) training as one (labs/stack_members.py
     MemberStack): each member keeps its own step count, shuffling and snapshots."""
 
+    MIN_SNAP_SECONDS = MIN_SNAP_SECONDS  # as a run's alone
+
     ALONE = "a run with BatchNorm, dropout, a softmax or squared error trains alone, not in a stack"
 
     def __init__(self, device: torch.device):
@@ -64,7 +76,7 @@ class Stack(stack_members.MemberStack):
     def _member(self, key, cfg: Config, control: Control) -> _Member:
         run = _prepare(cfg, self.device)
         total = cfg.epochs * self._per_epoch(run.probe.train[0].shape[0], cfg.batch_size)
-        cadence = Cadence(total, max_snaps=80, min_seconds=self.MIN_SNAP_SECONDS)
+        cadence = Cadence(total, max_snaps=MAX_SNAPS, min_seconds=self.MIN_SNAP_SECONDS)
         return _Member(
             key=key, cfg=cfg, control=control, cadence=cadence, model=run.model, run=run, probe=run.probe
         )

@@ -93,6 +93,11 @@ def timed_by(watch: Stopwatch) -> Iterator[None]:
 # they are made and counted in): watching a run costs it at most ~10% of its time.
 SNAPSHOT_SHARE = 0.07
 STEP_WEIGHT = 0.2  # how much each step's time moves the running mean a snapshot's cost is net of
+# A paced loop waits on purpose between its steps: a snapshot made in that time costs the run
+# nothing (the next step keeps its time), so it may take half the share the loop spends waiting
+# on top (the playground's boundary: ~11 → ~20 a second at its watchable pace). The waits shrink
+# as snapshots use them, and with them this share: the run is never slowed past SNAPSHOT_SHARE.
+IDLE_USE = 0.5
 
 
 class Cadence:
@@ -104,7 +109,8 @@ class Cadence:
     enough that the last one's cost is at most SNAPSHOT_SHARE of that time, which keeps watching
     a run (snapshots and frames) within ~10% of it on a slow laptop while a GPU still updates
     several times a second (bench/drawing.py measures it). A watchable pace's waits between steps
-    are not counted as the snapshot's cost: a paced run has that time to spare.
+    are not counted as the snapshot's cost: a paced run has that time to spare, and spends part
+    of it on more snapshots (IDLE_USE).
     """
 
     def __init__(self, total: int, max_snaps: int = 60, min_seconds: float = 0.0):
@@ -119,6 +125,7 @@ class Cadence:
         self._measuring = False
         self._step_seconds = 0.0  # a step's own time: a running mean of calls without a snapshot
         self._previous: tuple[float, float] | None = None  # (time, slept) at the last call
+        self._idle = 0.0  # the share of its time the loop waits on purpose: a running mean
 
     def due(self, step: int) -> bool:
         now, slept = self._now(), self._control.slept
@@ -127,8 +134,10 @@ class Cadence:
             spent = now - self._last - (slept - self._slept_at) - self._step_seconds
             self._cost, self._measuring = max(0.0, spent), False
         elif self._previous is not None:
-            gap = now - self._previous[0] - (slept - self._previous[1])
-            self._step_seconds += STEP_WEIGHT * (gap - self._step_seconds)
+            wall, waited = now - self._previous[0], slept - self._previous[1]
+            self._step_seconds += STEP_WEIGHT * (wall - waited - self._step_seconds)
+            if wall > 0:
+                self._idle += STEP_WEIGHT * (min(1.0, waited / wall) - self._idle)
         self._previous = (now, slept)
         if step in (1, self.total):
             return self._mark(now, step)
@@ -138,7 +147,7 @@ class Cadence:
 
     def _wait(self) -> float:
         """Seconds from one snapshot's start to the next's."""
-        return max(self.min_seconds, self._cost / SNAPSHOT_SHARE)
+        return max(self.min_seconds, self._cost / (SNAPSHOT_SHARE + IDLE_USE * self._idle))
 
     def along(self, step: int) -> bool:
         """Whether a snapshot taken now for others (a batch measures its members together)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from labs.core.budget import Limits
-from labs.core.control import Control
+from labs.core.control import Control, current
 from labs.core.driver import Emit, Outlet
 from labs.core.failures import EXPECTED, Diverged, explain_failure
 
@@ -115,6 +115,8 @@ class _Driven:
         now = self.job.clock()
         if now < self.next_step_at:
             time.sleep(min(self.next_step_at - now, COMMAND_SECONDS))
+            # a wait on purpose: the members' snapshots (their Cadence, on this thread) may use it
+            current().slept += self.job.clock() - now
             return False
         # on time: the next step one period after this one's due time, so that a sleep's
         # overshoot does not add up; behind (the first step, a snapshot, a join): one period
