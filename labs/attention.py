@@ -32,6 +32,10 @@ DIGITS, PLUS, BOS = 10, 10, 11  # tokens 0-9 are digits
 VOCAB = 12
 EXTRA = 4  # accuracy is also measured on lengths up to max_length + EXTRA, never trained on
 PROBE = 128
+# Sequences of each length a live snapshot scores (the final snapshot scores all PROBE): half the
+# probe halves a snapshot's cost (~60 ms on 2 cores, a fifth of a second of training) and keeps
+# the accuracy-by-length curve within a few points of the whole probe's.
+LIVE_PROBE = 64
 
 
 @dataclass(frozen=True)
@@ -234,7 +238,8 @@ def evaluate(model: TinyTransformer, src: torch.Tensor, target: torch.Tensor, gr
 def _snapshot(cfg: Config, model: TinyTransformer, step: int, loss: float, probe: dict) -> Snapshot:
     model.eval()
     last = step == cfg.steps
-    scores = [evaluate(model, src, tgt) for src, tgt in probe["batches"]]
+    watched = PROBE if last else LIVE_PROBE
+    scores = [evaluate(model, src[:watched], tgt[:watched]) for src, tgt in probe["batches"]]
     shortest, longest = trained_lengths(cfg)
     trained = [s for n, s in zip(probe["lengths"], scores) if shortest <= n <= longest]
     src, tgt = probe["batches"][cfg.max_length - 2]  # the longest trained length
