@@ -247,21 +247,71 @@ def _profiler(device: torch.device):
 def top_operators(prof, n_steps: int, device: torch.device, k: int = 10) -> list[dict]:
     """The operators that took the most time of their own, per step: PyTorch's ops (aten::…),
     not the four phase labels, which only group them."""
-    rows = [e for e in prof.key_averages() if e.key not in PHASES and not e.key.startswith("ProfilerStep")]
-    total = sum(e.self_cpu_time_total for e in rows) or 1.0
-    rows.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    if device.type == "cuda":  # a kernel's time is found through its launch: PyTorch's own table
+        times = {
+            e.key: (e.count, e.self_cpu_time_total, e.self_device_time_total) for e in prof.key_averages()
+        }
+    else:
+        times = cpu_self_times(prof.profiler.kineto_results.events())
+    rows = {
+        name: t for name, t in times.items() if name not in PHASES and not name.startswith("ProfilerStep")
+    }
+    total = sum(t[1] for t in rows.values()) or 1.0
     table = []
-    for e in rows[:k]:
+    for name, (count, cpu_us, device_us) in sorted(rows.items(), key=lambda r: r[1][1], reverse=True)[:k]:
         row = {
-            "operator": e.key,
-            "calls per step": e.count / n_steps,
-            "CPU ms per step": e.self_cpu_time_total / 1e3 / n_steps,
-            "share of CPU time": e.self_cpu_time_total / total,
+            "operator": name,
+            "calls per step": count / n_steps,
+            "CPU ms per step": cpu_us / 1e3 / n_steps,
+            "share of CPU time": cpu_us / total,
         }
         if device.type == "cuda":
-            row["CUDA ms per step"] = getattr(e, "self_device_time_total", 0.0) / 1e3 / n_steps
+            row["CUDA ms per step"] = device_us / 1e3 / n_steps
         table.append(row)
     return table
+
+
+def cpu_self_times(events) -> dict[str, tuple[int, float, float]]:
+    """{operator: (calls, µs of its own, 0)} from a profiler's raw CPU events, as `key_averages()`
+    counts them: each event's time less its children's (the events nested inside it on its
+    thread), an event that is the only child of one of its own name merged into it (aten::mean
+    calls aten::mean). The same table, read ~10x faster: key_averages builds an object per event
+    in Python (a window of 4 pipeline steps with their augmentation holds ~25,000 events: 1.3 s,
+    a quarter of a default run)."""
+    names, durations, parents = [], [], []
+    by_thread: dict[int, list] = {}
+    for e in events:
+        if e.device_type() == torch.autograd.DeviceType.CPU and not e.is_async():
+            by_thread.setdefault(e.start_thread_id(), []).append((e.start_ns(), -e.duration_ns(), e.name()))
+    for spans in by_thread.values():
+        spans.sort()  # by start; of two that start together, the longer (the parent) first
+        around: list[tuple[int, int]] = []  # (end, index) of the spans this one is inside
+        for start, minus_duration, name in spans:
+            while around and around[-1][0] <= start:
+                around.pop()
+            parents.append(around[-1][1] if around else -1)
+            names.append(name)
+            durations.append(-minus_duration)
+            around.append((start - minus_duration, len(names) - 1))
+    children: list[list[int]] = [[] for _ in names]
+    for child, parent in enumerate(parents):
+        if parent >= 0:
+            children[parent].append(child)
+    merged = set()
+    for child in range(len(names)):  # parents come first: a chain of one name merges at once
+        parent = parents[child]
+        if parent >= 0 and names[parent] == names[child] and children[parent] == [child]:
+            children[parent] = children[child]
+            for grandchild in children[child]:
+                parents[grandchild] = parent
+            merged.add(child)
+    times: dict[str, list] = {}
+    for i, name in enumerate(names):
+        if i not in merged:
+            entry = times.setdefault(name, [0, 0])
+            entry[0] += 1
+            entry[1] += durations[i] - sum(durations[c] for c in children[i])
+    return {name: (count, ns / 1e3, 0.0) for name, (count, ns) in times.items()}
 
 
 @torch.no_grad()

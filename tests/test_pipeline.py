@@ -144,3 +144,29 @@ def test_images_per_second_rise_with_the_batch_then_flatten(batch_sweep, lesson)
     lesson.expect("images/s, 512 / the fastest of 64-256", speed[-1] / max(speed[3:-1]), "<", 1.2)
     answer, evidence = lab.SWEEP_QUESTIONS[0].outcome(batch_sweep)
     lesson.expect("question: images/s by batch size", answer, "==", "rises, then flattens", evidence)
+
+
+def test_the_operator_table_reads_what_pytorchs_own_table_says():
+    """The live operator table sums each operator's own time from the profiler's raw events (20x
+    faster than key_averages on a window of augmented batches): the same calls and times."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 3)
+    )
+    x = torch.randn(8, 1, 8, 8)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(3):
+            with record_function("forward"):
+                loss = net(x).square().mean()
+            with record_function("backward"):
+                loss.backward()
+    ours = lab.cpu_self_times(prof.profiler.kineto_results.events())
+    theirs = {e.key: (e.count, e.self_cpu_time_total) for e in prof.key_averages()}
+    assert set(ours) == set(theirs)
+    for name, (count, self_us) in theirs.items():
+        assert ours[name][0] == count, name
+        assert ours[name][1] == pytest.approx(self_us, rel=1e-3, abs=1.0), name
+    table = lab.top_operators(prof, 3, CPU)
+    assert table and all(row["operator"] not in lab.PHASES for row in table)
+    assert sum(row["share of CPU time"] for row in table) <= 1.0 + 1e-9
