@@ -14,9 +14,10 @@ machine, as much as what is measured.
 
 "live / bare" is the price of watching a run (the target: at most 1.10). The live run's own
 time is also split, measured inside it (free of that noise): its snapshots' cost (as Cadence
-measures each, from its start to the next step) and its frames' (the history they read, the
-figure dicts they build, the JSON they encode), as shares of the run: "watching" is the two
-together, what live / bare would be on a quiet machine.
+measures each, from its start to the next step: the frame drawn from it included) and its other
+frames' (drawn as curve points come: the history they keep, the figure dicts they build, the
+JSON they encode), as shares of the run: "watching" is the two together, what live / bare would
+be on a quiet machine.
 A loop that decides its snapshots without `Cadence` keeps them in the bare run too: its "bare"
 then includes them (the table says so).
 """
@@ -58,7 +59,7 @@ class Timing:
     views: float = 0.0  # seconds building figure dicts
     encoding: float = 0.0  # seconds encoding them to JSON
     snapshot_cost: float = 0.0  # seconds its snapshots cost, as Cadence measured each
-    frame_cost: float = 0.0  # seconds in its frames: history kept, figures built and encoded
+    frame_cost: float = 0.0  # seconds in its frames between snapshots (as curve points come)
 
 
 class _Clocked:
@@ -85,14 +86,15 @@ class _Clocked:
 
 
 class _Costs:
-    """Sums, inside a run, what its snapshots cost (each as its Cadence measured it) and what its
-    frames took (every call of the driver's that keeps the history or makes a frame)."""
+    """Sums, inside a run, what its snapshots cost, each as its Cadence measured it (from its
+    start to the next step: the frame drawn from it included), and what its other frames took
+    (those drawn when curve points came, between snapshots)."""
 
     def __init__(self):
         self.snapshots = self.frames = 0.0
 
     def installed(self):
-        real_due, real_points, real_snap = Cadence.due, Outlet.points, Outlet.snap
+        real_due, real_points = Cadence.due, Outlet.points
         costs = self
 
         def due(cadence, step):
@@ -103,22 +105,19 @@ class _Costs:
                 if measuring:  # this call measured the last snapshot
                     costs.snapshots += cadence._cost
 
-        def clocked(real):
-            def call(outlet, payload):
-                if outlet.frames is None:
-                    return real(outlet, payload)
-                start = time.perf_counter()
-                try:
-                    return real(outlet, payload)
-                finally:
-                    costs.frames += time.perf_counter() - start
+        def points(outlet, payload):
+            if outlet.frames is None:
+                return real_points(outlet, payload)
+            start = time.perf_counter()
+            try:
+                return real_points(outlet, payload)
+            finally:
+                costs.frames += time.perf_counter() - start
 
-            return call
-
-        Cadence.due, Outlet.points, Outlet.snap = due, clocked(real_points), clocked(real_snap)
+        Cadence.due, Outlet.points = due, points
 
         def uninstall():
-            Cadence.due, Outlet.points, Outlet.snap = real_due, real_points, real_snap
+            Cadence.due, Outlet.points = real_due, real_points
 
         return uninstall
 
@@ -184,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         "\n| experiment | bare (s) | live (s) | live / bare | watching | snapshots' share "
-        "| frames' share | snapshots | frames | views (s) | encoding (s) |"
+        "| other frames' share | snapshots | frames | views (s) | encoding (s) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     worst = []

@@ -242,6 +242,34 @@ def test_the_frame_maker_sends_figures_only_when_they_change_and_keeps_its_pace(
     assert set(maker.frame(force=True)) == {"steps"}  # "fixed" did not change
 
 
+def test_frames_between_snapshots_wait_longer_for_their_cost_than_a_snapshots():
+    """A frame of a new snapshot is part of that snapshot's cost (its share is Cadence's): it waits
+    FRAME_SHARE times what the last frame cost. One between snapshots (new curve points) waits
+    CURVE_FRAME_SHARE times: those stay a small share of the run however often points come."""
+    from labs.core import frames
+    from labs.core.snapshot import Snapshot
+
+    now = [0.0]
+
+    def views(run):
+        now[0] += 0.004  # every frame costs 4 ms to draw
+        return {"loss": {"data": [len(run.curve)]}, "map": {"data": [run.view.get("n", 0)]}}
+
+    maker = FrameMaker(views, cfg=None, clock=lambda: now[0])
+    assert maker.frame(force=True)
+    points_only = 0.004 * frames.CURVE_FRAME_SHARE
+    now[0] += points_only - 0.01
+    maker.history.add_points([{"step": 1, "loss": 1.0}])
+    assert maker.frame() == {}  # points alone: not yet
+    maker.history.add(Snapshot(2, 10, view={"n": 1}))
+    assert set(maker.frame()) == {"loss", "map", "numbers"}  # a new snapshot: 9x its cost has passed
+    now[0] += max(frames.MIN_FRAME_SECONDS, 0.004 * frames.FRAME_SHARE) + 0.001
+    maker.history.add_points([{"step": 3, "loss": 0.5}])
+    assert maker.frame() == {}  # points alone wait longer
+    now[0] += points_only
+    assert set(maker.frame()) == {"loss", "numbers"}  # the map did not change
+
+
 def test_light_parts_travel_ahead_of_heavy_ones():
     frame = {"numbers": b"[1]", "mosaic": b"0" * (HEAVY_BYTES + 1), "loss": b"{}"}
     first, second = light_first(frame)

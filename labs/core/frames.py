@@ -7,8 +7,11 @@ something new arrived, encodes each figure to JSON bytes, and keeps only those t
 the server relays bytes and never builds a figure while a run trains.
 
 Drawing takes the worker's time, not the learner's: a frame waits at least MIN_FRAME_SECONDS
-after the previous one (a browser's pace), and at least 9 times what that one cost, so live
-views stay under about a tenth of a run.
+after the previous one (a browser's pace), and long enough that frames stay a small share of
+the run: a frame drawn from a new snapshot is counted in that snapshot's cost (labs/core/
+snapshot.py Cadence measures it up to the next step), one drawn between snapshots (new curve
+points, new numbers) waits CURVE_FRAME_SHARE times what the last one cost: watching a run stays
+under about a tenth of it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ from figures.views import NUMBERS
 from labs.core.history import History
 
 MIN_FRAME_SECONDS = 1 / 30  # ≤30 frames a second: as smooth as a browser shows a training run
-FRAME_SHARE = 9  # wait 9× a frame's cost before the next: drawing stays ≤ ~10% of the run
+FRAME_SHARE = 9  # a frame of a new snapshot: wait 9× its cost (a snapshot's share bounds it)
+# A frame between snapshots carries new curve points and numbers only, yet every part is drawn
+# and encoded again: waiting 65× its cost keeps these under ~1.5% of the run (the normalization
+# chapter's took 2.4% at 30 a second), and they still come 15-30 times a second on this machine,
+# more often than a browser redraws a curve (~3 times a second).
+CURVE_FRAME_SHARE = 65
 # A part this large (a mosaic of every unit, attention maps: 100 KB and more) … A chapter's main
 # picture (a 40×40 boundary with its points 26 KB, the GAN's plane 40 KB, the optimizers' paths
 # over their surface 53 KB) stays under it, so it moves with every snapshot.
@@ -85,7 +93,9 @@ class FrameMaker:
         self._sent: dict[str, bytes] = {}
         self._sent_at: dict[str, float] = {}
         self._heavy: set[str] = set()  # parts last encoded past HEAVY_BYTES
-        self._next_at = -math.inf
+        self._last_at = -math.inf  # when the last frame was drawn
+        self._spacing = 0.0  # its cost, as a wait before the next (times the runs sharing this process)
+        self._drawn: object = None  # the snapshot the last frame was drawn from
         self.sharing: Callable[[], int] = lambda: 1  # runs drawing in this process's time (a batch)
 
     def frame(self, force: bool = False) -> dict[str, bytes]:
@@ -93,7 +103,9 @@ class FrameMaker:
         soon for another (unless forced: the first and the final snapshot always draw). A heavy
         part waits HEAVY_SECONDS between sends, so a browser's drawing keeps up with the curves."""
         now = self.clock()
-        if not force and now < self._next_at:
+        fresh = self.history.latest is not self._drawn  # a snapshot came since the last frame
+        wait = max(MIN_FRAME_SECONDS, self._spacing * (FRAME_SHARE if fresh else CURVE_FRAME_SHARE))
+        if not force and now < self._last_at + wait:
             return {}
         start = self.clock()
         drawn = self.views(self.history)
@@ -113,9 +125,9 @@ class FrameMaker:
         }
         self._sent.update(changed)
         self._sent_at.update(dict.fromkeys(changed, now))
-        cost = self.clock() - start
-        # the runs drawing in this process share its time: a batch's frames stay ~1/10 of it
-        self._next_at = now + max(MIN_FRAME_SECONDS, FRAME_SHARE * cost * self.sharing())
+        # the runs drawing in this process share its time: a batch's frames stay as small a share
+        self._spacing = (self.clock() - start) * self.sharing()
+        self._last_at, self._drawn = now, self.history.latest
         return changed
 
     def _too_soon(self, name: str, now: float) -> bool:

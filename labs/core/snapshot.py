@@ -89,9 +89,11 @@ def timed_by(watch: Stopwatch) -> Iterator[None]:
             _clocks.now = previous
 
 
-# A run's snapshots take at most this share of its time (their frames, ~1-3% more, are drawn as
-# they are made and counted in): watching a run costs it at most ~10% of its time.
-SNAPSHOT_SHARE = 0.07
+# A run's snapshots take at most this share of its time, the frames drawn from them included
+# (they are drawn before the next step, where a snapshot's cost is read); with the frames drawn
+# between snapshots (≤ ~1.5%: labs/core/frames.py) and a run's first snapshot (always taken),
+# watching a run costs it at most ~10% of its time.
+SNAPSHOT_SHARE = 0.06
 STEP_WEIGHT = 0.2  # how much each step's time moves the running mean a snapshot's cost is net of
 # A paced loop waits on purpose between its steps: a snapshot made in that time costs the run
 # nothing (the next step keeps its time), so it may take half the share the loop spends waiting
