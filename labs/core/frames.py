@@ -36,7 +36,7 @@ FRAME_SHARE = 9  # a frame of a new snapshot: wait 9× its cost (a snapshot's sh
 CURVE_FRAME_SHARE = 65
 # A part this large (a mosaic of every unit, attention maps: 100 KB and more) … A chapter's main
 # picture (a 40×40 boundary with its points 26 KB, the GAN's plane 40 KB, the optimizers' paths
-# over their surface 53 KB) stays under it, so it moves with every snapshot.
+# over their surface 45 KB) stays under it, so it moves with every snapshot.
 HEAVY_BYTES = 64_000
 HEAVY_SECONDS = 0.5  # … is resent at most twice a second: the curves move at the full rate
 
