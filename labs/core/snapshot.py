@@ -97,7 +97,7 @@ SNAPSHOT_SHARE = 0.06
 STEP_WEIGHT = 0.2  # how much each step's time moves the running mean a snapshot's cost is net of
 # A paced loop waits on purpose between its steps: a snapshot made in that time costs the run
 # nothing (the next step keeps its time), so it may take half the share the loop spends waiting
-# on top (the playground's boundary: ~11 → ~20 a second at its watchable pace). The waits shrink
+# on top (the playground's boundary: ~11 → ~16 a second at its watchable pace). The waits shrink
 # as snapshots use them, and with them this share: the run is never slowed past SNAPSHOT_SHARE.
 IDLE_USE = 0.5
 
