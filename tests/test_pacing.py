@@ -172,10 +172,11 @@ def test_a_watchable_batch_waits_between_its_steps_and_ends_as_at_full_speed():
     before = current().slept
     watched, took = driven(cfg)
     waited = current().slept - before
-    fast, _ = driven(replace(cfg, speed="full"))
+    fast, flat_out = driven(replace(cfg, speed="full"))
     assert took >= 0.75 * 259 / playground.steps_per_second(cfg)  # never much faster than asked
-    # its waits are counted as such, which its members' snapshots may use (Cadence's IDLE_USE)
-    assert 0.3 * took <= waited <= took
+    # its waits are counted as such, which its members' snapshots may use (Cadence's IDLE_USE):
+    # about the time it took beyond its work, however fast the CPU
+    assert 0.5 * (took - flat_out) <= waited <= took
     for name, weight in fast.items():
         assert torch.equal(watched[name], weight)
 
