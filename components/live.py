@@ -31,9 +31,11 @@ from server.routes import live_path, plotly_url
 from server.sessions import channel_for, current_run, start_run, stop_run
 
 HERE = Path(__file__).resolve().parent
+# inplace.js first: the panel redraws a chart whose data alone moved in place
+PANEL_JS = "\n".join((HERE / name).read_text(encoding="utf-8") for name in ("inplace.js", "panel.js"))
 PANEL = st.components.v2.component(
     "dllab_live_panel",
-    js=(HERE / "panel.js").read_text(encoding="utf-8"),
+    js=PANEL_JS,
     css=(HERE / "panel.css").read_text(encoding="utf-8"),
     isolate_styles=False,  # plotly.js styles its charts from the document's head
 )

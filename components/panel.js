@@ -127,10 +127,11 @@ const isCurve = (part) => part && part.data && part.data.every((t) => !t.type ||
 const SHARES = { main: 0.4, curve: 0.3, slow: 0.1 };
 const MAX_LAG_MS = 500; // the longest a chart waits past its turn for the main picture's sake
 
-// The main picture redraws many times a second, and its clouds of points (the playground's
-// training and test sets, the GAN's samples) cost two thirds of a redraw as SVG and a fraction of
-// that with WebGL. Live only, where the browser has WebGL: the page's final chart keeps SVG
-// points, which a learner can pick.
+// The main picture redraws many times a second, mostly in place (inplace.js): SVG points, still
+// (the playground's data) or moving (the GAN's samples), cost nothing then, and WebGL ones cannot
+// move in place. A cloud of thousands is still drawn with WebGL, where the browser has it: as SVG
+// it would make every full redraw (a chart's first, one under the pointer) several times slower.
+// Live only: the page's final chart keeps SVG points, which a learner can pick.
 let webgl = null; // whether this browser draws WebGL, asked once (the context asked is let go)
 const hasWebgl = () => {
   if (webgl === null) {
@@ -144,9 +145,8 @@ const hasWebgl = () => {
   }
   return webgl;
 };
-// A cloud is a markers-only trace of many points: a few markers (where each optimizer stands now)
-// cost nothing as SVG, and each WebGL trace costs a context of its own.
-const CLOUD_POINTS = 100;
+// A cloud is a markers-only trace of many points (each WebGL trace costs a context of its own).
+const CLOUD_POINTS = 2000;
 const ITEM_BYTES = { f4: 4, f8: 8, i1: 1, i2: 2, i4: 4, u1: 1 };
 const points = (xs) =>
   Array.isArray(xs) ? xs.length : xs?.bdata ? Math.floor((xs.bdata.length * 3) / 4 / (ITEM_BYTES[xs.dtype] || 4)) : 0;
@@ -351,12 +351,19 @@ class Panel {
       const fresh = !box.dataset.drawn;
       const start = performance.now();
       if (part && part.data) {
-        // Only parts that changed are drawn, so each drawing is a new datarevision: Plotly.react
-        // then redraws every trace instead of diffing the typed arrays ({dtype, bdata}), and a
-        // live heatmap was seen keeping its first picture on the screen without it.
-        const layout = { ...part.layout, datarevision: ++this.revision };
+        // A chart whose data alone moved is redrawn in place (inplace.js). Otherwise only parts
+        // that changed are drawn, so each drawing is a new datarevision: Plotly.react then
+        // redraws every trace instead of diffing the typed arrays ({dtype, bdata}), and a live
+        // heatmap was seen keeping its first picture on the screen without it.
         const main = name === mainPart(this.data.layout) && !isCurve(part);
-        await window.Plotly.react(box, main ? withGlClouds(part.data) : part.data, layout, CONFIG);
+        const data = main ? withGlClouds(part.data) : part.data;
+        const layout = isCurve(part) ? withGrowingAxes(box, data, part.layout) : part.layout;
+        if (redrawInPlace(box, data, layout)) {
+          box.dataset.inPlace = String(Number(box.dataset.inPlace || 0) + 1); // benches and tests count them
+        } else {
+          willDrawInFull(box, data, layout);
+          await window.Plotly.react(box, data, { ...layout, datarevision: ++this.revision }, CONFIG);
+        }
       } else if (part && part.text !== undefined) this.drawText(box, part);
       this.spent(name, part, performance.now() - start);
       box.dataset.drawings = String(Number(box.dataset.drawings || 0) + 1); // benches count them
