@@ -180,12 +180,14 @@ function colourScale(stops, lo, hi) {
   };
 }
 
-// A heatmap with a fixed colour range and crisp bricks (plotly's own image is then one pixel
-// per brick, stretched over the bricks' extent): a new image of the same size.
+// A heatmap with a fixed colour range, its bricks crisp or smoothed by the browser (plotly's
+// own image is then one pixel per brick, stretched over the bricks' extent): a new image of the
+// same size.
 function heatmapPainter(gd, i, trace) {
   const full = gd._fullData[i];
   const axes = axesOf(gd);
-  if (!axes || full.visible !== true || full.zsmooth || full.zauto !== false || full.xgap || full.ygap) return null;
+  if (!axes || full.visible !== true || full.zauto !== false || full.xgap || full.ygap) return null;
+  if (full.zsmooth && full.zsmooth !== "fast") return null; // "best": plotly's own interpolation
   if (full.reversescale || full.transpose) return null;
   const image = traceGroup(gd, ".hm", i)?.querySelector("image");
   const [z, xs, ys] = [trace.z, trace.x, trace.y].map(decoded);

@@ -149,7 +149,7 @@ def plane(seed: int) -> dict:
     """A GAN's plane: D's field, the target, 512 generated points and 64 arrows (one line, broken
     between arrows), the generated points and arrows elsewhere for another `seed`."""
     rng = np.random.default_rng(seed)
-    grid = np.linspace(-3, 3, 64, dtype=np.float32)
+    grid = np.linspace(-3, 3, 48, dtype=np.float32)
     gx, gy = np.meshgrid(grid, grid)
     view = {
         "grid": grid,
