@@ -147,9 +147,13 @@ const hasWebgl = () => {
 };
 // A cloud is a markers-only trace of many points (each WebGL trace costs a context of its own).
 const CLOUD_POINTS = 2000;
-const ITEM_BYTES = { f4: 4, f8: 8, i1: 1, i2: 2, i4: 4, u1: 1 };
+// (TYPED: the typed arrays plotly reads, by dtype: inplace.js)
 const points = (xs) =>
-  Array.isArray(xs) ? xs.length : xs?.bdata ? Math.floor((xs.bdata.length * 3) / 4 / (ITEM_BYTES[xs.dtype] || 4)) : 0;
+  Array.isArray(xs)
+    ? xs.length
+    : xs?.bdata
+      ? Math.floor((xs.bdata.length * 3) / 4 / (TYPED[xs.dtype]?.BYTES_PER_ELEMENT || 4))
+      : 0;
 const isCloud = (t) =>
   (!t.type || t.type === "scatter") && t.mode === "markers" && points(t.x) >= CLOUD_POINTS;
 const withGlClouds = (data) => (hasWebgl() ? data.map((t) => (isCloud(t) ? { ...t, type: "scattergl" } : t)) : data);

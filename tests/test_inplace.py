@@ -290,3 +290,13 @@ def test_a_curve_that_leaves_its_axes_is_drawn_in_full_with_them_grown(page):
     run = page.evaluate(LIVE_CURVE_JS, [curve(n, spike_at=60) for n in range(50, 71)])
     assert run["y"][1] > 5.0, run  # the spike is on the chart
     assert differing(pixels(page, "#inplace"), pixels(page, "#react")) < 0.002
+
+
+CLOUD_JS = """(n) => isCloud({type: 'scatter', mode: 'markers',
+  x: {dtype: 'f4', bdata: btoa('\\0'.repeat(4 * n))}})"""
+
+
+def test_only_clouds_of_thousands_go_to_webgl(page):
+    """A GAN's 512 samples stay SVG, to move in place; 2,000 points are drawn with WebGL."""
+    assert page.evaluate(CLOUD_JS, 512) is False
+    assert page.evaluate(CLOUD_JS, 2000) is True
