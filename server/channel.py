@@ -106,14 +106,22 @@ class Channel:
         with self._lock:
             return len(self._viewers)
 
-    def parts(self) -> tuple[object, dict[str, bytes], int]:
-        """(the run shown, the newest part of each kind, its steps done): the worker's figures
-        (already bytes) and the status; only an idle status before the first run."""
+    def parts(self) -> tuple[object, dict[str, bytes], int, tuple]:
+        """(the run shown, the newest part of each kind, its steps done, its news): the
+        worker's figures (already bytes) and the status; only an idle status before the first
+        run. The news is what a learner waits to see at once (`news_of`)."""
         run = self.run
         if run is None:
-            return None, {"status": IDLE_STATUS}, 0
+            return None, {"status": IDLE_STATUS}, 0, ()
         status = run.status()
-        return run, {**run.frames, "status": to_json(status)}, status["step"]
+        return run, {**run.frames, "status": to_json(status)}, status["step"], news_of(status)
+
+
+def news_of(status: dict) -> tuple:
+    """What in a status is news to show at once, not at the progress line's pace: the run began,
+    ended or is stopping, a message, a move in the queue. (A status's clock and ETA move on
+    every look, its step count STEP_SECONDS apart.)"""
+    return tuple(status.get(k) for k in ("state", "message", "stopping", "queue", "held_back"))
 
 
 class Viewer:
@@ -125,6 +133,7 @@ class Viewer:
         self.sent: dict[str, bytes] = {}
         self.last_sent = -1e9
         self.step_sent = -1  # the step count of the last progress line sent
+        self.news_sent: tuple = ()  # the news (`news_of`) of the last status sent
         self._event = asyncio.Event()
 
     def wake(self) -> None:
@@ -136,21 +145,22 @@ class Viewer:
 
     async def next_frame(self) -> bytes | None:
         """The parts that changed since this viewer's last frame, as soon as a figure changed;
+        as soon as the run's state moved (queued to training: its first numbers follow);
         STEP_SECONDS after the last frame when only the step count moved (the progress line
         follows the run at a browser's pace), STATUS_SECONDS when only its clock did. A new
         run on the channel starts afresh: every part of it is new. None once the channel closed."""
         while not self.channel.closed:
             self._event.clear()
-            run, parts, step = self.channel.parts()
+            run, parts, step, news = self.channel.parts()
             if run is not self.run:
-                self.run, self.sent, self.step_sent = run, {}, -1
+                self.run, self.sent, self.step_sent, self.news_sent = run, {}, -1, ()
             changed = {name: data for name, data in parts.items() if self.sent.get(name) != data}
             waited = self.loop.time() - self.last_sent
-            figures_changed = any(name != "status" for name in changed)
+            urgent = any(name != "status" for name in changed) or news != self.news_sent
             due = STEP_SECONDS if step != self.step_sent else STATUS_SECONDS
-            if changed and (figures_changed or waited >= due or run is None or self.channel.ended):
+            if changed and (urgent or waited >= due or run is None or self.channel.ended):
                 self.sent.update(changed)
-                self.last_sent, self.step_sent = self.loop.time(), step
+                self.last_sent, self.step_sent, self.news_sent = self.loop.time(), step, news
                 return frame(changed)
             if run is None:  # nothing will move until a run is attached: wait for it
                 await self._event.wait()

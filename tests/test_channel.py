@@ -145,6 +145,24 @@ def test_a_moving_step_count_goes_out_at_a_browsers_pace_without_waiting_for_the
     asyncio.run(scenario())
 
 
+def test_a_run_that_leaves_the_queue_says_so_at_once_not_at_the_clocks_pace(monkeypatch):
+    monkeypatch.setattr(live, "STATUS_SECONDS", 30.0)  # the clock's own refresh would take 30 s
+    run = FakeRun()
+    run.state = "queued"
+    ch = Hub().open(run, owner=None)
+
+    async def scenario():
+        viewer = ch.join(asyncio.get_running_loop())
+        assert decode(await viewer.next_frame())["status"]["state"] == "queued"
+        run.state = "running"  # its turn came; no step, no figure yet
+        for listener in run.listeners:
+            listener(run)
+        parts = decode(await asyncio.wait_for(viewer.next_frame(), 5))
+        assert parts["status"]["state"] == "running"
+
+    asyncio.run(scenario())
+
+
 def test_a_token_expires_shortly_after_its_run_ends_and_unknown_ones_are_not_found(monkeypatch):
     monkeypatch.setattr(live, "EXPIRE_SECONDS", 0.2)
     hub = Hub()
