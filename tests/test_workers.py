@@ -170,3 +170,20 @@ def test_a_late_stop_of_an_ended_run_does_not_reach_the_workers_next_run():
         assert second.wait(60) and second.view().state == RunState.STOPPED
     finally:
         pool.close()
+
+
+def test_the_next_run_goes_to_the_worker_given_back_last_not_to_a_new_one():
+    """Its memory is warm (pages faulted in, the chapter's data cached): a learner's next run
+    starts as fast as the last one went."""
+    pool = WorkerPool()
+    pool.prestart(2)
+    try:
+        pool.wait_ready()
+        first, second = pool.borrow(), pool.borrow()
+        pool.give_back(second)
+        pool.give_back(first)
+        assert pool.borrow() is first  # given back last
+        pool._add_one("cpu")  # a replacement: still importing torch, and cold
+        assert pool.borrow() is second
+    finally:
+        pool.close()
