@@ -250,3 +250,15 @@ def test_each_kind_of_work_is_timed_at_start_up_and_estimates_use_its_rate():
     # side by side, the run's bulk decides its kind
     assert (conv + dataclasses.replace(dense, step_flops=1e6)).kind == "conv"
     assert (dataclasses.replace(conv, step_flops=1e6) + dense).kind == "dense"
+
+
+def test_the_digits_are_standardized_once_per_seed_and_shared_by_the_runs_of_a_process():
+    from labs.core import mlp
+
+    first = mlp.digits(3)
+    again, cut = mlp.digits(3), mlp.digits(3, train_size=100)
+    assert all(a is b for a, b in zip(first, again))  # no fresh copy for the next variant or run
+    assert cut[0].data_ptr() == first[0].data_ptr() and len(cut[0]) == 100  # a view, not a copy
+    X_train = first[0]
+    assert abs(X_train.mean().item()) < 1e-4 and abs(X_train.std().item() - 1) < 1e-3
+    assert mlp.digits(4)[1].tolist() != first[1].tolist()  # another seed: another split
