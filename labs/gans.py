@@ -189,7 +189,9 @@ def train(cfg: Config, device: torch.device):
     opt_g, opt_d = adam(G.parameters(), cfg.g_lr, cfg.loss), adam(D.parameters(), cfg.d_lr, cfg.loss)
     fixed_z = torch.randn(SHOWN, cfg.noise_dim, generator=g).to(device)
     shown_target = to_numpy(sample_target(cfg.target, SHOWN, g))
-    cadence = Cadence(cfg.steps, max_snaps=300, min_seconds=1 / 15)
+    # time alone spaces the snapshots (up to 20 a second, within the snapshots' share): with one
+    # every tenth step at most, a snapshot due after 50 ms waited for a step 60-90 ms on
+    cadence = Cadence(cfg.steps, max_snaps=cfg.steps, min_seconds=1 / 20)
     view = {"target": shown_target, "grid": np.linspace(-EXTENT, EXTENT, GRID, dtype=np.float32)}
     step, watch = 0, LossWatch()
     for step in steps(cfg.steps):
