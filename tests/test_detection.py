@@ -66,6 +66,39 @@ def test_average_precision_by_hand():
     assert ap == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
 
 
+def test_each_classs_ap_is_read_from_one_matching_as_if_matched_alone():
+    """evaluate matches every image once and reads each class's detections from it: the same
+    as matching each class's detections against its objects alone (the book's per-class AP)."""
+    g = torch.Generator().manual_seed(0)
+    found, boxes, labels = [], [], []
+    for _ in range(12):
+        objects = int(torch.randint(1, 5, (1,), generator=g))
+        corner = torch.rand(objects, 2, generator=g) * 40
+        truth = torch.cat([corner, corner + 8 + torch.rand(objects, 2, generator=g) * 12], 1)
+        kinds = torch.randint(0, len(scenes.CLASSES), (objects,), generator=g)
+        guesses = truth[torch.randint(0, objects, (30,), generator=g)] + torch.randn(30, 4, generator=g) * 3
+        order = torch.rand(30, generator=g).sort(descending=True)
+        found.append(
+            {
+                "boxes": guesses[order.indices],
+                "scores": order.values,
+                "labels": torch.randint(0, len(scenes.CLASSES), (30,), generator=g),
+            }
+        )
+        boxes.append(truth)
+        labels.append(kinds)
+    aps = []
+    for c in range(len(scenes.CLASSES)):
+        mine = [{k: v[d["labels"] == c] for k, v in d.items()} for d in found]
+        truth = [b[lb == c] for b, lb in zip(boxes, labels)]
+        scores, hits, _, n = detector.match(mine, truth, [lb[lb == c] for lb in labels])
+        if n:
+            aps.append(detector.average_precision(scores, hits, n)[0])
+    result = detector.evaluate(found, boxes, labels, threshold=0.5)
+    assert 0 < result["mAP@0.5"] < 1
+    assert result["mAP@0.5"] == pytest.approx(sum(aps) / len(aps), abs=1e-12)
+
+
 @pytest.fixture(scope="module")
 def trained(seed):
     return run_view(lab.train, lab.Config(seed=seed))
