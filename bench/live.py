@@ -113,6 +113,26 @@ def frames(page) -> int:
     return page.evaluate("() => Number(document.querySelector('.dl-panel.dl-live')?.dataset.frames || 0)")
 
 
+# Resolves once the page's main thread has gone QUIET_MS without a long task (> 50 ms).
+UNTIL_QUIET_JS = """(quietMs) => new Promise((done) => {
+  let timer = setTimeout(done, quietMs);
+  new PerformanceObserver(() => { clearTimeout(timer); timer = setTimeout(done, quietMs); })
+    .observe({type: 'longtask', buffered: true});
+})"""
+QUIET_MS = 300
+
+
+def ready_to_train(page, key: str) -> None:
+    """As a learner finds the page when they press Train, having read it: the panel connected,
+    plotly.js loaded and the page done drawing. (Clicked while the browser still parsed
+    plotly.js or drew the page, the click waited for it: a first number at 0.3-0.4 s instead
+    of 0.1 in some runs, the first chapter measured most often.) Then the probe listens."""
+    page.wait_for_selector(f".st-key-{key}-live .dl-panel[data-connected='1']", state="attached")
+    page.wait_for_function("() => !!window.Plotly", timeout=120_000)
+    page.evaluate(UNTIL_QUIET_JS, QUIET_MS)
+    page.evaluate(PROBE_JS)
+
+
 def measure(browser, url: str, slug: str, query: str, k: int) -> dict:
     contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(k)]
     pages = []
@@ -120,9 +140,7 @@ def measure(browser, url: str, slug: str, query: str, k: int) -> dict:
         page = ctx.new_page()
         page.goto(f"{url}/{slug}?{query}")
         page.wait_for_selector(IDLE, timeout=120_000)
-        # a learner reads the page before Train: by then plotly.js is loaded, the panel connected
-        page.wait_for_selector(f".st-key-{slug}-live .dl-panel[data-connected='1']", state="attached")
-        page.evaluate(PROBE_JS)
+        ready_to_train(page, slug)
         pages.append(page)
     clicked = []
     for page in pages:  # "together": one after the other, as fast as the browser takes clicks
@@ -173,8 +191,7 @@ def measure_chapter(browser, url: str, chapter) -> dict:
     page = ctx.new_page()
     page.goto(f"{url}/{chapter.slug}")
     page.wait_for_selector(IDLE, timeout=120_000)
-    page.wait_for_selector(f".st-key-{key}-live .dl-panel[data-connected='1']", state="attached")
-    page.evaluate(PROBE_JS)
+    ready_to_train(page, key)
     clicked = page.evaluate("() => performance.now()")
     page.locator(f".st-key-{key}-train button").click()
     ended = True
