@@ -3,6 +3,7 @@ non-saturating GAN keeps; the losses mean what the chapter says; the views draw 
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -74,7 +75,13 @@ def test_every_target_trains_and_the_plane_is_drawn(target):
     assert "plane" in parts and ("modes" in parts) == (target == "ring")
     plane = parts["plane"]["data"]
     assert len(plane[2]["x"]) == gans.SHOWN  # every generated point, and
-    assert sum(v is not None for v in plane[3]["x"]) == 2 * gans.ARROWS  # an arrow (start, end) on 64
+    # an arrow on 64 of them: one line of (start, end, gap) triples, starting at the points
+    xs, ys = np.asarray(plane[3]["x"]).reshape(-1, 3), np.asarray(plane[3]["y"]).reshape(-1, 3)
+    assert len(xs) == gans.ARROWS and np.isnan(xs[:, 2]).all() and np.isfinite(xs[:, :2]).all()
+    assert np.array_equal(xs[:, 0], plane[2]["x"][: gans.ARROWS])
+    assert np.array_equal(ys[:, 0], plane[2]["y"][: gans.ARROWS])
+    lengths = np.hypot(xs[:, 1] - xs[:, 0], ys[:, 1] - ys[:, 0])
+    assert lengths.max() == pytest.approx(views.ARROW_LENGTH, rel=1e-4)  # the longest is scaled to it
 
 
 def test_the_dcgan_draws_32_digits_from_fixed_noise_and_its_losses_move():

@@ -27,12 +27,7 @@ def plane_figure(v: dict, critic: bool) -> dict:
         **({} if critic else {"zmin": 0, "zmax": 1}),
     )
     target, generated, push = v["target"], v["generated"], v["push"]
-    scale = ARROW_LENGTH / (np.abs(push).max() + 1e-12)
-    ends = generated[: len(push)] + scale * push
-    xs, ys = [], []
-    for (x0, y0), (x1, y1) in zip(generated[: len(push)].tolist(), ends.tolist()):
-        xs += [x0, x1, None]  # None breaks the line: one segment per point
-        ys += [y0, y1, None]
+    xs, ys = _arrows(generated[: len(push)], push)
     data = [
         field,
         _coloured(plot.markers(target[:, 0], target[:, 1], "target", size=4), "#555555"),
@@ -47,6 +42,16 @@ def plane_figure(v: dict, critic: bool) -> dict:
         xaxis={"range": [-extent, extent], "constrain": "domain"},
         yaxis={"range": [-extent, extent], "scaleanchor": "x"},
     )
+
+
+def _arrows(starts: np.ndarray, push: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One line of segments, start to start + push scaled so the longest is ARROW_LENGTH, each
+    followed by a NaN that breaks the line; as arrays, sent as typed arrays (a list of floats and
+    Nones took half the plane's encoding)."""
+    scale = ARROW_LENGTH / (np.linalg.norm(push, axis=1).max() + 1e-12)
+    nan = np.full_like(starts, np.nan)
+    segments = np.stack([starts, starts + scale * push, nan], 1).astype(np.float32)  # (arrows, 3, 2)
+    return segments[..., 0].ravel(), segments[..., 1].ravel()
 
 
 def _coloured(trace: dict, color: str) -> dict:
