@@ -108,15 +108,18 @@ class Cadence:
 
     Snapshots cost evaluation passes, and their frames are drawn as they are made, so time
     decides too: the next one waits at least `min_seconds` after the last began, and long
-    enough that the last one's cost is at most SNAPSHOT_SHARE of that time, which keeps watching
-    a run (snapshots and frames) within ~10% of it on a slow laptop while a GPU still updates
-    several times a second (bench/drawing.py measures it). A watchable pace's waits between steps
+    enough that the last one's cost is at most `share` of that time (SNAPSHOT_SHARE unless the
+    chapter's frames between snapshots leave it more), which keeps watching a run (snapshots
+    and frames) within ~10% of it on a slow laptop while a GPU still updates several times a
+    second (bench/drawing.py measures it). A watchable pace's waits between steps
     are not counted as the snapshot's cost: a paced run has that time to spare, and spends part
     of it on more snapshots (IDLE_USE).
     """
 
-    def __init__(self, total: int, max_snaps: int = 60, min_seconds: float = 0.0):
-        self.total, self.min_seconds = total, min_seconds
+    def __init__(
+        self, total: int, max_snaps: int = 60, min_seconds: float = 0.0, share: float = SNAPSHOT_SHARE
+    ):
+        self.total, self.min_seconds, self.share = total, min_seconds, share
         self._now = clock()  # bound once: a run's own clock, even while another run is active
         self._control = current()  # its waits on purpose (a watchable pace) are not a snapshot's cost
         self._slept_at = 0.0
@@ -149,7 +152,7 @@ class Cadence:
 
     def _wait(self) -> float:
         """Seconds from one snapshot's start to the next's."""
-        return max(self.min_seconds, self._cost / (SNAPSHOT_SHARE + IDLE_USE * self._idle))
+        return max(self.min_seconds, self._cost / (self.share + IDLE_USE * self._idle))
 
     def along(self, step: int) -> bool:
         """Whether a snapshot taken now for others (a batch measures its members together)
