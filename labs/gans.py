@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -41,10 +42,16 @@ LOSSES = {
 RING_MODES, RING_RADIUS, RING_STD = 8, 2.0, 0.05
 SHOWN = 512  # generated and target points drawn
 ARROWS = 64  # generated points that carry their gradient arrow
-# The discriminator's field: GRID × GRID points over the plot, drawn smoothed. Scored with every
-# snapshot, up to 15 a second: 48 × 48 costs a 128-wide D ~1 ms on a CPU core, 64 × 64 1.7.
-GRID = 48
+# The discriminator's field: GRID × GRID points over the plot, drawn smoothed (as the playground's
+# boundary). Scored with every snapshot, up to 20 a second: 40 × 40 costs a 128-wide D ~0.7 ms on
+# a CPU core, 48 × 48 1.0 (a snapshot in a run 3.2 vs 3.7-4.1 ms), 64 × 64 1.7.
+GRID = 40
 FIELD_PIECE = 2048  # grid points scored at once
+# The plane is this chapter's lesson, and its frames between snapshots cost ~0.1% of a run, not
+# the ~1.5% labs/core/frames.py allows them: its snapshots may take 8% of the run within the same
+# tenth (`python -m bench.drawing gans`). At the usual 6% the plane redrew ~10 times a second beside
+# a browser on a 2-core machine, whose drawing slowed the worker's every step and snapshot by half.
+PLANE_SHARE = 0.08
 EXTENT = 3.0
 
 
@@ -90,7 +97,9 @@ def discriminator(cfg: Config) -> nn.Module:
 # ---------------------------------------------------------------- targets
 
 
+@lru_cache(maxsize=1)
 def ring_centres() -> torch.Tensor:
+    """The eight modes' centres (one tensor, made once: read it, do not change it)."""
     angles = torch.arange(RING_MODES) * (2 * math.pi / RING_MODES)
     return RING_RADIUS * torch.stack([torch.cos(angles), torch.sin(angles)], 1)
 
@@ -189,9 +198,9 @@ def train(cfg: Config, device: torch.device):
     opt_g, opt_d = adam(G.parameters(), cfg.g_lr, cfg.loss), adam(D.parameters(), cfg.d_lr, cfg.loss)
     fixed_z = torch.randn(SHOWN, cfg.noise_dim, generator=g).to(device)
     shown_target = to_numpy(sample_target(cfg.target, SHOWN, g))
-    # time alone spaces the snapshots (up to 20 a second, within the snapshots' share): with one
-    # every tenth step at most, a snapshot due after 50 ms waited for a step 60-90 ms on
-    cadence = Cadence(cfg.steps, max_snaps=cfg.steps, min_seconds=1 / 20)
+    # time alone spaces the snapshots (up to 20 a second, within PLANE_SHARE): with one every
+    # tenth step at most, a snapshot due after 67 ms waited for a step 70-100 ms on
+    cadence = Cadence(cfg.steps, max_snaps=cfg.steps, min_seconds=1 / 20, share=PLANE_SHARE)
     view = {"target": shown_target, "grid": np.linspace(-EXTENT, EXTENT, GRID, dtype=np.float32)}
     step, watch = 0, LossWatch()
     for step in steps(cfg.steps):
@@ -221,28 +230,34 @@ def train(cfg: Config, device: torch.device):
 def look(cfg: Config, G: nn.Module, D: nn.Module, fixed_z: torch.Tensor) -> tuple[dict, dict]:
     """The picture of one moment: D over the plane, the generated points from fixed noise, the
     direction G's loss pushes some of them, and (on the ring) the modes covered."""
-    device = fixed_z.device
-    axis = torch.linspace(-EXTENT, EXTENT, GRID, device=device)
-    yy, xx = torch.meshgrid(axis, axis, indexing="ij")
     with torch.no_grad():
         # in pieces: on a CPU one pass of 4,096 points through a 128-wide D took twice as long
         # as two of 2,048 (its activations, 2 MB a layer, fresh memory each time): a wide D
-        plane = torch.stack([xx.flatten(), yy.flatten()], 1)
-        score = torch.cat([D(piece) for piece in plane.split(FIELD_PIECE)]).reshape(GRID, GRID)
-        field = score if cfg.loss == "wgan_gp" else torch.sigmoid(score)
-    points = G(fixed_z).detach().requires_grad_(True)
-    (push,) = torch.autograd.grad(g_loss(cfg.loss, D, points[:ARROWS]) * ARROWS, points)
-    D.zero_grad(set_to_none=True)
+        score = torch.cat([D(piece) for piece in _plane(fixed_z.device).split(FIELD_PIECE)])
+        field = score.reshape(GRID, GRID)
+        field = field if cfg.loss == "wgan_gp" else torch.sigmoid(field)
+        points = G(fixed_z)
+    # G's loss differentiated at the arrows' points alone: the others carry no arrow
+    arrows = points[:ARROWS].clone().requires_grad_(True)
+    (push,) = torch.autograd.grad(g_loss(cfg.loss, D, arrows) * ARROWS, arrows)
     metrics = {}
     if cfg.target == "ring":
-        covered, quality = modes_covered(points.detach().cpu())
+        covered, quality = modes_covered(points.cpu())
         metrics.update(modes_covered=covered, on_a_mode=quality)
     picture = {
         "field": to_numpy(field),
         "generated": to_numpy(points),
-        "push": -to_numpy(push[:ARROWS]),  # gradient descent moves each point against its gradient
+        "push": -to_numpy(push),  # gradient descent moves each point against its gradient
     }
     return metrics, picture
+
+
+@lru_cache(maxsize=4)
+def _plane(device: torch.device) -> torch.Tensor:
+    """The GRID × GRID points D's field is scored on, row by row from the bottom (read-only)."""
+    axis = torch.linspace(-EXTENT, EXTENT, GRID, device=device)
+    yy, xx = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([xx.flatten(), yy.flatten()], 1)
 
 
 # ---------------------------------------------------------------- DCGAN on the digits
