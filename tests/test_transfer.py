@@ -99,3 +99,18 @@ def test_resnet18_weights_on_disk_become_the_backbone(tmp_path, monkeypatch):
     assert not any(str(tmp_path) in n for n in view.notes)  # the learner is not told where
     models = transfer.load_ways(cfg, view.state_dict)
     assert isinstance(models[transfer.WAYS["frozen"]].backbone, transfer.ResNet18Backbone)
+
+
+def test_pre_training_shows_its_first_numbers_before_the_target_digits_are_scanned(monkeypatch):
+    """Scanning digits 5-9 (~0.1 s) is the adaptation's set-up: a learner sees pre-training's
+    first loss without waiting for it."""
+    scanned = []
+    scan = transfer.target_digits
+    monkeypatch.setattr(transfer, "target_digits", lambda seed: scanned.append(seed) or scan(seed))
+    cfg = transfer.Config(pretrain_steps=100, steps=20, seed=4321)  # a backbone no test keeps
+    assert not backbones.already_pretrained(cfg.channels, cfg.pretrain_steps, cfg.seed)
+    run = transfer.train(cfg, CPU)
+    first = next(run)
+    assert first.metrics and not scanned  # pre-training's first loss, nothing scanned yet
+    last = list(run)[-1]
+    assert scanned == [cfg.seed] and last.final  # scanned once, before adapting
